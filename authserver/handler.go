@@ -1,0 +1,148 @@
+package authserver
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Observer is told about every decision (metrics). It must not block.
+type Observer interface {
+	ObserveDecision(d *Decision, elapsed time.Duration)
+}
+
+// Handler serves the ingress auth check:
+//
+//	GET /validate                     policy chosen by the host of X-Original-URL
+//	GET /validate/{namespace}/{name}  policy chosen by name
+//
+// Any method is accepted (nginx's auth subrequests are GET; other proxies
+// forward the original method). It answers 200 with identity headers and a
+// JSON body, or 401/403 with a JSON reason; never another status, because
+// nginx's auth_request turns anything else into a 500 for the client.
+type Handler struct {
+	store    *Store
+	log      logr.Logger
+	now      func() time.Time
+	observer Observer
+	clientIP func(*http.Request) string
+	failures *FailureLimiter
+}
+
+// HandlerOptions configure a Handler.
+type HandlerOptions struct {
+	Log logr.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+	// Observer may be nil.
+	Observer Observer
+	// ClientIP extracts the client address; defaults to
+	// ClientIPFunc(DefaultTrustedProxies).
+	ClientIP func(*http.Request) string
+	// Failures limits failed static token and API key attempts per client;
+	// nil disables the limit.
+	Failures *FailureLimiter
+}
+
+// NewHandler returns the auth check handler reading from store.
+func NewHandler(store *Store, opts HandlerOptions) *Handler {
+	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP, failures: opts.Failures}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.clientIP == nil {
+		h.clientIP = ClientIPFunc(DefaultTrustedProxies)
+	}
+	return h
+}
+
+const validatePrefix = "/validate"
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	key, ok := policyKeyFromPath(r.URL.Path)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	req := Request{
+		Policy:         key,
+		OriginalURL:    r.Header.Get("X-Original-Url"),
+		OriginalMethod: r.Header.Get("X-Original-Method"),
+		Authorization:  r.Header["Authorization"],
+		XAuthorization: r.Header["X-Authorization"],
+		Cookie:         r.Header["Cookie"],
+		ClientIP:       h.clientIP(r),
+	}
+	now := h.now()
+	if h.failures != nil && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
+		req.Throttled = h.failures.Throttled(req.ClientIP, now)
+	}
+	d := Decide(r.Context(), h.store.Load(), &req, now)
+	if d.SecretMismatch {
+		h.failures.Failed(req.ClientIP, now)
+	}
+	h.write(w, r, &d)
+	if h.observer != nil {
+		h.observer.ObserveDecision(&d, time.Since(start))
+	}
+	if !d.Allowed() {
+		if log := h.log.V(1); log.Enabled() {
+			policy := ""
+			if d.Policy != nil {
+				policy = d.Policy.key
+			}
+			log.Info("request denied", "policy", policy, "reason", d.Reason, "status", d.Status(),
+				"path", d.Path, "method", req.OriginalMethod, "client", req.ClientIP, "credential", d.CredentialName)
+		}
+	}
+}
+
+func (h *Handler) write(w http.ResponseWriter, r *http.Request, d *Decision) {
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr["Cache-Control"] = noStore
+	var body []byte
+	if id := d.Identity; id != nil {
+		for i, k := range identityHeaders {
+			hdr[k] = id.headers[i]
+		}
+		body = id.body
+		w.WriteHeader(http.StatusOK)
+	} else {
+		dr := denyReasons[d.Reason]
+		if dr.status == http.StatusUnauthorized {
+			hdr["Www-Authenticate"] = wwwAuthenticate
+		}
+		body = dr.body
+		w.WriteHeader(dr.status)
+	}
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+	wwwAuthenticate = []string{`Bearer realm="registry"`}
+)
+
+// policyKeyFromPath parses /validate and /validate/{namespace}/{name}.
+func policyKeyFromPath(p string) (string, bool) {
+	if p == validatePrefix || p == validatePrefix+"/" {
+		return "", true
+	}
+	rest, ok := strings.CutPrefix(p, validatePrefix+"/")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	ns, name, ok := strings.Cut(rest, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return "", false
+	}
+	return rest, true
+}

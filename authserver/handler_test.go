@@ -1,0 +1,155 @@
+package authserver
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/go-logr/logr/funcr"
+	. "github.com/onsi/gomega"
+)
+
+func TestHandlerContract(t *testing.T) {
+	store := NewStore(StoreOptions{})
+	store.Put(compileOK(t, basePolicy()))
+	var logs []string
+	log := funcr.New(func(prefix, args string) { logs = append(logs, args) }, funcr.Options{Verbosity: 1})
+	srv := httptest.NewServer(NewHandler(store, HandlerOptions{Log: log}))
+	defer srv.Close()
+
+	do := func(method, path string, hdr map[string][]string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, vs := range hdr {
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var body map[string]any
+		if len(b) > 0 && resp.Header.Get("Content-Type") == "application/json" {
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Fatalf("body %q: %v", b, err)
+			}
+		}
+		return resp, body
+	}
+
+	t.Run("allowed", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, body := do("GET", "/validate", map[string][]string{
+			"X-Original-URL":    {"http://registry.example.com/api/servers"},
+			"X-Original-Method": {"GET"},
+			"Authorization":     {"Bearer " + tokStatic},
+		})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+		g.Expect(resp.Header.Get("X-User")).To(Equal("network-user"))
+		g.Expect(resp.Header.Get("X-Username")).To(Equal("network-user"))
+		g.Expect(resp.Header.Get("X-Client-Id")).To(Equal("network-trusted"))
+		g.Expect(resp.Header.Get("X-Scopes")).To(Equal("mcp-registry-admin mcp-servers-unrestricted/read mcp-servers-unrestricted/execute"))
+		g.Expect(resp.Header.Get("X-Groups")).To(Equal("mcp-registry-admin"))
+		g.Expect(resp.Header.Get("X-Auth-Method")).To(Equal("network-trusted"))
+		g.Expect(resp.Header.Get("Cache-Control")).To(Equal("no-store"))
+		g.Expect(body).To(Equal(map[string]any{
+			"valid": true, "username": "network-user", "client_id": "network-trusted",
+			"scopes": []any{"mcp-registry-admin", "mcp-servers-unrestricted/read", "mcp-servers-unrestricted/execute"},
+			"groups": []any{"mcp-registry-admin"}, "method": "network-trusted",
+		}))
+	})
+	t.Run("allowed by policy name", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, _ := do("GET", "/validate/team/registry", map[string][]string{
+			"X-Original-URL": {"http://elsewhere/v0.1/servers"},
+			"Authorization":  {"Bearer " + tokStatic},
+		})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, body := do("GET", "/validate", map[string][]string{"X-Original-URL": {"http://registry.example.com/api/servers"}})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusUnauthorized))
+		g.Expect(resp.Header.Get("WWW-Authenticate")).To(HavePrefix("Bearer"))
+		g.Expect(resp.Header.Get("X-User")).To(BeEmpty())
+		g.Expect(body).To(HaveKeyWithValue("valid", false))
+		g.Expect(body).To(HaveKeyWithValue("reason", "no_credentials"))
+		g.Expect(body["message"]).NotTo(BeEmpty())
+	})
+	t.Run("static token on gateway path never echoes the token", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, body := do("GET", "/validate", map[string][]string{
+			"X-Original-URL": {"http://registry.example.com/mcpserver/mcp"},
+			"Authorization":  {"Bearer " + tokStatic},
+		})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusUnauthorized))
+		g.Expect(body).To(HaveKeyWithValue("reason", string(ReasonRegistryCredOnGateway)))
+		g.Expect(body["message"]).NotTo(ContainSubstring(tokStatic))
+	})
+	t.Run("forbidden", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, body := do("GET", "/validate", map[string][]string{
+			"X-Original-URL":    {"http://registry.example.com/api/servers"},
+			"X-Original-Method": {"DELETE"},
+			"Authorization":     {"Bearer " + tokReadKey},
+		})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusForbidden))
+		g.Expect(resp.Header.Get("WWW-Authenticate")).To(BeEmpty())
+		g.Expect(body).To(HaveKeyWithValue("reason", string(ReasonAPIKeyForbidden)))
+	})
+	t.Run("no policy", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, body := do("GET", "/validate", map[string][]string{
+			"X-Original-URL": {"http://unknown.example.com/api/servers"},
+			"Authorization":  {"Bearer " + tokStatic},
+		})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusForbidden))
+		g.Expect(body).To(HaveKeyWithValue("reason", string(ReasonNoPolicy)))
+	})
+	t.Run("HEAD has no body", func(t *testing.T) {
+		g := NewWithT(t)
+		resp, body := do("HEAD", "/validate", map[string][]string{
+			"X-Original-URL": {"http://registry.example.com/api/servers"},
+			"Authorization":  {"Bearer " + tokStatic},
+		})
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+		g.Expect(body).To(BeNil())
+	})
+	t.Run("other paths are 404", func(t *testing.T) {
+		g := NewWithT(t)
+		for _, p := range []string{"/", "/validatex", "/validate/team", "/validate/team/registry/x", "/metrics"} {
+			resp, _ := do("GET", p, nil)
+			g.Expect(resp.StatusCode).To(Equal(http.StatusNotFound), p)
+		}
+	})
+	t.Run("denials are logged at debug without secrets", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(logs).NotTo(BeEmpty())
+		for _, l := range logs {
+			g.Expect(l).To(ContainSubstring(`"reason"`))
+			g.Expect(l).NotTo(ContainSubstring(tokStatic))
+			g.Expect(l).NotTo(ContainSubstring(tokReadKey))
+		}
+	})
+}
+
+func TestPolicyKeyFromPath(t *testing.T) {
+	g := NewWithT(t)
+	for p, want := range map[string]string{"/validate": "", "/validate/": "", "/validate/ns/name": "ns/name", "/validate/ns/name/": "ns/name"} {
+		got, ok := policyKeyFromPath(p)
+		g.Expect(ok).To(BeTrue(), p)
+		g.Expect(got).To(Equal(want), p)
+	}
+	for _, p := range []string{"/validat", "/validate/ns", "/validate//name", "/validate/ns/", "/validate/a/b/c"} {
+		_, ok := policyKeyFromPath(p)
+		g.Expect(ok).To(BeFalse(), p)
+	}
+}

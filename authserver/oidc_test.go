@@ -1,0 +1,1642 @@
+package authserver
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	. "github.com/onsi/gomega"
+	"golang.org/x/time/rate"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authtest"
+)
+
+// OIDC tests. Every token here is verified by the production code path
+// (OIDCIssuers.Resolve, Compile, Decide, the keySet) against a real issuer
+// served over HTTP on 127.0.0.1 by authtest: discovery, JWKS fetches, key
+// rotation and outages are real. Time is controlled by passing explicit `now`
+// values to Decide and by replacing the nowFn clocks and the unknown-kid
+// limiter, so no test sleeps for a rate-limit window.
+
+// oidcGroupScopes is the GroupScopes mapping of every test policy.
+var oidcGroupScopes = map[string][]string{
+	"dev":    {"mcp-servers/read"},
+	"admins": {"mcp-registry-admin", "mcp-servers/read"},
+}
+
+// oidcNow is a whole second (JWT times are whole seconds), so leeway
+// boundaries are exact.
+func oidcNow() time.Time { return time.Unix(time.Now().Unix(), 0) }
+
+func oidcCtx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// oidcResolve discovers idp through a fresh registry, like the operator does.
+func oidcResolve(tb testing.TB, idp *authtest.Issuer) (*OIDCIssuers, *Issuer) {
+	tb.Helper()
+	reg := NewOIDCIssuers(nil)
+	iss, err := reg.Resolve(oidcCtx(tb), idp.URL())
+	if err != nil || iss == nil {
+		tb.Fatalf("resolving %s: issuer %v, error %v", idp.URL(), iss, err)
+	}
+	return reg, iss
+}
+
+// oidcConfig is the policy configuration "team/<name>", answering for
+// <name>.example.com.
+func oidcConfig(name string, oc OIDCConfig) PolicyConfig {
+	return PolicyConfig{
+		Namespace:   "team",
+		Name:        name,
+		Hosts:       []string{name + ".example.com"},
+		OIDC:        &oc,
+		GroupScopes: oidcGroupScopes,
+	}
+}
+
+// oidcCompile compiles oidcConfig(name, oc) and fails the test on any
+// Problem.
+func oidcCompile(tb testing.TB, name string, oc OIDCConfig, opts CompileOptions) *Policy {
+	tb.Helper()
+	p, probs := Compile(oidcConfig(name, oc), opts)
+	if len(probs) != 0 {
+		tb.Fatalf("compiling %s: unexpected problems %v", name, probs)
+	}
+	if p.jwt == nil {
+		tb.Fatalf("compiling %s: no JWT authentication in the policy", name)
+	}
+	return p
+}
+
+// oidcStore publishes policies in a new store.
+func oidcStore(ps ...*Policy) *Store {
+	s := NewStore(StoreOptions{})
+	for _, p := range ps {
+		s.Put(p)
+	}
+	return s
+}
+
+func oidcRequest(p *Policy, token string) *Request {
+	return &Request{
+		OriginalURL:    "https://" + p.Hosts()[0] + "/v0.1/servers?limit=10",
+		OriginalMethod: http.MethodGet,
+		Authorization:  []string{"Bearer " + token},
+		ClientIP:       "192.0.2.10",
+	}
+}
+
+// oidcDecide runs the public decision for a bearer token sent to p's host.
+func oidcDecide(snap *Snapshot, p *Policy, token string, now time.Time) Decision {
+	return Decide(context.Background(), snap, oidcRequest(p, token), now)
+}
+
+// oidcClaims is authtest's typical claim set with iat = nbf = now and
+// exp = now + 1h.
+func oidcClaims(idp *authtest.Issuer, now time.Time, aud, user string, groups []string) map[string]any {
+	c := idp.Claims(aud, user, groups, time.Hour)
+	c["iat"], c["nbf"], c["exp"] = now.Unix(), now.Unix(), now.Add(time.Hour).Unix()
+	return c
+}
+
+func oidcSegment(tb testing.TB, v any) string {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatalf("encoding %v: %v", v, err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// oidcCraft builds a compact JWS by hand: header and claims as given, and the
+// signature computed by sign over "header.payload" (nil: empty signature).
+func oidcCraft(tb testing.TB, header, claims map[string]any, sign func(input string) []byte) string {
+	tb.Helper()
+	input := oidcSegment(tb, header) + "." + oidcSegment(tb, claims)
+	var sig []byte
+	if sign != nil {
+		sig = sign(input)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// oidcReplacePayload keeps token's header and signature and swaps in claims.
+func oidcReplacePayload(tb testing.TB, token string, claims map[string]any) string {
+	tb.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		tb.Fatalf("not a compact JWS: %q", token)
+	}
+	return parts[0] + "." + oidcSegment(tb, claims) + "." + parts[2]
+}
+
+// oidcKid returns the kid in token's header.
+func oidcKid(tb testing.TB, token string) string {
+	tb.Helper()
+	h, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+	if err != nil {
+		tb.Fatalf("decoding header: %v", err)
+	}
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(h, &hdr); err != nil {
+		tb.Fatalf("decoding header: %v", err)
+	}
+	return hdr.Kid
+}
+
+// oidcAttackerRSA is an RSA key the issuer never published (one for all
+// tests: RSA key generation is slow under -race).
+var oidcAttackerRSA = sync.OnceValues(func() (*rsa.PrivateKey, error) {
+	return rsa.GenerateKey(rand.Reader, 2048)
+})
+
+// oidcForge signs claims with a key the issuer does not know, under any kid
+// the attacker likes ("" for no kid).
+func oidcForge(tb testing.TB, alg jose.SignatureAlgorithm, kid string, claims map[string]any) string {
+	tb.Helper()
+	var key any
+	switch alg {
+	case jose.RS256:
+		k, err := oidcAttackerRSA()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		key = k
+	case jose.ES256:
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		key = k
+	default:
+		tb.Fatalf("oidcForge: unsupported alg %s", alg)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := jws.CompactSerialize()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// oidcWithdrawOldKeys rotates the issuer's key, withdraws every older key from
+// its JWKS and makes the key set fetch it, so tokens signed before can no
+// longer be verified: any that still pass come from the token cache.
+func oidcWithdrawOldKeys(g Gomega, ctx context.Context, idp *authtest.Issuer, iss *Issuer) {
+	idp.RotateKey()
+	idp.DropOldKeys()
+	g.Expect(iss.keys.fetch(ctx, time.Now())).To(Succeed())
+	g.Expect(iss.keys.cur.Load().keys).To(HaveLen(1))
+}
+
+// oidcRefillLimiter stands for unknownKidRefetchEvery having passed: the
+// unknown-kid limiter gets its one token back. The replacement has the real
+// limiter's burst of one but a window that cannot pass during a test, so the
+// steps that must fall "within the window" do not depend on how fast the
+// machine is. TestJWTUnknownKidRefetchLimiter checks the real limiter. Only
+// call it when no verification runs concurrently.
+func oidcRefillLimiter(ks *keySet) {
+	ks.limiter = rate.NewLimiter(rate.Every(time.Hour), 1)
+}
+
+// oidcSkewedClock returns a clock running skew (read atomically, so tests
+// may move it while background goroutines read the clock) ahead of time.Now.
+func oidcSkewedClock(skew *atomic.Int64) func() time.Time {
+	return func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+}
+
+// oidcWaitBackground waits until ks has no background refresh running.
+func oidcWaitBackground(g Gomega, ks *keySet) {
+	g.Eventually(ks.bgBusy.Load).WithTimeout(5 * time.Second).WithPolling(time.Millisecond).Should(BeFalse())
+}
+
+func TestJWTGoodToken(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "good", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry", "registry-cli"}}, CompileOptions{})
+	store := oidcStore(p)
+	now := oidcNow()
+
+	cases := []struct {
+		name       string
+		mutate     func(c map[string]any)
+		wantUser   string
+		wantClient string
+		wantGroups []string
+		wantScopes []string
+	}{
+		{
+			name:     "username from preferred_username, client from aud",
+			wantUser: "alice", wantClient: "registry",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "username from sub when preferred_username is missing",
+			mutate:   func(c map[string]any) { delete(c, "preferred_username") },
+			wantUser: "sub-alice", wantClient: "registry",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "username from sub when preferred_username is empty",
+			mutate:   func(c map[string]any) { c["preferred_username"] = "" },
+			wantUser: "sub-alice", wantClient: "registry",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "username from sub when preferred_username is not a string",
+			mutate:   func(c map[string]any) { c["preferred_username"] = 42 },
+			wantUser: "sub-alice", wantClient: "registry",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "client from azp before client_id",
+			mutate:   func(c map[string]any) { c["azp"], c["client_id"] = "web-ui", "cli" },
+			wantUser: "alice", wantClient: "web-ui",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "client from client_id",
+			mutate:   func(c map[string]any) { c["client_id"] = "cli" },
+			wantUser: "alice", wantClient: "cli",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "client from the first aud of a list holding a configured audience",
+			mutate:   func(c map[string]any) { c["aud"] = []string{"registry-cli", "other-api"} },
+			wantUser: "alice", wantClient: "registry-cli",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
+			name:     "groups as a single string, scopes merged without duplicates",
+			mutate:   func(c map[string]any) { c["groups"] = "admins" },
+			wantUser: "alice", wantClient: "registry",
+			wantGroups: []string{"admins"}, wantScopes: []string{"mcp-registry-admin", "mcp-servers/read"},
+		},
+		{
+			name:     "several mapped groups",
+			mutate:   func(c map[string]any) { c["groups"] = []string{"dev", "admins"} },
+			wantUser: "alice", wantClient: "registry",
+			wantGroups: []string{"dev", "admins"}, wantScopes: []string{"mcp-servers/read", "mcp-registry-admin"},
+		},
+		{
+			name:     "no groups claim",
+			mutate:   func(c map[string]any) { delete(c, "groups") },
+			wantUser: "alice", wantClient: "registry",
+		},
+		{
+			name: "non-string group entries are ignored",
+			mutate: func(c map[string]any) {
+				c["groups"] = []any{"dev", 7, nil, map[string]any{"admins": true}, []string{"admins"}}
+			},
+			wantUser: "alice", wantClient: "registry",
+			wantGroups: []string{"dev"}, wantScopes: []string{"mcp-servers/read"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := oidcClaims(idp, now, "registry", "alice", []string{"dev", "ops"})
+			if tc.mutate != nil {
+				tc.mutate(c)
+			}
+			d := oidcDecide(store.Load(), p, idp.Sign(c), now)
+			g.Expect(d.Reason).To(Equal(ReasonAllowedOIDC))
+			g.Expect(d.Allowed()).To(BeTrue())
+			g.Expect(d.Status()).To(Equal(http.StatusOK))
+			g.Expect(d.Policy).To(BeIdenticalTo(p))
+			id := d.Identity
+			g.Expect(id.Username).To(Equal(tc.wantUser))
+			g.Expect(id.ClientID).To(Equal(tc.wantClient))
+			g.Expect(id.Method).To(Equal(MethodOIDC))
+			if tc.wantGroups == nil {
+				g.Expect(id.Groups).To(BeEmpty())
+			} else {
+				g.Expect(id.Groups).To(Equal(tc.wantGroups))
+			}
+			if tc.wantScopes == nil {
+				g.Expect(id.Scopes).To(BeEmpty())
+			} else {
+				g.Expect(id.Scopes).To(Equal(tc.wantScopes))
+			}
+		})
+	}
+
+	t.Run("identity headers through the handler", func(t *testing.T) {
+		g := NewWithT(t)
+		c := oidcClaims(idp, now, "registry", "alice", []string{"dev", "admins"})
+		c["azp"] = "web-ui"
+		h := NewHandler(store, HandlerOptions{Now: func() time.Time { return now }})
+		r := httptest.NewRequest(http.MethodGet, "/validate", nil)
+		r.Header.Set("X-Original-URL", "https://good.example.com/v0/servers")
+		r.Header.Set("X-Original-Method", http.MethodGet)
+		r.Header.Set("Authorization", "Bearer "+idp.Sign(c))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		g.Expect(w.Code).To(Equal(http.StatusOK))
+		g.Expect(w.Header().Get("X-Auth-Method")).To(Equal("oidc"))
+		g.Expect(w.Header().Get("X-User")).To(Equal("alice"))
+		g.Expect(w.Header().Get("X-Username")).To(Equal("alice"))
+		g.Expect(w.Header().Get("X-Client-Id")).To(Equal("web-ui"))
+		g.Expect(w.Header().Get("X-Groups")).To(Equal("dev,admins"))
+		g.Expect(w.Header().Get("X-Scopes")).To(Equal("mcp-servers/read mcp-registry-admin"))
+		g.Expect(w.Body.String()).To(MatchJSON(`{"valid":true,"username":"alice","client_id":"web-ui",
+			"scopes":["mcp-servers/read","mcp-registry-admin"],"groups":["dev","admins"],"method":"oidc"}`))
+	})
+}
+
+func TestJWTRejected(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	// Cache disabled: every case is verified, none is answered from an
+	// earlier case's cache entry.
+	p := oidcCompile(t, "rejected", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	kid := idp.CurrentKeyID()
+	pub := iss.keys.cur.Load().keys[0]
+	pubDER, err := x509.MarshalPKIXPublicKey(pub.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	pubJWK, err := pub.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs256 := func(secret []byte) func(string) []byte {
+		return func(input string) []byte {
+			m := hmac.New(sha256.New, secret)
+			m.Write([]byte(input))
+			return m.Sum(nil)
+		}
+	}
+	claims := func() map[string]any { return oidcClaims(idp, now, "registry", "alice", []string{"dev"}) }
+	signed := func(mutate func(c map[string]any)) func() string {
+		return func() string {
+			c := claims()
+			mutate(c)
+			return idp.Sign(c)
+		}
+	}
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+
+	cases := []struct {
+		name  string
+		token func() string
+		want  Reason
+	}{
+		{"control: good token", signed(func(map[string]any) {}), ReasonAllowedOIDC},
+
+		{"wrong audience", signed(func(c map[string]any) { c["aud"] = "another-app" }), ReasonJWTAudience},
+		{"audience list without a configured one", signed(func(c map[string]any) { c["aud"] = []string{"a", "b"} }), ReasonJWTAudience},
+		{"no audience", signed(func(c map[string]any) { delete(c, "aud") }), ReasonJWTAudience},
+		{"azp alone does not stand for aud (generic preset)", signed(func(c map[string]any) { c["aud"], c["azp"] = "account", "registry" }), ReasonJWTAudience},
+
+		{"expired beyond the leeway", signed(func(c map[string]any) { c["exp"] = at(-time.Minute) }), ReasonJWTExpired},
+		{"expired exactly at the leeway", signed(func(c map[string]any) { c["exp"] = at(-jwtLeeway) }), ReasonJWTExpired},
+		{"expired within the leeway is accepted", signed(func(c map[string]any) { c["exp"] = at(-jwtLeeway + time.Second) }), ReasonAllowedOIDC},
+		{"exp now is accepted (leeway)", signed(func(c map[string]any) { c["exp"] = at(0) }), ReasonAllowedOIDC},
+		{"missing exp", signed(func(c map[string]any) { delete(c, "exp") }), ReasonJWTExpired},
+		{"exp zero", signed(func(c map[string]any) { c["exp"] = 0 }), ReasonJWTExpired},
+		{"exp not a number", signed(func(c map[string]any) { c["exp"] = "tomorrow" }), ReasonJWTInvalid},
+
+		{"nbf beyond the leeway", signed(func(c map[string]any) { c["nbf"] = at(time.Minute) }), ReasonJWTInvalid},
+		{"nbf just beyond the leeway", signed(func(c map[string]any) { c["nbf"] = at(jwtLeeway + time.Second) }), ReasonJWTInvalid},
+		{"nbf within the leeway is accepted", signed(func(c map[string]any) { c["nbf"] = at(jwtLeeway) }), ReasonAllowedOIDC},
+
+		{"another issuer, same keys", signed(func(c map[string]any) { c["iss"] = "https://idp.attacker.example" }), ReasonJWTInvalid},
+		{"issuer with a trailing slash", signed(func(c map[string]any) { c["iss"] = idp.URL() + "/" }), ReasonJWTInvalid},
+		{"no issuer", signed(func(c map[string]any) { delete(c, "iss") }), ReasonJWTInvalid},
+		{"entra v1 issuer under the generic preset", signed(func(c map[string]any) { c["iss"] = "https://sts.windows.net/x/" }), ReasonJWTInvalid},
+
+		{"no username claim", signed(func(c map[string]any) { delete(c, "preferred_username"); delete(c, "sub") }), ReasonJWTNoUsername},
+
+		{"alg none with the issuer's kid", func() string {
+			return oidcCraft(t, map[string]any{"alg": "none", "typ": "JWT", "kid": kid}, claims(), nil)
+		}, ReasonJWTInvalid},
+		{"alg none without kid", func() string {
+			return oidcCraft(t, map[string]any{"alg": "none"}, claims(), nil)
+		}, ReasonJWTInvalid},
+		{"alg None (case variant)", func() string {
+			return oidcCraft(t, map[string]any{"alg": "None", "kid": kid}, claims(), nil)
+		}, ReasonJWTInvalid},
+		{"HS256 keyed with the issuer's public key (PEM)", func() string {
+			return oidcCraft(t, map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid}, claims(), hs256(pubPEM))
+		}, ReasonJWTInvalid},
+		{"HS256 keyed with the issuer's public JWK", func() string {
+			return oidcCraft(t, map[string]any{"alg": "HS256", "kid": kid}, claims(), hs256(pubJWK))
+		}, ReasonJWTInvalid},
+		{"RS256 header, empty signature", func() string {
+			return oidcCraft(t, map[string]any{"alg": "RS256", "kid": kid}, claims(), nil)
+		}, ReasonJWTInvalid},
+		{"RS256 signed by another key under the issuer's kid", func() string {
+			return oidcForge(t, jose.RS256, kid, claims())
+		}, ReasonJWTInvalid},
+		{"RS256 signed by another key, no kid", func() string {
+			return oidcForge(t, jose.RS256, "", claims())
+		}, ReasonJWTInvalid},
+		{"ES256 (not advertised by the issuer) under the issuer's kid", func() string {
+			return oidcForge(t, jose.ES256, kid, claims())
+		}, ReasonJWTInvalid},
+		{"valid signature, tampered payload", func() string {
+			good := idp.Sign(claims())
+			c := claims()
+			c["preferred_username"], c["groups"] = "admin", []string{"admins"}
+			return oidcReplacePayload(t, good, c)
+		}, ReasonJWTInvalid},
+		{"valid signature, payload re-encoded with padding", func() string {
+			good := idp.Sign(claims())
+			parts := strings.Split(good, ".")
+			b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			return parts[0] + "." + base64.URLEncoding.EncodeToString(b) + "." + parts[2]
+		}, ReasonJWTInvalid},
+		{"valid signature, tampered header (kid removed)", func() string {
+			good := idp.Sign(claims())
+			parts := strings.Split(good, ".")
+			return oidcSegment(t, map[string]any{"alg": "RS256", "typ": "JWT"}) + "." + parts[1] + "." + parts[2]
+		}, ReasonJWTInvalid},
+		{"signature of another token", func() string {
+			a := strings.Split(idp.Sign(claims()), ".")
+			c := claims()
+			c["sub"] = "someone-else"
+			b := strings.Split(idp.Sign(c), ".")
+			return a[0] + "." + a[1] + "." + b[2]
+		}, ReasonJWTInvalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			d := oidcDecide(snap, p, tc.token(), now)
+			g.Expect(d.Reason).To(Equal(tc.want))
+			if tc.want == ReasonAllowedOIDC {
+				g.Expect(d.Allowed()).To(BeTrue())
+				return
+			}
+			g.Expect(d.Allowed()).To(BeFalse())
+			g.Expect(d.Identity).To(BeNil())
+			g.Expect(d.Status()).To(Equal(http.StatusUnauthorized))
+		})
+	}
+}
+
+// TestJWTUnknownKeyReason: a token signed with a key the issuer does not
+// publish is refused with ReasonJWTUnknownKey.
+func TestJWTUnknownKeyReason(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "unknownkey", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	tok := idp.SignWithUnpublishedKey(oidcClaims(idp, now, "registry", "alice", nil))
+
+	// The key set itself reports the unknown key precisely...
+	_, err := iss.keys.VerifySignature(context.Background(), tok)
+	g.Expect(err).To(MatchError(errUnknownKey))
+
+	// ...and the decision must say so (status 401).
+	d := oidcDecide(snap, p, tok, now)
+	g.Expect(d.Allowed()).To(BeFalse())
+	g.Expect(d.Status()).To(Equal(http.StatusUnauthorized))
+	g.Expect(d.Reason).To(Equal(ReasonJWTUnknownKey),
+		"BUG oidc.go:416-419: go-oidc wraps KeySet errors with %%v (\"failed to verify signature: %%v\"), so errors.Is(err, errUnknownKey) never matches")
+}
+
+func TestJWTKeyRotation(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "rotation", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(1)), "discovery fetches the JWKS once")
+
+	oldTok := idp.Sign(oidcClaims(idp, now, "registry", "old", nil))
+	g.Expect(oidcDecide(snap, p, oldTok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(1)), "a known kid needs no fetch")
+
+	// Unknown until now: refused without touching the keys in use.
+	unpublished := idp.SignWithUnpublishedKey(oidcClaims(idp, now, "registry", "mallory", nil))
+	g.Expect(oidcDecide(snap, p, unpublished, now).Allowed()).To(BeFalse())
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(2)), "the unknown kid caused one refetch")
+
+	// The issuer rotates. The previous attempt used the limiter's only
+	// token, so the window is taken to have passed.
+	oidcRefillLimiter(iss.keys)
+	idp.RotateKey()
+	newTok := idp.Sign(oidcClaims(idp, now, "registry", "new", nil))
+	g.Expect(oidcKid(t, newTok)).NotTo(Equal(oidcKid(t, oldTok)))
+	d := oidcDecide(snap, p, newTok, now)
+	g.Expect(d.Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(d.Identity.Username).To(Equal("new"))
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(3)), "the new kid caused one refetch")
+
+	// Both keys are published: old tokens keep working, no further fetch.
+	g.Expect(oidcDecide(snap, p, oldTok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(oidcDecide(snap, p, idp.Sign(oidcClaims(idp, now, "registry", "new2", nil)), now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(3)))
+}
+
+// TestJWTUnknownKidRefetchLimiter: tokens naming unknown keys cannot make the
+// service hammer the issuer. This also documents the policy: the limiter has a
+// burst of one, so a genuine rotation right after a refused unknown-kid attempt
+// is refused until unknownKidRefetchEvery has passed (any later refetch,
+// whoever triggers it, picks the new key up).
+func TestJWTUnknownKidRefetchLimiter(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "limiter", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+
+	g.Expect(iss.keys.limiter.Limit()).To(Equal(rate.Every(unknownKidRefetchEvery)))
+	g.Expect(iss.keys.limiter.Burst()).To(Equal(1))
+	g.Expect(unknownKidRefetchEvery).To(Equal(5 * time.Second))
+
+	// Made-up kids (all different) and the issuer's unpublished key, in a
+	// row, far faster than one per 5 s: exactly one refetch.
+	var junk []string
+	for i := range 30 {
+		c := oidcClaims(idp, now, "registry", fmt.Sprintf("attacker-%d", i), nil)
+		if i%2 == 0 {
+			junk = append(junk, oidcForge(t, jose.RS256, fmt.Sprintf("made-up-kid-%d", i), c))
+		} else {
+			junk = append(junk, idp.SignWithUnpublishedKey(c))
+		}
+	}
+	base := idp.JWKSRequests()
+	start := time.Now()
+	for _, tok := range junk {
+		g.Expect(oidcDecide(snap, p, tok, now).Allowed()).To(BeFalse())
+	}
+	g.Expect(time.Since(start)).To(BeNumerically("<", unknownKidRefetchEvery), "the loop must fit in one limiter window")
+	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(1)))
+
+	// From here on the limiter has the same burst but a window that cannot
+	// pass during the test (see oidcRefillLimiter). One unknown kid spends
+	// its token.
+	oidcRefillLimiter(iss.keys)
+	g.Expect(oidcDecide(snap, p, junk[0], now).Allowed()).To(BeFalse())
+	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(2)))
+
+	// Concurrent unknown kids: no fetch at all while the limiter is empty.
+	burst := make([]string, 12)
+	for i := range burst {
+		burst[i] = oidcForge(t, jose.RS256, fmt.Sprintf("burst-%d", i), oidcClaims(idp, now, "registry", "x", nil))
+	}
+	var wg sync.WaitGroup
+	for _, tok := range burst {
+		wg.Go(func() {
+			_, _ = iss.keys.VerifySignature(context.Background(), tok)
+		})
+	}
+	wg.Wait()
+	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(2)))
+
+	// A genuine rotation inside the same window is refused (what the code
+	// does; see the doc comment).
+	idp.RotateKey()
+	rotated := idp.Sign(oidcClaims(idp, now, "registry", "alice", nil))
+	d := oidcDecide(snap, p, rotated, now)
+	g.Expect(d.Allowed()).To(BeFalse())
+	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(2)))
+
+	// Once the window has passed, the next request refetches and verifies.
+	oidcRefillLimiter(iss.keys)
+	d = oidcDecide(snap, p, rotated, now)
+	g.Expect(d.Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(3)))
+
+	// Concurrent callers with the same new kid share one fetch.
+	oidcRefillLimiter(iss.keys)
+	idp.RotateKey()
+	rotated2 := idp.Sign(oidcClaims(idp, now, "registry", "bob", nil))
+	var allowed atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			if oidcDecide(snap, p, rotated2, now).Allowed() {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	g.Expect(allowed.Load()).To(Equal(int32(8)))
+	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(4)))
+}
+
+func TestJWTIssuerDown(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	// No cache: every token below is verified with the cached keys.
+	p := oidcCompile(t, "down", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	oidcRefillLimiter(iss.keys)
+
+	idp.SetDown(true)
+	base := idp.JWKSRequests()
+	for i := range 3 {
+		fresh := idp.Sign(oidcClaims(idp, now, "registry", fmt.Sprintf("user-%d", i), nil))
+		d := oidcDecide(snap, p, fresh, now)
+		g.Expect(d.Reason).To(Equal(ReasonAllowedOIDC))
+		g.Expect(d.Identity.Username).To(Equal(fmt.Sprintf("user-%d", i)))
+	}
+	g.Expect(idp.JWKSRequests()).To(Equal(base), "known keys need the issuer for nothing")
+
+	// Unknown key while down: one (failed) refetch attempt, refused, and the
+	// cached keys survive the failure.
+	gen := iss.keys.cur.Load().gen
+	g.Expect(oidcDecide(snap, p, idp.SignWithUnpublishedKey(oidcClaims(idp, now, "registry", "x", nil)), now).Allowed()).To(BeFalse())
+	g.Expect(idp.JWKSRequests()).To(Equal(base + 1))
+	g.Expect(iss.keys.cur.Load().gen).To(Equal(gen))
+	g.Expect(oidcDecide(snap, p, idp.Sign(oidcClaims(idp, now, "registry", "after", nil)), now).Reason).To(Equal(ReasonAllowedOIDC))
+
+	// The issuer rotates while down: the new key cannot be fetched.
+	idp.RotateKey()
+	rotated := idp.Sign(oidcClaims(idp, now, "registry", "rotated", nil))
+	oidcRefillLimiter(iss.keys)
+	g.Expect(oidcDecide(snap, p, rotated, now).Allowed()).To(BeFalse())
+	g.Expect(idp.JWKSRequests()).To(Equal(base + 2))
+
+	// Back up. Within the limiter window the new kid is still refused (the
+	// limiter was spent on the failed attempt)...
+	idp.SetDown(false)
+	g.Expect(oidcDecide(snap, p, rotated, now).Allowed()).To(BeFalse())
+	g.Expect(idp.JWKSRequests()).To(Equal(base + 2))
+	// ...and after it recovery is automatic, nothing to restart.
+	oidcRefillLimiter(iss.keys)
+	d := oidcDecide(snap, p, rotated, now)
+	g.Expect(d.Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(d.Identity.Username).To(Equal("rotated"))
+	g.Expect(idp.JWKSRequests()).To(Equal(base + 3))
+	g.Expect(iss.keys.cur.Load().gen).To(Equal(gen + 1))
+}
+
+// TestJWTBackgroundRefresh: keys older than keysRefreshAfter are refetched in
+// the background, which drops keys the issuer has withdrawn.
+func TestJWTBackgroundRefresh(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	var skew atomic.Int64
+	iss.keys.nowFn = oidcSkewedClock(&skew)
+	p := oidcCompile(t, "bgrefresh", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+
+	oldTok := idp.Sign(oidcClaims(idp, now, "registry", "alice", nil))
+	idp.RotateKey()
+	idp.DropOldKeys() // the issuer withdraws the old key
+	g.Expect(oidcDecide(snap, p, oldTok, now).Reason).To(Equal(ReasonAllowedOIDC), "fresh keys: no refetch yet")
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(1)))
+
+	// Keys are now older than keysRefreshAfter: the next verification still
+	// uses them and starts one background refetch.
+	skew.Store(int64(keysRefreshAfter + time.Minute))
+	g.Expect(oidcDecide(snap, p, oldTok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	oidcWaitBackground(g, iss.keys)
+	g.Expect(idp.JWKSRequests()).To(Equal(int64(2)))
+	g.Expect(oidcDecide(snap, p, oldTok, now).Allowed()).To(BeFalse(), "the withdrawn key is gone")
+	g.Expect(oidcDecide(snap, p, idp.Sign(oidcClaims(idp, now, "registry", "bob", nil)), now).Reason).To(Equal(ReasonAllowedOIDC))
+}
+
+// TestJWTBackgroundRefreshBackoff: while the issuer fails, keys older than
+// keysRefreshAfter must not turn every request into a JWKS request. The
+// trigger needs no valid token: any JWT-shaped bearer with a supported alg
+// reaches VerifySignature.
+func TestJWTBackgroundRefreshBackoff(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	var skew atomic.Int64
+	iss.keys.nowFn = oidcSkewedClock(&skew)
+	p := oidcCompile(t, "backoff", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+
+	skew.Store(int64(keysRefreshAfter + time.Minute))
+	idp.SetDown(true)
+	// Forged, with the issuer's kid: a known kid, so the unknown-kid limiter
+	// is not involved.
+	forged := oidcForge(t, jose.RS256, idp.CurrentKeyID(), oidcClaims(idp, now, "registry", "mallory", nil))
+	base := idp.JWKSRequests()
+	const requests = 20
+	for range requests {
+		g.Expect(oidcDecide(snap, p, forged, now).Allowed()).To(BeFalse())
+		oidcWaitBackground(g, iss.keys)
+	}
+	g.Expect(idp.JWKSRequests()-base).To(BeNumerically("<=", 2),
+		"BUG oidc.go:272-274,309-321: a failed background refresh leaves fetchedAt old and records no attempt time, "+
+			"so each request starts another JWKS fetch (%d requests)", requests)
+}
+
+func TestOIDCIssuerDiscoveryFailure(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t)
+	idp.SetDown(true)
+	reg := NewOIDCIssuers(nil)
+
+	iss, err := reg.Resolve(ctx, idp.URL())
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(iss).To(BeNil())
+	g.Expect(idp.DiscoveryRequests()).To(Equal(int64(1)))
+
+	// The operator compiles the policy with the discovery problem.
+	prob := &Problem{Reason: ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: err.Error()}
+	cfg := oidcConfig("nodisc", OIDCConfig{IssuerURL: idp.URL(), Audiences: []string{"registry"}, Problem: prob})
+	p, probs := Compile(cfg, CompileOptions{})
+	g.Expect(probs).To(Equal([]Problem{*prob}))
+	g.Expect(p.jwt).To(BeNil())
+	g.Expect(p.jwtUnavailable).To(BeTrue())
+
+	// Without a Problem, Compile reports one itself.
+	cfg2 := oidcConfig("nodisc2", OIDCConfig{IssuerURL: idp.URL(), Audiences: []string{"registry"}})
+	_, probs2 := Compile(cfg2, CompileOptions{})
+	g.Expect(probs2).To(HaveLen(1))
+	g.Expect(probs2[0].Reason).To(Equal(ProblemOIDCDiscoveryFailed))
+	g.Expect(probs2[0].Field).To(Equal("spec.oidc"))
+
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	tok := idp.Sign(oidcClaims(idp, now, "registry", "alice", nil))
+	idp.SetDown(false)
+	d := oidcDecide(snap, p, tok, now)
+	g.Expect(d.Allowed()).To(BeFalse())
+	g.Expect(d.Reason).To(Equal(ReasonOIDCIssuerNotDiscovered))
+	g.Expect(d.Status()).To(Equal(http.StatusUnauthorized))
+	// Decide never discovers: the request path does no I/O for it.
+	g.Expect(idp.DiscoveryRequests()).To(Equal(int64(1)))
+	// A bearer that is not a JWT is simply invalid.
+	g.Expect(oidcDecide(snap, p, "opaque-token-value-0123456789", now).Reason).To(Equal(ReasonInvalidCredentials))
+
+	// The failure is not remembered: once the issuer answers, discovery
+	// succeeds and the recompiled policy accepts the token.
+	iss, err = reg.Resolve(ctx, idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(iss).NotTo(BeNil())
+	g.Expect(iss.URL()).To(Equal(idp.URL()))
+	p2 := oidcCompile(t, "nodisc", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{})
+	g.Expect(oidcDecide(oidcStore(p2).Load(), p2, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
+}
+
+func TestOIDCIssuerLastGoodOnRediscoveryFailure(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t)
+	reg, iss1 := oidcResolve(t, idp)
+	var skew atomic.Int64
+	reg.nowFn = oidcSkewedClock(&skew)
+	now := oidcNow()
+	tok := idp.Sign(oidcClaims(idp, now, "registry", "alice", nil))
+
+	// Within rediscoverAfter: the same issuer, no request.
+	again, err := reg.Resolve(ctx, idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(again).To(BeIdenticalTo(iss1))
+	g.Expect(idp.DiscoveryRequests()).To(Equal(int64(1)))
+
+	// Past it, with the issuer down: the last good issuer and an error.
+	skew.Store(int64(rediscoverAfter + time.Minute))
+	idp.SetDown(true)
+	last, err := reg.Resolve(ctx, idp.URL())
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(last).To(BeIdenticalTo(iss1))
+	g.Expect(idp.DiscoveryRequests()).To(Equal(int64(2)))
+
+	// A policy compiled with both keeps verifying, and reports.
+	prob := &Problem{Reason: ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: err.Error()}
+	p, probs := Compile(oidcConfig("lastgood", OIDCConfig{IssuerURL: idp.URL(), Issuer: last, Problem: prob, Audiences: []string{"registry"}}), CompileOptions{TokenCacheSize: -1})
+	g.Expect(probs).To(Equal([]Problem{*prob}))
+	g.Expect(p.jwt).NotTo(BeNil())
+	g.Expect(p.jwtUnavailable).To(BeFalse())
+	g.Expect(oidcDecide(oidcStore(p).Load(), p, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
+
+	// Recovery: a new issuer, discovered later, with the same warm key set.
+	idp.SetDown(false)
+	iss2, err := reg.Resolve(ctx, idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(iss2).NotTo(BeIdenticalTo(iss1))
+	g.Expect(iss2.discoveredAt).To(BeTemporally(">", iss1.discoveredAt))
+	g.Expect(iss2.keys).To(BeIdenticalTo(iss1.keys))
+	again, err = reg.Resolve(ctx, idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(again).To(BeIdenticalTo(iss2))
+	g.Expect(idp.DiscoveryRequests()).To(Equal(int64(3)))
+}
+
+func TestOIDCIssuerMismatch(t *testing.T) {
+	t.Parallel()
+	// ES256: the algorithm is irrelevant here and its keys are fast to make.
+	es := authtest.WithAlgorithm(jose.ES256)
+	withPath := authtest.NewIssuer(t, es, authtest.WithPath("/realms/test"))
+	plain := authtest.NewIssuer(t, es)
+	cases := []struct {
+		name    string
+		idp     *authtest.Issuer
+		url     string
+		wantErr string
+	}{
+		{"advertised issuer is another host", authtest.NewIssuer(t, es, authtest.WithIssuerOverride("https://login.example.com/realms/test")), "", "does not match"},
+		{"advertised issuer has a trailing slash", authtest.NewIssuer(t, es, authtest.WithIssuerOverride(authtest.IssuerURLPlaceholder+"/")), "", "does not match"},
+		{"configured URL has a trailing slash", plain, plain.URL() + "/", "does not match"},
+		{"configured URL lacks the realm path", withPath, strings.TrimSuffix(withPath.URL(), "/realms/test"), "404"},
+		{"not an http(s) URL", nil, "ftp://127.0.0.1/x", "not an http(s) URL"},
+		{"no scheme", nil, "127.0.0.1:8443", "not an http(s) URL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			u := tc.url
+			if u == "" {
+				u = tc.idp.URL()
+			}
+			iss, err := NewOIDCIssuers(nil).Resolve(oidcCtx(t), u)
+			g.Expect(err).To(MatchError(ContainSubstring(tc.wantErr)))
+			g.Expect(iss).To(BeNil())
+		})
+	}
+}
+
+// TestOIDCIssuerKeysWarmAcrossRediscovery: rediscovery keeps the key set when
+// jwks_uri is unchanged, so policies compiled before and after share it.
+func TestOIDCIssuerKeysWarmAcrossRediscovery(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t)
+	reg, iss1 := oidcResolve(t, idp)
+	var skew atomic.Int64
+	reg.nowFn = oidcSkewedClock(&skew)
+	now := oidcNow()
+	before := oidcCompile(t, "before", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss1, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+
+	idp.RotateKey()
+	skew.Store(int64(rediscoverAfter + time.Minute))
+	iss2, err := reg.Resolve(ctx, idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(iss2).NotTo(BeIdenticalTo(iss1))
+	g.Expect(iss2.keys).To(BeIdenticalTo(iss1.keys))
+	g.Expect(iss2.keys.jwksURL).To(Equal(idp.JWKSURL()))
+	after := oidcCompile(t, "after", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss2, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(before, after).Load()
+
+	// A token of the rotated key verifies under both policies, and the key
+	// set learnt it (at most) once for both.
+	tok := idp.Sign(oidcClaims(idp, now, "registry", "alice", nil))
+	base := idp.JWKSRequests()
+	g.Expect(oidcDecide(snap, after, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(oidcDecide(snap, before, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(idp.JWKSRequests() - base).To(BeNumerically("<=", 1))
+}
+
+// TestOIDCIssuerAlgorithmsOnRediscovery: the algorithms advertised by a
+// rediscovery are the ones verification accepts. A discovery front (a plain
+// HTTP server serving only the discovery document) points jwks_uri at a real
+// ES256 issuer and changes its advertised algorithms.
+func TestOIDCIssuerAlgorithmsOnRediscovery(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t, authtest.WithAlgorithm(jose.ES256))
+	var algs atomic.Pointer[[]string]
+	algs.Store(&[]string{"RS256"})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	front := httptest.NewUnstartedServer(nil)
+	_ = front.Listener.Close()
+	front.Listener = l
+	frontURL := "http://" + l.Addr().String()
+	front.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != authtest.DiscoveryPath {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": frontURL, "jwks_uri": idp.JWKSURL(), "id_token_signing_alg_values_supported": *algs.Load(),
+		})
+	})
+	front.Start()
+	t.Cleanup(front.Close)
+
+	reg := NewOIDCIssuers(nil)
+	var skew atomic.Int64
+	reg.nowFn = oidcSkewedClock(&skew)
+	now := oidcNow()
+	c := oidcClaims(idp, now, "registry", "alice", nil)
+	c["iss"] = frontURL
+	tok := idp.Sign(c)
+
+	iss1, err := reg.Resolve(ctx, frontURL)
+	g.Expect(err).NotTo(HaveOccurred())
+	p1 := oidcCompile(t, "algs1", OIDCConfig{IssuerURL: frontURL, Issuer: iss1, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	g.Expect(oidcDecide(oidcStore(p1).Load(), p1, tok, now).Allowed()).To(BeFalse(), "ES256 is not advertised yet")
+
+	// The issuer now advertises ES256; rediscovery picks that up.
+	algs.Store(&[]string{"ES256"})
+	skew.Store(int64(rediscoverAfter + time.Minute))
+	iss2, err := reg.Resolve(ctx, frontURL)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(iss2.algs).To(Equal([]string{"ES256"}))
+	p2 := oidcCompile(t, "algs2", OIDCConfig{IssuerURL: frontURL, Issuer: iss2, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	g.Expect(oidcDecide(oidcStore(p2).Load(), p2, tok, now).Reason).To(Equal(ReasonAllowedOIDC),
+		"BUG oidc.go:101-104: rediscovery keeps the old keySet, whose algs (%v) were fixed at the first discovery", iss2.keys.algs)
+}
+
+func TestPresetKeycloak(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t, authtest.WithPath("/realms/test"))
+	_, iss := oidcResolve(t, idp)
+	oc := OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry-web"}}
+	generic := oidcCompile(t, "generic", oc, CompileOptions{TokenCacheSize: -1})
+	oc.Preset = PresetKeycloak
+	keycloak := oidcCompile(t, "keycloak", oc, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(generic, keycloak).Load()
+	now := oidcNow()
+
+	cases := []struct {
+		name        string
+		mutate      func(c map[string]any)
+		wantKC      Reason
+		wantGeneric Reason
+		wantClient  string
+	}{
+		{"access token: aud account, azp our client", func(c map[string]any) { c["aud"], c["azp"] = "account", "registry-web" },
+			ReasonAllowedOIDC, ReasonJWTAudience, "registry-web"},
+		{"access token without aud, azp our client", func(c map[string]any) { delete(c, "aud"); c["azp"] = "registry-web" },
+			ReasonAllowedOIDC, ReasonJWTAudience, "registry-web"},
+		{"access token of another client", func(c map[string]any) { c["aud"], c["azp"] = "account", "other-client" },
+			ReasonJWTAudience, ReasonJWTAudience, ""},
+		{"id token: aud our client", func(c map[string]any) { c["aud"], c["azp"] = "registry-web", "registry-web" },
+			ReasonAllowedOIDC, ReasonAllowedOIDC, "registry-web"},
+		{"client_id does not stand for aud", func(c map[string]any) { c["aud"], c["client_id"] = "account", "registry-web" },
+			ReasonJWTAudience, ReasonJWTAudience, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := oidcClaims(idp, now, "registry-web", "alice", []string{"dev"})
+			tc.mutate(c)
+			tok := idp.Sign(c)
+			d := oidcDecide(snap, keycloak, tok, now)
+			g.Expect(d.Reason).To(Equal(tc.wantKC))
+			if d.Allowed() {
+				g.Expect(d.Identity.Username).To(Equal("alice"))
+				g.Expect(d.Identity.ClientID).To(Equal(tc.wantClient))
+				g.Expect(d.Identity.Groups).To(Equal([]string{"dev"}))
+			}
+			g.Expect(oidcDecide(snap, generic, tok, now).Reason).To(Equal(tc.wantGeneric))
+		})
+	}
+}
+
+func TestPresetEntra(t *testing.T) {
+	t.Parallel()
+	const (
+		tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+		app    = "6e74172b-be56-4843-9ff4-e66a39bb12e3"
+	)
+	idp := authtest.NewIssuer(t, authtest.WithPath("/"+tenant+"/v2.0"))
+	_, iss := oidcResolve(t, idp)
+	g0 := NewWithT(t)
+	g0.Expect(entraV1Issuer(idp.URL())).To(Equal("https://sts.windows.net/" + tenant + "/"))
+	oc := OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{app, "api://registry"}}
+	generic := oidcCompile(t, "generic", oc, CompileOptions{TokenCacheSize: -1})
+	oc.Preset = PresetEntra
+	entra := oidcCompile(t, "entra", oc, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(generic, entra).Load()
+	now := oidcNow()
+
+	v1 := func(c map[string]any) {
+		c["iss"] = "https://sts.windows.net/" + tenant + "/"
+		c["ver"] = "1.0"
+		c["aud"] = "api://registry"
+		c["appid"] = "cli-app"
+		c["upn"] = "alice@contoso.com"
+		c["unique_name"] = "alice-unique@contoso.com"
+		delete(c, "preferred_username")
+	}
+	cases := []struct {
+		name        string
+		mutate      func(c map[string]any)
+		wantEntra   Reason
+		wantGeneric Reason
+		wantUser    string
+		wantClient  string
+	}{
+		{"v2 token", func(c map[string]any) {
+			c["ver"], c["azp"], c["preferred_username"] = "2.0", "cli-app", "alice@contoso.com"
+		}, ReasonAllowedOIDC, ReasonAllowedOIDC, "alice@contoso.com", "cli-app"},
+		{"v2 token without preferred_username: upn", func(c map[string]any) {
+			delete(c, "preferred_username")
+			c["upn"] = "alice@contoso.com"
+		}, ReasonAllowedOIDC, ReasonAllowedOIDC, "alice@contoso.com", app},
+		{"v1 token (sts.windows.net issuer)", v1, ReasonAllowedOIDC, ReasonJWTInvalid, "alice@contoso.com", "cli-app"},
+		{"v1 token without upn: unique_name", func(c map[string]any) {
+			v1(c)
+			delete(c, "upn")
+		}, ReasonAllowedOIDC, ReasonJWTInvalid, "alice-unique@contoso.com", "cli-app"},
+		{"v1 token of another tenant", func(c map[string]any) {
+			v1(c)
+			c["iss"] = "https://sts.windows.net/00000000-0000-0000-0000-000000000000/"
+		}, ReasonJWTInvalid, ReasonJWTInvalid, "", ""},
+		{"v1 issuer without trailing slash", func(c map[string]any) {
+			v1(c)
+			c["iss"] = "https://sts.windows.net/" + tenant
+		}, ReasonJWTInvalid, ReasonJWTInvalid, "", ""},
+		{"v1 token for another audience", func(c map[string]any) {
+			v1(c)
+			c["aud"] = "api://other"
+		}, ReasonJWTAudience, ReasonJWTInvalid, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := oidcClaims(idp, now, app, "alice", []string{"dev"})
+			tc.mutate(c)
+			tok := idp.Sign(c)
+			d := oidcDecide(snap, entra, tok, now)
+			g.Expect(d.Reason).To(Equal(tc.wantEntra))
+			if d.Allowed() {
+				g.Expect(d.Identity.Username).To(Equal(tc.wantUser))
+				g.Expect(d.Identity.ClientID).To(Equal(tc.wantClient))
+				g.Expect(d.Identity.Groups).To(Equal([]string{"dev"}))
+			}
+			dg := oidcDecide(snap, generic, tok, now)
+			g.Expect(dg.Reason).To(Equal(tc.wantGeneric))
+		})
+	}
+}
+
+func TestPresetCognito(t *testing.T) {
+	t.Parallel()
+	const client = "3n4b5urk1ft4fl3mg5e62d9ado"
+	idp := authtest.NewIssuer(t, authtest.WithPath("/eu-west-1_AbCdEf123"))
+	_, iss := oidcResolve(t, idp)
+	oc := OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{client}}
+	generic := oidcCompile(t, "generic", oc, CompileOptions{TokenCacheSize: -1})
+	oc.Preset = PresetCognito
+	cognito := oidcCompile(t, "cognito", oc, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(generic, cognito).Load()
+	now := oidcNow()
+
+	// Cognito tokens carry neither preferred_username nor groups.
+	access := func(c map[string]any) {
+		delete(c, "aud")
+		delete(c, "preferred_username")
+		delete(c, "groups")
+		c["client_id"] = client
+		c["token_use"] = "access"
+		c["username"] = "alice"
+		c["cognito:groups"] = []string{"admins", "dev"}
+		c["scope"] = "openid profile"
+	}
+	id := func(c map[string]any) {
+		delete(c, "preferred_username")
+		delete(c, "groups")
+		c["aud"] = client
+		c["token_use"] = "id"
+		c["cognito:username"] = "bob"
+		c["cognito:groups"] = []string{"dev"}
+	}
+	cases := []struct {
+		name        string
+		mutate      func(c map[string]any)
+		want        Reason
+		wantGeneric Reason
+		wantUser    string
+		wantGroups  []string
+		wantScopes  []string
+	}{
+		{"access token", access, ReasonAllowedOIDC, ReasonJWTAudience,
+			"alice", []string{"admins", "dev"}, []string{"mcp-registry-admin", "mcp-servers/read"}},
+		{"id token", id, ReasonAllowedOIDC, ReasonAllowedOIDC,
+			"bob", []string{"dev"}, []string{"mcp-servers/read"}},
+		{"id token use with client_id and no aud", func(c map[string]any) {
+			id(c)
+			delete(c, "aud")
+			c["client_id"] = client
+		}, ReasonJWTAudience, ReasonJWTAudience, "", nil, nil},
+		{"access token without token_use", func(c map[string]any) {
+			access(c)
+			delete(c, "token_use")
+		}, ReasonJWTAudience, ReasonJWTAudience, "", nil, nil},
+		{"access token of another app client", func(c map[string]any) {
+			access(c)
+			c["client_id"] = "another-app-client"
+		}, ReasonJWTAudience, ReasonJWTAudience, "", nil, nil},
+		{"access token without username: sub", func(c map[string]any) {
+			access(c)
+			delete(c, "username")
+		}, ReasonAllowedOIDC, ReasonJWTAudience, "sub-alice", []string{"admins", "dev"}, []string{"mcp-registry-admin", "mcp-servers/read"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := oidcClaims(idp, now, client, "alice", nil)
+			tc.mutate(c)
+			tok := idp.Sign(c)
+			d := oidcDecide(snap, cognito, tok, now)
+			g.Expect(d.Reason).To(Equal(tc.want))
+			if d.Allowed() {
+				g.Expect(d.Identity.Username).To(Equal(tc.wantUser))
+				g.Expect(d.Identity.ClientID).To(Equal(client))
+				g.Expect(d.Identity.Groups).To(Equal(tc.wantGroups))
+				g.Expect(d.Identity.Scopes).To(Equal(tc.wantScopes))
+			}
+			g.Expect(oidcDecide(snap, generic, tok, now).Reason).To(Equal(tc.wantGeneric))
+		})
+	}
+}
+
+func TestPresetCustomClaims(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t, authtest.WithPath("/realms/test"))
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "custom", OIDCConfig{
+		IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}, Preset: PresetKeycloak,
+		GroupsClaim: "realm_access.roles", UsernameClaim: "email",
+	}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+
+	cases := []struct {
+		name       string
+		mutate     func(c map[string]any)
+		want       Reason
+		wantUser   string
+		wantGroups []string
+	}{
+		{"nested roles", func(c map[string]any) {
+			c["realm_access"] = map[string]any{"roles": []string{"admins", "offline_access"}}
+		}, ReasonAllowedOIDC, "alice@example.com", []string{"admins", "offline_access"}},
+		{"the groups claim is not used", func(c map[string]any) {
+			c["groups"] = []string{"admins"}
+		}, ReasonAllowedOIDC, "alice@example.com", nil},
+		{"a flat claim with the dotted name wins", func(c map[string]any) {
+			c["realm_access.roles"] = []string{"dev"}
+			c["realm_access"] = map[string]any{"roles": []string{"admins"}}
+		}, ReasonAllowedOIDC, "alice@example.com", []string{"dev"}},
+		{"realm_access is not an object", func(c map[string]any) {
+			c["realm_access"] = []string{"admins"}
+		}, ReasonAllowedOIDC, "alice@example.com", nil},
+		{"roles is not a list", func(c map[string]any) {
+			c["realm_access"] = map[string]any{"roles": map[string]any{"admins": true}}
+		}, ReasonAllowedOIDC, "alice@example.com", nil},
+		{"deeper path does not match", func(c map[string]any) {
+			c["realm_access"] = map[string]any{"roles": map[string]any{"x": []string{"admins"}}}
+		}, ReasonAllowedOIDC, "alice@example.com", nil},
+		{"no email: the username claim replaces the defaults, no fallback to sub", func(c map[string]any) {
+			delete(c, "email")
+		}, ReasonJWTNoUsername, "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := oidcClaims(idp, now, "registry", "alice", nil)
+			delete(c, "groups")
+			c["email"] = "alice@example.com"
+			tc.mutate(c)
+			d := oidcDecide(snap, p, idp.Sign(c), now)
+			g.Expect(d.Reason).To(Equal(tc.want))
+			if !d.Allowed() {
+				return
+			}
+			g.Expect(d.Identity.Username).To(Equal(tc.wantUser))
+			if tc.wantGroups == nil {
+				g.Expect(d.Identity.Groups).To(BeEmpty())
+			} else {
+				g.Expect(d.Identity.Groups).To(Equal(tc.wantGroups))
+			}
+		})
+	}
+}
+
+// TestJWTCacheSkipsVerification: a token seen before is answered from the
+// cache (its signing key may since have been withdrawn), for at most
+// maxCachedTokenTTL.
+func TestJWTCacheSkipsVerification(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	oc := OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}
+	cached := oidcCompile(t, "cached", oc, CompileOptions{})
+	uncached := oidcCompile(t, "uncached", oc, CompileOptions{TokenCacheSize: -1})
+	g.Expect(uncached.jwt.cache).To(BeNil())
+	snap := oidcStore(cached, uncached).Load()
+	now := oidcNow()
+
+	tokA := idp.Sign(oidcClaims(idp, now, "registry", "alice", []string{"dev"}))
+	tokB := idp.Sign(oidcClaims(idp, now, "registry", "bob", []string{"dev"}))
+	first := oidcDecide(snap, cached, tokA, now)
+	g.Expect(first.Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(cached.jwt.cache.len()).To(Equal(1))
+	g.Expect(oidcDecide(snap, uncached, tokA, now).Reason).To(Equal(ReasonAllowedOIDC))
+
+	// Denials are not cached.
+	g.Expect(oidcDecide(snap, cached, idp.Sign(oidcClaims(idp, now, "elsewhere", "eve", nil)), now).Reason).To(Equal(ReasonJWTAudience))
+	g.Expect(cached.jwt.cache.len()).To(Equal(1))
+
+	oidcWithdrawOldKeys(g, ctx, idp, iss)
+	// tokB was never cached: verification now fails; so does tokA without
+	// a cache.
+	g.Expect(oidcDecide(snap, cached, tokB, now).Allowed()).To(BeFalse())
+	g.Expect(oidcDecide(snap, uncached, tokA, now).Allowed()).To(BeFalse())
+	// tokA is answered from the cache: the very same identity.
+	second := oidcDecide(snap, cached, tokA, now.Add(time.Minute))
+	g.Expect(second.Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(second.Identity).To(BeIdenticalTo(first.Identity))
+	g.Expect(oidcDecide(snap, cached, tokA, now.Add(maxCachedTokenTTL-time.Second)).Identity).To(BeIdenticalTo(first.Identity))
+
+	// The entry lives maxCachedTokenTTL at most, although exp is 1h away.
+	g.Expect(maxCachedTokenTTL).To(Equal(5 * time.Minute))
+	g.Expect(oidcDecide(snap, cached, tokA, now.Add(maxCachedTokenTTL)).Allowed()).To(BeFalse())
+}
+
+// TestJWTCacheRespectsExpiry: a cached token is not accepted past its exp
+// (plus the leeway, which only a real verification grants).
+func TestJWTCacheRespectsExpiry(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "expiry", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	c := oidcClaims(idp, now, "registry", "alice", nil)
+	c["exp"] = now.Add(2 * time.Second).Unix()
+	tok := idp.Sign(c)
+	d := digestString(tok)
+
+	g.Expect(oidcDecide(snap, p, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(p.jwt.cache.len()).To(Equal(1))
+	g.Expect(p.jwt.cache.get(&d, now.Add(2*time.Second-time.Nanosecond))).NotTo(BeNil())
+	g.Expect(p.jwt.cache.get(&d, now.Add(2*time.Second))).To(BeNil())
+
+	// Past exp + leeway: expired, although the entry is still in the cache.
+	later := now.Add(2*time.Second + jwtLeeway)
+	g.Expect(oidcDecide(snap, p, tok, later).Reason).To(Equal(ReasonJWTExpired))
+	g.Expect(p.jwt.cache.len()).To(Equal(1))
+
+	// With the key withdrawn, what passes comes from the cache: before exp
+	// it does, from exp on it does not (the cache grants no leeway).
+	oidcWithdrawOldKeys(g, ctx, idp, iss)
+	g.Expect(oidcDecide(snap, p, tok, now.Add(time.Second)).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(oidcDecide(snap, p, tok, now.Add(2*time.Second)).Allowed()).To(BeFalse())
+
+	// A token accepted only thanks to the leeway is not cached.
+	c2 := oidcClaims(idp, now, "registry", "bob", nil)
+	c2["exp"] = now.Add(-10 * time.Second).Unix()
+	g.Expect(oidcDecide(snap, p, idp.Sign(c2), now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(p.jwt.cache.len()).To(Equal(1))
+}
+
+func TestTokenCacheBounded(t *testing.T) {
+	t.Parallel()
+	id := newIdentity("alice", "cli", nil, nil, MethodOIDC)
+	until := time.Now().Add(time.Hour)
+	for _, size := range []int{1, 16, 32, 100, 1024} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			g := NewWithT(t)
+			c := newTokenCache(size)
+			// Shards round the capacity up to a multiple of cacheShards.
+			limit := (size + cacheShards - 1) / cacheShards * cacheShards
+			var last Digest
+			for i := range 1000 {
+				last = DigestOf(fmt.Appendf(nil, "token-%d", i))
+				c.put(&last, id, until, time.Now())
+				if n := c.len(); n > limit {
+					t.Fatalf("after %d puts the cache holds %d entries, more than %d", i+1, n, limit)
+				}
+			}
+			g.Expect(c.get(&last, time.Now())).To(BeIdenticalTo(id), "the newest entry survives")
+		})
+	}
+	t.Run("32 holds at most 32", func(t *testing.T) {
+		g := NewWithT(t)
+		c := newTokenCache(32)
+		for i := range 1000 {
+			d := DigestOf(fmt.Appendf(nil, "t%d", i))
+			c.put(&d, id, until, time.Now())
+			g.Expect(c.len()).To(BeNumerically("<=", 32))
+		}
+		g.Expect(c.len()).To(BeNumerically(">=", 16), "eviction drops about an eighth, not everything")
+	})
+	t.Run("disabled", func(t *testing.T) {
+		g := NewWithT(t)
+		for _, size := range []int{0, -1} {
+			c := newTokenCache(size)
+			g.Expect(c).To(BeNil())
+			d := DigestOf([]byte("x"))
+			c.put(&d, id, until, time.Now())
+			g.Expect(c.get(&d, time.Now())).To(BeNil())
+		}
+	})
+	t.Run("expired entries are evicted first", func(t *testing.T) {
+		g := NewWithT(t)
+		c := newTokenCache(cacheShards * 8)
+		var keep []Digest
+		for i := range 2000 {
+			d := DigestOf(fmt.Appendf(nil, "e%d", i))
+			u := time.Now().Add(-time.Minute)
+			if i%50 == 0 {
+				u = until
+				keep = append(keep, d)
+			}
+			c.put(&d, id, u, time.Now())
+		}
+		// 40 live entries spread over 16 shards of 8: a shard would need
+		// more than 7 of them for one to be evicted.
+		for _, d := range keep {
+			g.Expect(c.get(&d, time.Now())).To(BeIdenticalTo(id))
+		}
+	})
+}
+
+// TestJWTCacheNewPerCompile: a policy change starts with an empty cache, so
+// a changed policy re-verifies every token.
+func TestJWTCacheNewPerCompile(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := oidcCtx(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	oc := OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}
+	p1 := oidcCompile(t, "recompile", oc, CompileOptions{})
+	store := oidcStore(p1)
+	snap1 := store.Load()
+	now := oidcNow()
+	tok := idp.Sign(oidcClaims(idp, now, "registry", "alice", nil))
+	g.Expect(oidcDecide(snap1, p1, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
+	g.Expect(p1.jwt.cache.len()).To(Equal(1))
+
+	p2 := oidcCompile(t, "recompile", oc, CompileOptions{})
+	g.Expect(p2.jwt.cache).NotTo(BeIdenticalTo(p1.jwt.cache))
+	g.Expect(p2.jwt.cache.len()).To(Equal(0))
+	snap2 := store.Put(p2)
+
+	oidcWithdrawOldKeys(g, ctx, idp, iss)
+	g.Expect(oidcDecide(snap1, p1, tok, now).Reason).To(Equal(ReasonAllowedOIDC), "the old policy answers from its cache")
+	g.Expect(oidcDecide(snap2, p2, tok, now).Allowed()).To(BeFalse(), "the new policy verifies again")
+	g.Expect(oidcDecide(store.Load(), p2, tok, now).Allowed()).To(BeFalse())
+}
+
+func TestJWTHeaderSafety(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "headers", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{})
+	store := oidcStore(p)
+	now := oidcNow()
+
+	cases := []struct {
+		name       string
+		mutate     func(c map[string]any)
+		want       Reason
+		wantUser   string
+		wantClient string
+		wantGroups []string
+	}{
+		{"CRLF in preferred_username", func(c map[string]any) { c["preferred_username"] = "alice\r\nX-Groups: mcp-registry-admin" }, ReasonJWTNoUsername, "", "", nil},
+		{"LF in preferred_username", func(c map[string]any) { c["preferred_username"] = "alice\n" }, ReasonJWTNoUsername, "", "", nil},
+		{"NUL in preferred_username", func(c map[string]any) { c["preferred_username"] = "ali\x00ce" }, ReasonJWTNoUsername, "", "", nil},
+		{"DEL in preferred_username", func(c map[string]any) { c["preferred_username"] = "ali\x7fce" }, ReasonJWTNoUsername, "", "", nil},
+		{"tab in preferred_username", func(c map[string]any) { c["preferred_username"] = "\talice" }, ReasonJWTNoUsername, "", "", nil},
+		{"ESC in preferred_username", func(c map[string]any) { c["preferred_username"] = "alice\x1b[31m" }, ReasonJWTNoUsername, "", "", nil},
+		{"an unsafe username does not fall back to sub", func(c map[string]any) { c["preferred_username"] = "a\rb" }, ReasonJWTNoUsername, "", "", nil},
+		{"CRLF in sub when it is the username", func(c map[string]any) {
+			delete(c, "preferred_username")
+			c["sub"] = "x\r\nSet-Cookie: a=b"
+		}, ReasonJWTNoUsername, "", "", nil},
+		{"space and non-ASCII are fine", func(c map[string]any) { c["preferred_username"] = "Zoë Doe" }, ReasonAllowedOIDC, "Zoë Doe", "registry", []string{"dev"}},
+		{"groups with commas, white space or controls are dropped", func(c map[string]any) {
+			c["groups"] = []string{"dev", "x,mcp-registry-admin", "with space", "tab\there", "nl\nx", "", "dev", "ops", "del\x7f"}
+		}, ReasonAllowedOIDC, "alice", "registry", []string{"dev", "ops"}},
+		{"a single group string with a comma is dropped", func(c map[string]any) { c["groups"] = "dev,admins" }, ReasonAllowedOIDC, "alice", "registry", nil},
+		{"an unsafe client id is blanked", func(c map[string]any) { c["azp"] = "web\r\nX-Injected: 1" }, ReasonAllowedOIDC, "alice", "", []string{"dev"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := oidcClaims(idp, now, "registry", "alice", []string{"dev"})
+			tc.mutate(c)
+			tok := idp.Sign(c)
+			d := oidcDecide(store.Load(), p, tok, now)
+			g.Expect(d.Reason).To(Equal(tc.want))
+			if !d.Allowed() {
+				g.Expect(d.Status()).To(Equal(http.StatusUnauthorized))
+				return
+			}
+			g.Expect(d.Identity.Username).To(Equal(tc.wantUser))
+			g.Expect(d.Identity.ClientID).To(Equal(tc.wantClient))
+			if tc.wantGroups == nil {
+				g.Expect(d.Identity.Groups).To(BeEmpty())
+			} else {
+				g.Expect(d.Identity.Groups).To(Equal(tc.wantGroups))
+			}
+			// What the upstream receives.
+			h := NewHandler(store, HandlerOptions{Now: func() time.Time { return now }})
+			r := httptest.NewRequest(http.MethodGet, "/validate/team/headers", nil)
+			r.Header.Set("X-Original-URL", "https://headers.example.com/v0/servers")
+			r.Header.Set("Authorization", "Bearer "+tok)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			g.Expect(w.Code).To(Equal(http.StatusOK))
+			g.Expect(w.Header().Get("X-Groups")).To(Equal(strings.Join(tc.wantGroups, ",")))
+			for k, vs := range w.Header() {
+				for _, v := range vs {
+					g.Expect(v).NotTo(ContainSubstring("\n"), k)
+					g.Expect(v).NotTo(ContainSubstring("\r"), k)
+				}
+			}
+		})
+	}
+}
+
+func TestJWTAlgorithms(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA} {
+		t.Run(string(alg), func(t *testing.T) {
+			t.Parallel()
+			g := NewWithT(t)
+			idp := authtest.NewIssuer(t, authtest.WithAlgorithm(alg))
+			_, iss := oidcResolve(t, idp)
+			g.Expect(iss.algs).To(Equal([]string{string(alg)}))
+			p := oidcCompile(t, "algs", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+			snap := oidcStore(p).Load()
+			now := oidcNow()
+			c := oidcClaims(idp, now, "registry", "alice", nil)
+			g.Expect(oidcDecide(snap, p, idp.Sign(c), now).Reason).To(Equal(ReasonAllowedOIDC))
+			// An algorithm the issuer does not advertise is refused, even
+			// under the issuer's kid.
+			g.Expect(oidcDecide(snap, p, oidcForge(t, jose.RS256, idp.CurrentKeyID(), c), now).Reason).To(Equal(ReasonJWTInvalid))
+		})
+	}
+}
+
+// TestJWTConcurrentDecidesDuringRotation runs Decides with good and bad
+// tokens from 8 goroutines while the issuer rotates its key (run with -race).
+// The unknown-kid limiter is lifted so refetches (caused by bad tokens with
+// unknown kids and by the new keys) really race with verifications; each new
+// key is first presented by the rotating goroutine, as the first client after
+// a rotation would, before the workers use tokens signed with it.
+func TestJWTConcurrentDecidesDuringRotation(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t, authtest.WithAlgorithm(jose.ES256))
+	_, iss := oidcResolve(t, idp)
+	iss.keys.limiter = rate.NewLimiter(rate.Inf, 1)
+	oc := OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}
+	cached := oidcCompile(t, "cached", oc, CompileOptions{})
+	uncached := oidcCompile(t, "uncached", oc, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(cached, uncached).Load()
+	policies := []*Policy{cached, uncached}
+	now := oidcNow()
+
+	type good struct {
+		token, user string
+	}
+	var (
+		mu   sync.RWMutex
+		pool []good
+	)
+	sign := func(i int) good {
+		u := fmt.Sprintf("user-%d", i)
+		return good{idp.Sign(oidcClaims(idp, now, "registry", u, []string{"dev"})), u}
+	}
+	for i := range 4 {
+		pool = append(pool, sign(i))
+	}
+	initialKid := idp.CurrentKeyID()
+	expired := oidcClaims(idp, now, "registry", "eve", nil)
+	expired["exp"] = now.Add(-time.Hour).Unix()
+	bad := []string{
+		idp.SignWithUnpublishedKey(oidcClaims(idp, now, "registry", "eve", nil)),
+		oidcForge(t, jose.ES256, "made-up-kid", oidcClaims(idp, now, "registry", "eve", nil)),
+		oidcForge(t, jose.ES256, initialKid, oidcClaims(idp, now, "registry", "eve", nil)),
+		idp.Sign(oidcClaims(idp, now, "other-app", "eve", nil)),
+		idp.Sign(expired),
+		oidcReplacePayload(t, pool[0].token, oidcClaims(idp, now, "registry", "admin", []string{"admins"})),
+		oidcCraft(t, map[string]any{"alg": "none", "kid": initialKid}, oidcClaims(idp, now, "registry", "eve", nil), nil),
+	}
+
+	const workers, perWorker, rotations = 8, 200, 6
+	var (
+		wg       sync.WaitGroup
+		failures = make(chan string, workers*perWorker+rotations)
+		done     atomic.Bool
+		goodN    atomic.Int64
+		badN     atomic.Int64
+	)
+	wg.Go(func() {
+		defer done.Store(true)
+		for r := range rotations {
+			idp.RotateKey()
+			gt := sign(100 + r)
+			// The first client after a rotation may, rarely, be refused
+			// once: it can coalesce onto a refetch that started before the
+			// key was published (see VerifySignature's gen check). It
+			// retries, as clients do.
+			allowed := false
+			for range 5 {
+				if allowed = oidcDecide(snap, uncached, gt.token, now).Allowed(); allowed {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if !allowed {
+				failures <- fmt.Sprintf("rotation %d: token of the new key denied 5 times", r)
+				continue
+			}
+			mu.Lock()
+			pool = append(pool, gt)
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				p := policies[(w+i)%len(policies)]
+				if i%3 == 0 {
+					tok := bad[(w+i)%len(bad)]
+					badN.Add(1)
+					if d := oidcDecide(snap, p, tok, now); d.Allowed() {
+						failures <- fmt.Sprintf("worker %d: bad token %d allowed under %s", w, (w+i)%len(bad), p.Key())
+					}
+					continue
+				}
+				mu.RLock()
+				gt := pool[(w*31+i)%len(pool)]
+				mu.RUnlock()
+				goodN.Add(1)
+				d := oidcDecide(snap, p, gt.token, now)
+				if !d.Allowed() || d.Identity.Username != gt.user {
+					failures <- fmt.Sprintf("worker %d: good token of %s under %s: %s", w, gt.user, p.Key(), d.Reason)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(failures)
+	var msgs []string
+	for m := range failures {
+		msgs = append(msgs, m)
+	}
+	g.Expect(msgs).To(BeEmpty())
+	g.Expect(done.Load()).To(BeTrue())
+	g.Expect(goodN.Load() + badN.Load()).To(Equal(int64(workers * perWorker)))
+	g.Expect(pool).To(HaveLen(4 + rotations))
+	g.Expect(idp.JWKSRequests()).To(BeNumerically(">", int64(rotations)), "refetches happened during the run")
+}

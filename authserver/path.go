@@ -1,0 +1,177 @@
+package authserver
+
+import (
+	"errors"
+	"strings"
+)
+
+// Path normalisation.
+//
+// The auth service decides by path: static tokens and API keys count only on
+// Registry API paths. The ingress routes a request by the *normalised* path
+// (nginx's $uri), while X-Original-URL carries the raw request URI
+// ($request_uri). Deciding on the raw form would let "/api/../mcpserver/mcp"
+// reach a gateway location with a static token, so the decision uses the path
+// normalised the way nginx does it (ngx_http_parse_complex_uri with
+// merge_slashes on, the ingress-nginx default):
+//
+//   - percent-decoding, once; a decoded "/" or "." takes part in the steps
+//     below, as in nginx;
+//   - runs of "/" merged into one;
+//   - "." segments removed and ".." segments resolved against the segment
+//     before them.
+//
+// Where nginx would refuse the URI (bad percent-encoding, an encoded NUL, ".."
+// above the root) or where the two could disagree (a raw '#', a decoded '?',
+// control characters), the request is refused: refusing is always safe for an
+// auth check. Query strings never reach this function; they never change the
+// decision. Matching is case-sensitive, like nginx's prefix locations on Linux,
+// so "/API/" is not a Registry API path.
+
+// errBadPath is returned for paths that cannot be normalised safely.
+var errBadPath = errors.New("path cannot be normalised")
+
+// maxPathLen bounds the work done on one path. nginx's default
+// large_client_header_buffers (8k) bounds the request line well below it.
+const maxPathLen = 16 << 10
+
+// normalizePath returns the normalised form of an absolute raw path (without
+// query). It does not allocate when the raw path is already normal.
+func normalizePath(raw string) (string, error) {
+	if len(raw) == 0 || raw[0] != '/' || len(raw) > maxPathLen {
+		return "", errBadPath
+	}
+	if isNormalPath(raw) {
+		return raw, nil
+	}
+	decoded, err := percentDecodePath(raw)
+	if err != nil {
+		return "", err
+	}
+	return resolveSegments(decoded)
+}
+
+// isNormalPath reports whether p needs no decoding, merging or resolving, and
+// holds no byte that is refused.
+func isNormalPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '%', c == '#', c == '?', c < 0x20, c == 0x7f:
+			return false
+		case c == '/' && i+1 < len(p):
+			n := p[i+1]
+			if n == '/' {
+				return false
+			}
+			if n == '.' {
+				// "/." followed by end, "/" or "." is a dot segment.
+				if i+2 == len(p) || p[i+2] == '/' || p[i+2] == '.' {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// percentDecodePath decodes %XX escapes once. Like nginx, it refuses a bad
+// escape and an encoded NUL. It also refuses a raw '#' or '?', a decoded
+// '?', and control characters, where nginx and the upstream application may
+// read the path differently.
+func percentDecodePath(raw string) ([]byte, error) {
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '#' || c == '?' || c < 0x20 || c == 0x7f:
+			return nil, errBadPath
+		case c == '%':
+			if i+2 >= len(raw) {
+				return nil, errBadPath
+			}
+			hi, ok1 := unhex(raw[i+1])
+			lo, ok2 := unhex(raw[i+2])
+			if !ok1 || !ok2 {
+				return nil, errBadPath
+			}
+			d := hi<<4 | lo
+			if d == 0 || d == '?' || d < 0x20 || d == 0x7f {
+				return nil, errBadPath
+			}
+			out = append(out, d)
+			i += 2
+		default:
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// resolveSegments merges slashes and resolves dot segments of a decoded
+// absolute path. A trailing slash (or a trailing dot segment) is kept as a
+// trailing slash, as nginx does.
+func resolveSegments(p []byte) (string, error) {
+	segs := make([]string, 0, strings.Count(string(p), "/"))
+	trailingSlash := false
+	for _, seg := range strings.Split(string(p[1:]), "/") {
+		trailingSlash = false
+		switch seg {
+		case "":
+			trailingSlash = true
+		case ".":
+			trailingSlash = true
+		case "..":
+			if len(segs) == 0 {
+				return "", errBadPath
+			}
+			segs = segs[:len(segs)-1]
+			trailingSlash = true
+		default:
+			segs = append(segs, seg)
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for _, s := range segs {
+		b.WriteByte('/')
+		b.WriteString(s)
+	}
+	if trailingSlash || len(segs) == 0 {
+		b.WriteByte('/')
+	}
+	return b.String(), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// hasPathPrefix reports whether the normalised path p is under one of the
+// prefixes. A prefix that ends in "/" is a plain string prefix, like an nginx
+// prefix location ("/api/" matches "/api/servers", not "/api" nor "/apix");
+// a prefix without a trailing "/" is matched at a segment boundary ("/v0.1"
+// matches "/v0.1" and "/v0.1/x", not "/v0.10").
+func hasPathPrefix(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if pathUnder(p, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+func pathUnder(p, pre string) bool {
+	if strings.HasSuffix(pre, "/") {
+		return strings.HasPrefix(p, pre)
+	}
+	return p == pre || (strings.HasPrefix(p, pre) && p[len(pre)] == '/')
+}

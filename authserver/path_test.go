@@ -1,0 +1,117 @@
+package authserver
+
+import (
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+func TestNormalizePath(t *testing.T) {
+	cases := []struct {
+		raw, want string
+		bad       bool
+	}{
+		{raw: "/", want: "/"},
+		{raw: "/api/servers", want: "/api/servers"},
+		{raw: "/api/servers/", want: "/api/servers/"},
+		{raw: "//api///servers", want: "/api/servers"},
+		{raw: "/api/./servers", want: "/api/servers"},
+		{raw: "/api/.", want: "/api/"},
+		{raw: "/api/..", want: "/"},
+		{raw: "/api/../mcpserver/mcp", want: "/mcpserver/mcp"},
+		{raw: "/api/%2e%2e/mcpserver", want: "/mcpserver"},
+		{raw: "/api/%2E%2e/mcpserver", want: "/mcpserver"},
+		{raw: "/api%2f..%2fmcpserver", want: "/mcpserver"},
+		{raw: "/api/%2fservers", want: "/api/servers"},
+		{raw: "/mcpserver/../api/servers", want: "/api/servers"},
+		{raw: "/api/...", want: "/api/..."},
+		{raw: "/api/.hidden", want: "/api/.hidden"},
+		{raw: "/api/a%20b", want: "/api/a b"},
+		{raw: "/api/%25", want: "/api/%"},
+		{raw: "/api/%2525", want: "/api/%25"},
+		{raw: "/api;v=1/x", want: "/api;v=1/x"},
+		{raw: "/API/x", want: "/API/x"},
+		{raw: "/\xd0\xb0pi/x", want: "/\xd0\xb0pi/x"},
+		{raw: "/..", bad: true},
+		{raw: "/api/../..", bad: true},
+		{raw: "/%2e%2e/api", bad: true},
+		{raw: "/api/%zz", bad: true},
+		{raw: "/api/%2", bad: true},
+		{raw: "/api/%", bad: true},
+		{raw: "/api/%00x", bad: true},
+		{raw: "/api/%3f", bad: true},
+		{raw: "/api/x#frag", bad: true},
+		{raw: "/api/x?q", bad: true},
+		{raw: "/api/\x7f", bad: true},
+		{raw: "/api/%0a", bad: true},
+		{raw: "api/x", bad: true},
+		{raw: "", bad: true},
+		{raw: "/" + strings.Repeat("a", maxPathLen), bad: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.raw[:min(len(tc.raw), 40)], func(t *testing.T) {
+			g := NewWithT(t)
+			got, err := normalizePath(tc.raw)
+			if tc.bad {
+				g.Expect(err).To(HaveOccurred(), "normalised to %q", got)
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(got).To(Equal(tc.want))
+		})
+	}
+}
+
+func TestNormalizePathNoAllocWhenNormal(t *testing.T) {
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := normalizePath("/api/servers/io.github.example/versions/1.2.3"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("normal path allocated %v times", allocs)
+	}
+}
+
+func TestHasPathPrefix(t *testing.T) {
+	g := NewWithT(t)
+	prefixes := []string{"/api/", "/v0.1"}
+	for p, want := range map[string]bool{
+		"/api/servers": true, "/api/": true, "/api": false, "/apis/x": false,
+		"/v0.1": true, "/v0.1/servers": true, "/v0.10": false, "/": false,
+	} {
+		g.Expect(hasPathPrefix(p, prefixes)).To(Equal(want), p)
+	}
+}
+
+// FuzzNormalizePath checks that the normalised path is normal: normalising
+// it again changes nothing, and it has no empty, "." or ".." segments.
+func FuzzNormalizePath(f *testing.F) {
+	for _, s := range []string{"/", "/api/servers", "//a//b/", "/a/./b/../c", "/%2e%2e/x", "/a%2f..%2fb", "/%25/%41", "/api/..%2f..%2fx"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, err := normalizePath(raw)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(got, "/") {
+			t.Fatalf("%q -> %q: not absolute", raw, got)
+		}
+		for i, seg := range strings.Split(got[1:], "/") {
+			last := i == strings.Count(got[1:], "/")
+			if seg == "." || seg == ".." || (seg == "" && !last) {
+				t.Fatalf("%q -> %q: segment %q left", raw, got, seg)
+			}
+		}
+		// Idempotent, unless decoding produced a byte the raw form refuses
+		// ('%' sequences and '#' are literal after one decoding).
+		if !strings.ContainsAny(got, "%#") {
+			again, err := normalizePath(got)
+			if err != nil || again != got {
+				t.Fatalf("%q -> %q -> %q (%v)", raw, got, again, err)
+			}
+		}
+	})
+}

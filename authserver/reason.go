@@ -1,0 +1,111 @@
+package authserver
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Reason is the machine-readable outcome of a decision. It appears in the
+// JSON body of denials, in debug logs and as a metric label. The set is
+// fixed, so metric cardinality is bounded.
+type Reason string
+
+// Reasons for allowing.
+const (
+	ReasonAllowedStaticToken         Reason = "static_token"
+	ReasonAllowedStaticTokenPrevious Reason = "static_token_previous"
+	ReasonAllowedAPIKey              Reason = "api_key"
+	ReasonAllowedAPIKeyPrevious      Reason = "api_key_previous"
+	ReasonAllowedSession             Reason = "session"
+	ReasonAllowedOIDC                Reason = "oidc"
+)
+
+// Reasons for denying. Each has a fixed status and message (see
+// denyReasons). The auth service answers only 200, 401 and 403: nginx's
+// auth_request treats any other status as an error and answers 500.
+const (
+	ReasonNoPolicy                Reason = "no_policy"
+	ReasonUnknownPolicy           Reason = "unknown_policy"
+	ReasonHostConflict            Reason = "host_conflict"
+	ReasonBadOriginalURL          Reason = "bad_original_url"
+	ReasonBadPath                 Reason = "bad_path"
+	ReasonAmbiguousAuthorization  Reason = "ambiguous_authorization"
+	ReasonMalformedAuthorization  Reason = "malformed_authorization"
+	ReasonNoCredentials           Reason = "no_credentials"
+	ReasonInvalidCredentials      Reason = "invalid_credentials"
+	ReasonRegistryCredOnGateway   Reason = "registry_credential_on_gateway_path"
+	ReasonAPIKeyForbidden         Reason = "api_key_forbidden"
+	ReasonSessionInvalid          Reason = "session_invalid"
+	ReasonJWTInvalid              Reason = "jwt_invalid"
+	ReasonJWTExpired              Reason = "jwt_expired"
+	ReasonJWTAudience             Reason = "jwt_audience"
+	ReasonJWTUnknownKey           Reason = "jwt_unknown_key"
+	ReasonJWTNoUsername           Reason = "jwt_no_username"
+	ReasonJWTNotConfigured        Reason = "jwt_not_configured"
+	ReasonTooManyFailures         Reason = "too_many_failures"
+	ReasonUnsupportedAuthzScheme  Reason = "unsupported_authorization_scheme"
+	ReasonOIDCIssuerNotDiscovered Reason = "oidc_issuer_unavailable"
+)
+
+// denyReason is a deny reason's status and message, with the JSON body built
+// once.
+type denyReason struct {
+	status  int
+	message string
+	body    []byte
+}
+
+var denyReasons = map[Reason]*denyReason{}
+
+func defineDeny(r Reason, status int, message string) {
+	body, _ := json.Marshal(struct {
+		Valid   bool   `json:"valid"`
+		Reason  Reason `json:"reason"`
+		Message string `json:"message"`
+	}{false, r, message})
+	denyReasons[r] = &denyReason{status: status, message: message, body: append(body, '\n')}
+}
+
+func init() {
+	const (
+		s401 = http.StatusUnauthorized
+		s403 = http.StatusForbidden
+	)
+	defineDeny(ReasonNoPolicy, s403, "no policy answers for this host; call /validate/<namespace>/<name> or list the host in a policy's spec.hosts")
+	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
+	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
+	defineDeny(ReasonBadOriginalURL, s403, "X-Original-URL is missing or is not an absolute http(s) URL")
+	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (bad percent-encoding, '..' above the root, or a control character)")
+	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization value was sent")
+	defineDeny(ReasonMalformedAuthorization, s401, "the Authorization header is not 'Bearer <token>'")
+	defineDeny(ReasonUnsupportedAuthzScheme, s401, "only Bearer authorization is supported")
+	defineDeny(ReasonNoCredentials, s401, "no credentials: send 'Authorization: Bearer <token>' or a session cookie")
+	defineDeny(ReasonInvalidCredentials, s401, "the credentials were not accepted")
+	defineDeny(ReasonRegistryCredOnGateway, s401, "static tokens and API keys are accepted on Registry API paths only; gateway paths need an IdP token or a session")
+	defineDeny(ReasonAPIKeyForbidden, s403, "this API key does not allow this method or path")
+	defineDeny(ReasonSessionInvalid, s401, "the session cookie is invalid or expired")
+	defineDeny(ReasonJWTInvalid, s401, "the bearer token is not a valid token of the configured issuer")
+	defineDeny(ReasonJWTExpired, s401, "the bearer token has expired")
+	defineDeny(ReasonJWTAudience, s401, "the bearer token was issued for another audience")
+	defineDeny(ReasonJWTUnknownKey, s401, "the bearer token was signed with a key the issuer does not publish")
+	defineDeny(ReasonJWTNoUsername, s401, "the bearer token has no usable username claim")
+	defineDeny(ReasonJWTNotConfigured, s401, "the bearer token was not accepted and no IdP is configured for this policy")
+	defineDeny(ReasonOIDCIssuerNotDiscovered, s401, "the IdP has not been reached yet; bearer JWTs cannot be verified")
+	defineDeny(ReasonTooManyFailures, s403, "too many failed attempts from this client; try again later")
+}
+
+// Status is the HTTP status of a deny reason (200 for allow reasons).
+func (r Reason) Status() int {
+	if d := denyReasons[r]; d != nil {
+		return d.status
+	}
+	return http.StatusOK
+}
+
+// Message is the human-readable text of a deny reason.
+func (r Reason) Message() string {
+	if d := denyReasons[r]; d != nil {
+		return d.message
+	}
+	return ""
+}

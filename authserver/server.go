@@ -1,0 +1,34 @@
+package authserver
+
+import (
+	"net/http"
+	"time"
+)
+
+// Server limits. An auth check is a small GET with headers only, so the
+// limits are tight: a client that dribbles headers (slowloris) is cut off
+// after ReadHeaderTimeout, and headers larger than MaxHeaderBytes (large
+// enough for Entra ID tokens with many groups) are refused with 431.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second
+	// WriteTimeout leaves room for one JWKS fetch (fetchTimeout).
+	WriteTimeout = fetchTimeout + 5*time.Second
+	// IdleTimeout outlives the ingress's keepalive to the auth service
+	// (ingress-nginx's auth-keepalive-timeout defaults to 60 s).
+	IdleTimeout    = 120 * time.Second
+	MaxHeaderBytes = 64 << 10
+)
+
+// NewServer returns an http.Server for the auth check with the limits above.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
+}
