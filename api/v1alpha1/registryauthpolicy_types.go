@@ -1,0 +1,412 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types and reasons reported in RegistryAuthPolicy status.
+const (
+	// ConditionReady is True when every credential source the policy names
+	// was loaded into the auth service and nothing is degraded.
+	ConditionReady = "Ready"
+
+	// ReasonLoaded: the whole policy is in force.
+	ReasonLoaded = "Loaded"
+	// ReasonSecretNotFound: a referenced Secret does not exist. The
+	// credential it would hold is not accepted.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonKeyMissing: a referenced Secret lacks the named key.
+	ReasonKeyMissing = "KeyMissing"
+	// ReasonTokenEmpty: the static token is enabled but its value is empty;
+	// the policy falls back to IdP (JWT) authentication.
+	ReasonTokenEmpty = "TokenEmpty"
+	// ReasonTokenTooWeak: a token or key is shorter than 32 characters, a
+	// known placeholder, or contains characters a Bearer token cannot carry.
+	ReasonTokenTooWeak = "TokenTooWeak"
+	// ReasonOIDCDiscoveryFailed: the issuer's discovery document could not be
+	// fetched. The last good verifier, if any, stays in use.
+	ReasonOIDCDiscoveryFailed = "OIDCDiscoveryFailed"
+	// ReasonInvalidSpec: the spec passed API validation but cannot be compiled
+	// (for example an API key path prefix outside the Registry API prefixes).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonHostConflict: another policy claims one of this policy's hosts.
+	// Plain /validate requests for that host are refused.
+	ReasonHostConflict = "HostConflict"
+)
+
+// SecretKeySelector names one key of a Secret in the policy's namespace.
+type SecretKeySelector struct {
+	// name of the Secret. It must be in the same namespace as the policy.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key within the Secret's data that holds the value.
+	// +kubebuilder:default=token
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// IdentitySpec is the identity a request authenticated by the static token
+// is given. The auth service returns it to the ingress in X-User, X-Username,
+// X-Client-Id, X-Groups and X-Scopes.
+type IdentitySpec struct {
+	// username returned in X-User and X-Username.
+	// +kubebuilder:default=network-user
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Username string `json:"username,omitempty"`
+
+	// clientID returned in X-Client-Id.
+	// +kubebuilder:default=network-trusted
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	ClientID string `json:"clientID,omitempty"`
+
+	// groups returned in X-Groups (comma-joined).
+	// +kubebuilder:default={"mcp-registry-admin"}
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^[^,\s]+$`
+	// +listType=atomic
+	// +optional
+	Groups []string `json:"groups,omitempty"`
+
+	// scopes returned in X-Scopes (space-joined).
+	// +kubebuilder:default={"mcp-registry-admin","mcp-servers-unrestricted/read","mcp-servers-unrestricted/execute"}
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^\S+$`
+	// +listType=atomic
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// StaticTokenSpec configures the shared static API token for Registry API
+// paths (the "network-trusted" bypass of IdP authentication).
+// +kubebuilder:validation:XValidation:rule="!self.enabled || has(self.secretRef)",message="secretRef is required when enabled is true"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotationGracePeriod) || (duration(self.rotationGracePeriod) >= duration('0s') && duration(self.rotationGracePeriod) <= duration('24h'))",message="rotationGracePeriod must be between 0s and 24h"
+type StaticTokenSpec struct {
+	// enabled turns the static token on. Clients then send it as
+	// "Authorization: Bearer <token>" on Registry API paths.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled"`
+
+	// secretRef names the Secret key that holds the token. The token must be
+	// at least 32 characters and may not be a known placeholder. Required
+	// when enabled is true.
+	// +optional
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+
+	// pathPrefixes are the Registry API path prefixes. Static tokens and API
+	// keys are only accepted under these; every other path is a gateway path
+	// that needs IdP authentication. Matching uses the normalised path.
+	// +kubebuilder:default={"/api/","/v0.1/"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^/[^?#\s]*$`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	PathPrefixes []string `json:"pathPrefixes,omitempty"`
+
+	// sessionCookieName is the browser session cookie. A request that carries
+	// it skips the static token and API keys and goes the session way.
+	// +kubebuilder:default=mcp_gateway_session
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	// +optional
+	SessionCookieName string `json:"sessionCookieName,omitempty"`
+
+	// identity given to requests authenticated by the static token.
+	// +kubebuilder:default={}
+	// +optional
+	Identity IdentitySpec `json:"identity,omitempty"`
+
+	// rotationGracePeriod keeps the previous token valid for this long after
+	// the Secret changes, so clients can move to the new one. 0s (the
+	// default) revokes the previous token at once. At most 24h. Lowering it
+	// shortens a window already running; setting 0s ends it.
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+}
+
+// APIKeySpec is one named API key. Its name is the username and client id of
+// the requests it authenticates.
+// +kubebuilder:validation:XValidation:rule="!has(self.rotationGracePeriod) || (duration(self.rotationGracePeriod) >= duration('0s') && duration(self.rotationGracePeriod) <= duration('24h'))",message="rotationGracePeriod must be between 0s and 24h"
+type APIKeySpec struct {
+	// name of the key, returned as username and client id.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-._a-zA-Z0-9]*[a-zA-Z0-9])?$`
+	Name string `json:"name"`
+
+	// secretRef names the Secret key that holds the API key (at least 32
+	// characters).
+	SecretRef SecretKeySelector `json:"secretRef"`
+
+	// groups of the key's identity; groupScopes maps them to scopes.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^[^,\s]+$`
+	// +listType=atomic
+	// +optional
+	Groups []string `json:"groups,omitempty"`
+
+	// pathPrefixes narrows the key to these paths. Each must lie under one of
+	// the Registry API prefixes (staticToken.pathPrefixes). Empty means all
+	// Registry API paths.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^/[^?#\s]*$`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	PathPrefixes []string `json:"pathPrefixes,omitempty"`
+
+	// methods narrows the key to these HTTP methods, e.g. [GET, HEAD] for a
+	// read-only key. Empty means every method.
+	// +kubebuilder:validation:MaxItems=9
+	// +kubebuilder:validation:items:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
+	// +listType=set
+	// +optional
+	Methods []string `json:"methods,omitempty"`
+
+	// rotationGracePeriod keeps the previous key valid for this long after
+	// the Secret changes. Default 0s, at most 24h.
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+}
+
+// OIDCSpec configures IdP-issued JWT bearer tokens (Keycloak, Entra ID,
+// Cognito or any OpenID Connect issuer).
+type OIDCSpec struct {
+	// issuerURL is the issuer; discovery is read from
+	// <issuerURL>/.well-known/openid-configuration.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s?#]+$`
+	IssuerURL string `json:"issuerURL"`
+
+	// audiences accepted in the token's aud claim (or, for the cognito
+	// preset, its client_id claim). At least one is required.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=set
+	Audiences []string `json:"audiences"`
+
+	// usernameClaim is the claim used as username. Empty means the preset's
+	// default: preferred_username then sub (keycloak, generic),
+	// preferred_username, upn, unique_name then sub (entra), username,
+	// cognito:username then sub (cognito).
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	UsernameClaim string `json:"usernameClaim,omitempty"`
+
+	// groupsClaim is the claim that holds the groups. Empty means the
+	// preset's default: groups (keycloak, entra, generic) or cognito:groups
+	// (cognito).
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	GroupsClaim string `json:"groupsClaim,omitempty"`
+
+	// preset adapts checks to the IdP: "entra" accepts both the v1
+	// (sts.windows.net) and v2 issuer of the tenant; "cognito" accepts access
+	// tokens that carry client_id instead of aud.
+	// +kubebuilder:validation:Enum=keycloak;entra;cognito;generic
+	// +kubebuilder:default=generic
+	// +optional
+	Preset string `json:"preset,omitempty"`
+}
+
+// SessionSpec configures browser session cookies made by the registry web
+// app with itsdangerous.URLSafeTimedSerializer(SECRET_KEY).
+// +kubebuilder:validation:XValidation:rule="!has(self.maxAge) || duration(self.maxAge) > duration('0s')",message="maxAge must be a positive duration such as 8h"
+type SessionSpec struct {
+	// cookieName is the session cookie's name.
+	// +kubebuilder:default=mcp_gateway_session
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+\-.^_|~0-9A-Za-z]+$`
+	// +optional
+	CookieName string `json:"cookieName,omitempty"`
+
+	// secretKeyRef names the Secret key that holds the web app's SECRET_KEY.
+	SecretKeyRef SecretKeySelector `json:"secretKeyRef"`
+
+	// maxAge is how long a cookie stays valid after it was signed.
+	// +kubebuilder:default="8h"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
+// RegistryAuthPolicySpec defines how requests to one MCP server registry are
+// authenticated.
+// +kubebuilder:validation:XValidation:rule="!has(self.groupScopes) || self.groupScopes.all(g, size(g) > 0 && size(g) <= 256)",message="groupScopes keys must be 1 to 256 characters"
+type RegistryAuthPolicySpec struct {
+	// hosts are the ingress hosts this policy answers for when the ingress
+	// calls plain /validate (the host is read from X-Original-URL). A host may
+	// be claimed by one policy only. /validate/<namespace>/<name> selects a
+	// policy without hosts.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +listType=set
+	// +optional
+	Hosts []string `json:"hosts,omitempty"`
+
+	// staticToken is the shared static API token for Registry API paths.
+	// +optional
+	StaticToken *StaticTokenSpec `json:"staticToken,omitempty"`
+
+	// apiKeys are named keys for Registry API paths, each with its own
+	// identity, groups and optional path and method limits. Names are unique.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	APIKeys []APIKeySpec `json:"apiKeys,omitempty"`
+
+	// oidc accepts IdP-issued JWT bearer tokens on every path.
+	// +optional
+	OIDC *OIDCSpec `json:"oidc,omitempty"`
+
+	// session accepts the registry web app's signed session cookie.
+	// +optional
+	Session *SessionSpec `json:"session,omitempty"`
+
+	// groupScopes maps a group to the scopes its members get (API keys,
+	// session and OIDC identities).
+	// +kubebuilder:validation:MaxProperties=256
+	// +optional
+	GroupScopes map[string][]string `json:"groupScopes,omitempty"`
+}
+
+// CredentialStatus reports a loaded token or key by fingerprint only.
+type CredentialStatus struct {
+	// fingerprint is the first 12 hex digits of the SHA-256 of the value in
+	// force. It is never the value itself.
+	// +optional
+	Fingerprint string `json:"fingerprint,omitempty"`
+
+	// rotatedAt is when the operator first saw the value now in force.
+	// +optional
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
+
+	// previousFingerprint is the fingerprint of the value replaced last, while
+	// it is still accepted during the rotation grace period.
+	// +optional
+	PreviousFingerprint string `json:"previousFingerprint,omitempty"`
+
+	// previousExpiresAt is when the previous value stops being accepted.
+	// +optional
+	PreviousExpiresAt *metav1.Time `json:"previousExpiresAt,omitempty"`
+}
+
+// APIKeyStatus is the CredentialStatus of one named API key.
+type APIKeyStatus struct {
+	// name of the API key.
+	Name string `json:"name"`
+
+	CredentialStatus `json:",inline"`
+}
+
+// RegistryAuthPolicyStatus is the observed state of a RegistryAuthPolicy.
+type RegistryAuthPolicyStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, with a reason such as SecretNotFound, KeyMissing,
+	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec or
+	// HostConflict when it is False.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// staticToken reports the static token in force.
+	// +optional
+	StaticToken *CredentialStatus `json:"staticToken,omitempty"`
+
+	// apiKeys reports each API key in force.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	APIKeys []APIKeyStatus `json:"apiKeys,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rap,categories=registryauth
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Token",type=string,JSONPath=`.status.staticToken.fingerprint`
+// +kubebuilder:printcolumn:name="Rotated",type=date,JSONPath=`.status.staticToken.rotatedAt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// RegistryAuthPolicy configures how the auth service authenticates requests
+// to an MCP server registry behind an ingress: a static API token and named
+// API keys for Registry API paths, IdP-issued JWTs, and browser session
+// cookies.
+type RegistryAuthPolicy struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is a standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec defines how requests are authenticated.
+	// +required
+	Spec RegistryAuthPolicySpec `json:"spec"`
+
+	// status reports what is in force.
+	// +optional
+	Status RegistryAuthPolicyStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// RegistryAuthPolicyList contains a list of RegistryAuthPolicy.
+type RegistryAuthPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RegistryAuthPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RegistryAuthPolicy{}, &RegistryAuthPolicyList{})
+}
