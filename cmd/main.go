@@ -1,0 +1,277 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command registry-auth is the auth service that ingress-nginx calls through
+// auth-url, and the operator that feeds it from RegistryAuthPolicy objects and
+// their Secrets. With --standalone it runs without Kubernetes, configured
+// from the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/controllers"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(authv1alpha1.AddToScheme(scheme))
+}
+
+type options struct {
+	metricsAddr   string
+	probeAddr     string
+	authAddr      string
+	leaderElect   bool
+	leaderNS      string
+	standalone    bool
+	namespaces    string
+	apiQPS        float64
+	apiBurst      int
+	shutdownGrace time.Duration
+	trusted       string
+	maxFailures   int
+	failureWindow time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint. \"0\" disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.StringVar(&o.authAddr, "auth-bind-address", ":8888", "Address of the auth service (/validate).")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas; only the leader writes status and events. Every replica serves and loads config.")
+	flag.StringVar(&o.leaderNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace in a cluster.")
+	flag.BoolVar(&o.standalone, "standalone", false, "Run without Kubernetes, configured from the environment (REGISTRY_STATIC_TOKEN_AUTH_ENABLED, REGISTRY_API_TOKEN, ...).")
+	flag.StringVar(&o.namespaces, "namespace", "", "Comma-separated namespaces to watch for policies and their Secrets; empty watches all.")
+	flag.Float64Var(&o.apiQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server.")
+	flag.IntVar(&o.apiBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
+	flag.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 10*time.Second, "How long to drain in-flight auth requests on shutdown.")
+	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit); other peers count as the client themselves.")
+	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
+	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	log := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(log)
+	ctx := ctrl.SetupSignalHandler()
+
+	var err error
+	if o.standalone {
+		err = runStandalone(ctx, o, log.WithName("standalone"))
+	} else {
+		err = runOperator(ctx, o, log)
+	}
+	if err != nil {
+		log.Error(err, "exiting")
+		os.Exit(1)
+	}
+}
+
+// authRunnable serves the auth check. It is a manager runnable that needs no
+// leader election: every replica answers.
+type authRunnable struct {
+	what   string
+	server *http.Server
+	grace  time.Duration
+	log    logr.Logger
+}
+
+func (a *authRunnable) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.server.Addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.what, err)
+	}
+	a.log.Info(a.what+" listening", "address", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.grace)
+	defer cancel()
+	if err := a.server.Shutdown(sctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (a *authRunnable) NeedLeaderElection() bool { return false }
+
+func newAuthRunnable(o options, store *authserver.Store, log logr.Logger) (*authRunnable, error) {
+	m := authserver.NewMetrics()
+	if err := m.Register(metrics.Registry); err != nil {
+		return nil, err
+	}
+	store.OnPublish(m.ObserveSnapshot)
+	m.ObserveSnapshot(store.Load())
+	trusted, err := authserver.ParsePrefixes(o.trusted)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	h := authserver.NewHandler(store, authserver.HandlerOptions{
+		Log:      log.WithName("validate"),
+		Observer: m,
+		ClientIP: authserver.ClientIPFunc(trusted),
+		Failures: authserver.NewFailureLimiter(authserver.FailureLimitOptions{MaxFailures: o.maxFailures, Window: o.failureWindow}),
+	})
+	srv := authserver.NewServer(o.authAddr, h)
+	srv.ErrorLog = nil
+	return &authRunnable{what: "auth service", server: srv, grace: o.shutdownGrace, log: log}, nil
+}
+
+func runOperator(ctx context.Context, o options, log logr.Logger) error {
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS = float32(o.apiQPS)
+	cfg.Burst = o.apiBurst
+	var namespaces []string
+	for _, ns := range strings.Split(o.namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "registry-auth-operator.registryauth.io",
+		LeaderElectionNamespace:       o.leaderNS,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(namespaces),
+		Client:                        controllers.ClientOptions(),
+		GracefulShutdownTimeout:       ptrDuration(o.shutdownGrace + 5*time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	store := authserver.NewStore(authserver.StoreOptions{})
+	readyCheck, err := controllers.Setup(mgr, controllers.Options{
+		Store:   store,
+		Issuers: authserver.NewOIDCIssuers(nil),
+	})
+	if err != nil {
+		return fmt.Errorf("controllers: %w", err)
+	}
+	auth, err := newAuthRunnable(o, store, log)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(auth); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("config", readyCheck); err != nil {
+		return err
+	}
+	log.Info("starting operator and auth service", "auth", o.authAddr, "namespaces", namespaces, "leaderElection", o.leaderElect)
+	return mgr.Start(ctx)
+}
+
+func defaultTrusted() string {
+	var s []string
+	for _, p := range authserver.DefaultTrustedProxies {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func ptrDuration(d time.Duration) *time.Duration { return &d }
+
+// runStandalone serves the auth check configured from the environment, with
+// probes and metrics, and no Kubernetes.
+func runStandalone(ctx context.Context, o options, log logr.Logger) error {
+	env, err := authserver.ParseEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("bad environment: %w", err)
+	}
+	store := authserver.NewStore(authserver.StoreOptions{SelectOnlyPolicy: true})
+	auth, err := newAuthRunnable(o, store, log)
+	if err != nil {
+		return err
+	}
+	sa := authserver.NewStandalone(env, store, authserver.NewOIDCIssuers(nil), log, authserver.CompileOptions{})
+	if err := sa.Start(ctx); err != nil {
+		return fmt.Errorf("bad configuration: %w", err)
+	}
+	go sa.Run(ctx)
+
+	servers := []manager.Runnable{auth}
+	if o.probeAddr != "" && o.probeAddr != "0" {
+		mux := http.NewServeMux()
+		ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }
+		mux.HandleFunc("/healthz", ok)
+		mux.HandleFunc("/readyz", ok) // Start has loaded the configuration
+		servers = append(servers, &authRunnable{what: "health probes", server: plainServer(o.probeAddr, mux), grace: time.Second, log: log})
+	}
+	if o.metricsAddr != "" && o.metricsAddr != "0" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+		servers = append(servers, &authRunnable{what: "metrics", server: plainServer(o.metricsAddr, mux), grace: time.Second, log: log})
+	}
+	// Run every server; when one fails, stop the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.Start(ctx) }()
+	}
+	var errs []error
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+			cancel()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func plainServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+}

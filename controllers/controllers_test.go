@@ -1,0 +1,556 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// inForce is how long a change may take to reach the auth service: the
+// operator promises one second.
+const inForce = time.Second
+
+func createSecret(t *testing.T, ns, name, token string) {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"token": token}}
+	if err := adminClient.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createPolicy(t *testing.T, ns, name, secret string, mutate ...func(*authv1alpha1.RegistryAuthPolicy)) *authv1alpha1.RegistryAuthPolicy {
+	t.Helper()
+	p := &authv1alpha1.RegistryAuthPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: authv1alpha1.RegistryAuthPolicySpec{
+			StaticToken: &authv1alpha1.StaticTokenSpec{Enabled: true, SecretRef: &authv1alpha1.SecretKeySelector{Name: secret}},
+		},
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	if err := adminClient.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func getPolicy(g Gomega, ns, name string) *authv1alpha1.RegistryAuthPolicy {
+	var p authv1alpha1.RegistryAuthPolicy
+	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &p)).To(Succeed())
+	return &p
+}
+
+func readyCondition(g Gomega, ns, name string) *metav1.Condition {
+	p := getPolicy(g, ns, name)
+	c := meta.FindStatusCondition(p.Status.Conditions, authv1alpha1.ConditionReady)
+	g.Expect(c).NotTo(BeNil(), "no Ready condition yet")
+	g.Expect(c.ObservedGeneration).To(Equal(p.Generation))
+	return c
+}
+
+func fp(token string) string { return authserver.Fingerprint([]byte(token)) }
+
+func events(g Gomega, ns, name string) []eventsv1.Event {
+	var list eventsv1.EventList
+	g.Expect(adminClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func hasEvent(evs []eventsv1.Event, reason, noteContains string) bool {
+	for _, e := range evs {
+		if e.Reason == reason && strings.Contains(e.Note, noteContains) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPolicyLoadedAndReady(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	createPolicy(t, ns, "registry", "api-token")
+	m := startManager(t, managerOpts{})
+
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	g.Expect(m.allows(ns, "registry", tok+"x")).To(BeFalse())
+	g.Expect(m.decide(ns, "registry", "/mcpserver/mcp", tok).Allowed()).To(BeFalse(), "static token on a gateway path")
+	g.Expect(m.store.Load().Policy(ns + "/registry").Fingerprints().StaticToken).To(Equal(fp(tok)))
+
+	g.Eventually(func(g Gomega) {
+		c := readyCondition(g, ns, "registry")
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(c.Reason).To(Equal(authv1alpha1.ReasonLoaded))
+		p := getPolicy(g, ns, "registry")
+		g.Expect(p.Status.StaticToken).NotTo(BeNil())
+		g.Expect(p.Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
+		g.Expect(p.Status.StaticToken.RotatedAt).NotTo(BeNil())
+		g.Expect(p.Status.ObservedGeneration).To(Equal(p.Generation))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Eventually(func() bool { return m.ready() == nil }, 5*time.Second).Should(BeTrue())
+}
+
+// rotateWith rotates a Secret's token with kubectl in one of the ways people
+// do it.
+func rotateWith(t *testing.T, how, ns, secret, token string) {
+	switch how {
+	case "apply":
+		manifest := kubectl(t, "", nil, "create", "secret", "generic", secret, "-n", ns,
+			"--from-literal=token="+token, "--dry-run=client", "-o", "yaml")
+		kubectl(t, manifest, nil, "apply", "-f", "-")
+	case "patch":
+		patch := fmt.Sprintf(`{"data":{"token":%q}}`, base64.StdEncoding.EncodeToString([]byte(token)))
+		kubectl(t, "", nil, "patch", "secret", secret, "-n", ns, "--type=merge", "-p", patch)
+	case "edit":
+		// kubectl edit with an editor that rewrites the data field.
+		dir := t.TempDir()
+		editor := filepath.Join(dir, "editor.sh")
+		script := fmt.Sprintf("#!/bin/sh\nsed -i 's|^  token: .*|  token: %s|' \"$1\"\n", base64.StdEncoding.EncodeToString([]byte(token)))
+		if err := os.WriteFile(editor, []byte(script), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		kubectl(t, "", []string{"KUBE_EDITOR=" + editor, "EDITOR=" + editor}, "edit", "secret", secret, "-n", ns, "-o", "yaml")
+	default:
+		t.Fatalf("unknown rotation %q", how)
+	}
+}
+
+func TestRotationWithKubectl(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	// Created with kubectl apply, so later applies patch it the usual way.
+	rotateWith(t, "apply", ns, "api-token", tok)
+	createPolicy(t, ns, "registry", "api-token")
+	m := startManager(t, managerOpts{})
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+
+	for _, how := range []string{"apply", "patch", "edit"} {
+		t.Run(how, func(t *testing.T) {
+			g := NewWithT(t)
+			old := tok
+			tok = randomToken(t)
+			rotateWith(t, how, ns, "api-token", tok)
+			start := time.Now()
+			g.Eventually(func() bool { return m.allows(ns, "registry", tok) && !m.allows(ns, "registry", old) },
+				inForce, 5*time.Millisecond).Should(BeTrue(), "new token allowed and old refused within %v", inForce)
+			t.Logf("%s: in force after %v", how, time.Since(start))
+			g.Eventually(func(g Gomega) {
+				p := getPolicy(g, ns, "registry")
+				g.Expect(p.Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
+				g.Expect(p.Status.StaticToken.PreviousFingerprint).To(BeEmpty(), "no grace period: no previous token")
+				g.Expect(hasEvent(events(g, ns, "registry"), EventTokenRotated, fp(old)+" to "+fp(tok))).To(BeTrue())
+			}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
+		})
+	}
+}
+
+func TestRotationGracePeriodSurvivesRestart(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	oldTok, newTok := randomToken(t), randomToken(t)
+	createSecret(t, ns, "api-token", oldTok)
+	const grace = 6 * time.Second
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: grace}
+	})
+	m := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func(g Gomega) {
+		g.Expect(m.allows(ns, "registry", oldTok)).To(BeTrue())
+		g.Expect(getPolicy(g, ns, "registry").Status.StaticToken).NotTo(BeNil())
+	}, 15*time.Second, 20*time.Millisecond).Should(Succeed())
+
+	rotateWith(t, "patch", ns, "api-token", newTok)
+	rotated := time.Now()
+	g.Eventually(func() bool { return m.allows(ns, "registry", newTok) }, inForce, 5*time.Millisecond).Should(BeTrue())
+	g.Expect(m.allows(ns, "registry", oldTok)).To(BeTrue(), "old token must stay valid during the grace period")
+	g.Expect(m.decide(ns, "registry", "/api/servers", oldTok).Reason).To(Equal(authserver.ReasonAllowedStaticTokenPrevious))
+
+	var expires time.Time
+	g.Eventually(func(g Gomega) {
+		st := getPolicy(g, ns, "registry").Status.StaticToken
+		g.Expect(st.Fingerprint).To(Equal(fp(newTok)))
+		g.Expect(st.PreviousFingerprint).To(Equal(fp(oldTok)))
+		g.Expect(st.PreviousExpiresAt).NotTo(BeNil())
+		expires = st.PreviousExpiresAt.Time
+	}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Expect(expires).To(BeTemporally("~", rotated.Add(grace), 2*time.Second))
+
+	// The state Secret holds digests, never a token.
+	var state corev1.Secret
+	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &state)).To(Succeed())
+	g.Expect(string(state.Data[stateSecretKey])).To(ContainSubstring(authserver.DigestOf([]byte(oldTok)).Hex()))
+	g.Expect(string(state.Data[stateSecretKey])).NotTo(ContainSubstring(oldTok))
+	g.Expect(string(state.Data[stateSecretKey])).NotTo(ContainSubstring(newTok))
+
+	// Restart the operator inside the window: the old token is still valid.
+	m.stop()
+	m2 := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func() bool { return m2.allows(ns, "registry", newTok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	if time.Now().Before(expires.Add(-500 * time.Millisecond)) {
+		g.Expect(m2.allows(ns, "registry", oldTok)).To(BeTrue(), "after restart, inside the window")
+	}
+	// The window ends, then the old token is refused, without a reload.
+	g.Eventually(func() bool { return m2.allows(ns, "registry", oldTok) }, grace+2*time.Second, 20*time.Millisecond).Should(BeFalse())
+	g.Expect(time.Now()).To(BeTemporally(">=", expires.Add(-time.Second)), "refused too early")
+	g.Expect(m2.allows(ns, "registry", newTok)).To(BeTrue())
+	g.Eventually(func(g Gomega) {
+		st := getPolicy(g, ns, "registry").Status.StaticToken
+		g.Expect(st.PreviousFingerprint).To(BeEmpty())
+	}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	// A restart after the window does not bring the old token back.
+	m2.stop()
+	m3 := startManager(t, managerOpts{})
+	g.Eventually(func() bool { return m3.allows(ns, "registry", newTok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	g.Expect(m3.allows(ns, "registry", oldTok)).To(BeFalse())
+}
+
+func TestTwoReplicas(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	createPolicy(t, ns, "registry", "api-token")
+	a := startManager(t, managerOpts{name: "replica-a", leaderElect: true})
+	b := startManager(t, managerOpts{name: "replica-b", leaderElect: true})
+	for _, m := range []*manager{a, b} {
+		g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 15*time.Second, 20*time.Millisecond).Should(BeTrue(), m.name)
+	}
+	var leader, follower *manager
+	g.Eventually(func() bool {
+		switch {
+		case a.isLeader() && !b.isLeader():
+			leader, follower = a, b
+		case b.isLeader() && !a.isLeader():
+			leader, follower = b, a
+		default:
+			return false
+		}
+		return true
+	}, 15*time.Second, 50*time.Millisecond).Should(BeTrue(), "exactly one leader")
+
+	for i := range 3 {
+		old := tok
+		tok = randomToken(t)
+		rotateWith(t, "patch", ns, "api-token", tok)
+		for _, m := range []*manager{a, b} {
+			g.Eventually(func() bool { return m.allows(ns, "registry", tok) && !m.allows(ns, "registry", old) },
+				inForce, 5*time.Millisecond).Should(BeTrue(), "rotation %d on %s", i, m.name)
+		}
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(getPolicy(g, ns, "registry").Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
+	}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	// Only the leader wrote status: managedFields name the writer by user
+	// agent.
+	p := getPolicy(g, ns, "registry")
+	var statusWriters []string
+	for _, mf := range p.ManagedFields {
+		if mf.Subresource == "status" {
+			statusWriters = append(statusWriters, mf.Manager)
+		}
+	}
+	g.Expect(statusWriters).To(ConsistOf(leader.name))
+	g.Expect(statusWriters).NotTo(ContainElement(follower.name))
+}
+
+func TestProblemsFailClosed(t *testing.T) {
+	cases := []struct {
+		name       string
+		setup      func(t *testing.T, ns string) // creates the Secret (or not)
+		wantReason string
+		refused    string
+		fix        func(t *testing.T, ns string) string // returns the token that then works
+	}{
+		{
+			name:       "secret not found",
+			setup:      func(t *testing.T, ns string) {},
+			wantReason: authv1alpha1.ReasonSecretNotFound,
+			fix: func(t *testing.T, ns string) string {
+				tok := randomToken(t)
+				createSecret(t, ns, "api-token", tok)
+				return tok
+			},
+		},
+		{
+			name: "key missing",
+			setup: func(t *testing.T, ns string) {
+				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"}, StringData: map[string]string{"other": randomToken(t)}}
+				if err := adminClient.Create(context.Background(), s); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantReason: authv1alpha1.ReasonKeyMissing,
+			fix: func(t *testing.T, ns string) string {
+				tok := randomToken(t)
+				rotateWith(t, "patch", ns, "api-token", tok)
+				return tok
+			},
+		},
+		{
+			name:       "weak token",
+			setup:      func(t *testing.T, ns string) { createSecret(t, ns, "api-token", "changeme") },
+			wantReason: authv1alpha1.ReasonTokenTooWeak,
+			refused:    "changeme",
+			fix: func(t *testing.T, ns string) string {
+				tok := randomToken(t)
+				rotateWith(t, "patch", ns, "api-token", tok)
+				return tok
+			},
+		},
+		{
+			name:       "empty token",
+			setup:      func(t *testing.T, ns string) { createSecret(t, ns, "api-token", "") },
+			wantReason: authv1alpha1.ReasonTokenEmpty,
+			fix: func(t *testing.T, ns string) string {
+				tok := randomToken(t)
+				rotateWith(t, "patch", ns, "api-token", tok)
+				return tok
+			},
+		},
+	}
+	m := startManager(t, managerOpts{leaderElect: true})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ns := newNamespace(t)
+			tc.setup(t, ns)
+			createPolicy(t, ns, "registry", "api-token")
+			g.Eventually(func(g Gomega) {
+				c := readyCondition(g, ns, "registry")
+				g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+				g.Expect(c.Reason).To(Equal(tc.wantReason))
+				g.Expect(getPolicy(g, ns, "registry").Status.StaticToken).To(BeNil())
+				g.Expect(hasEvent(events(g, ns, "registry"), tc.wantReason, "")).To(BeTrue(), "a Warning event")
+			}, 15*time.Second, 50*time.Millisecond).Should(Succeed())
+			g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, 5*time.Second, 10*time.Millisecond).ShouldNot(BeNil())
+			if tc.refused != "" {
+				g.Expect(m.allows(ns, "registry", tc.refused)).To(BeFalse())
+			}
+			g.Expect(m.decide(ns, "registry", "/api/servers", "").Allowed()).To(BeFalse())
+
+			tok := tc.fix(t, ns)
+			g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 5*time.Second, 10*time.Millisecond).Should(BeTrue(), "fixing the Secret restores access without restart")
+			g.Eventually(func(g Gomega) {
+				g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+			}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+		})
+	}
+}
+
+func TestRevocationByDeletingSecret(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		// Even with a grace period, deleting the Secret revokes at once.
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+	})
+	m := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+
+	kubectl(t, "", nil, "delete", "secret", "api-token", "-n", ns)
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, inForce, 5*time.Millisecond).Should(BeFalse())
+	g.Eventually(func(g Gomega) {
+		c := readyCondition(g, ns, "registry")
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(authv1alpha1.ReasonSecretNotFound))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Consistently(func() bool { return m.allows(ns, "registry", tok) }, time.Second, 50*time.Millisecond).Should(BeFalse())
+}
+
+func TestPolicyDeleted(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	p := createPolicy(t, ns, "registry", "api-token")
+	m := startManager(t, managerOpts{})
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	g.Expect(adminClient.Delete(context.Background(), p)).To(Succeed())
+	g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
+	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(authserver.ReasonUnknownPolicy))
+}
+
+func TestAPIKeysAndHosts(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	readKey, tok := randomToken(t), randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	createSecret(t, ns, "ci-read", readKey)
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.Hosts = []string{"registry.test"}
+		p.Spec.APIKeys = []authv1alpha1.APIKeySpec{{
+			Name: "ci-read", SecretRef: authv1alpha1.SecretKeySelector{Name: "ci-read"},
+			Groups: []string{"readers"}, Methods: []string{"GET", "HEAD"},
+		}}
+		p.Spec.GroupScopes = map[string][]string{"readers": {"registry/read"}}
+	})
+	m := startManager(t, managerOpts{leaderElect: true})
+	byHost := func(token, method string) authserver.Decision {
+		return authserver.Decide(context.Background(), m.store.Load(), &authserver.Request{
+			OriginalURL: "http://registry.test/api/servers", OriginalMethod: method, Authorization: []string{"Bearer " + token},
+		}, time.Now())
+	}
+	g.Eventually(func() bool { return byHost(readKey, "GET").Allowed() }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	d := byHost(readKey, "GET")
+	g.Expect(d.Identity.Username).To(Equal("ci-read"))
+	g.Expect(d.Identity.Scopes).To(Equal([]string{"registry/read"}))
+	g.Expect(byHost(readKey, "POST").Status()).To(Equal(403))
+	g.Expect(byHost(tok, "POST").Allowed()).To(BeTrue())
+	g.Eventually(func(g Gomega) {
+		p := getPolicy(g, ns, "registry")
+		g.Expect(p.Status.APIKeys).To(HaveLen(1))
+		g.Expect(p.Status.APIKeys[0].Name).To(Equal("ci-read"))
+		g.Expect(p.Status.APIKeys[0].Fingerprint).To(Equal(fp(readKey)))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	// A second policy claiming the same host: both report the conflict and
+	// plain /validate for the host is refused; by name both still work.
+	createSecret(t, ns, "other-token", randomToken(t))
+	createPolicy(t, ns, "other", "other-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.Hosts = []string{"registry.test"}
+	})
+	g.Eventually(func() authserver.Reason { return byHost(tok, "GET").Reason }, inForce, 10*time.Millisecond).Should(Equal(authserver.ReasonHostConflict))
+	for _, name := range []string{"registry", "other"} {
+		g.Eventually(func(g Gomega) {
+			c := readyCondition(g, ns, name)
+			g.Expect(c.Reason).To(Equal(authv1alpha1.ReasonHostConflict))
+		}, 10*time.Second, 50*time.Millisecond).Should(Succeed(), name)
+	}
+	g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
+	// Resolving the conflict clears it on the other policy too.
+	other := getPolicy(g, ns, "other")
+	other.Spec.Hosts = []string{"other.test"}
+	g.Expect(adminClient.Update(context.Background(), other)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Expect(byHost(tok, "GET").Allowed()).To(BeTrue())
+}
+
+// TestSecretCacheHoldsNoData checks the cache restriction: Secrets are cached
+// as metadata only, and without annotations, since kubectl apply copies the
+// whole Secret, data included, into last-applied-configuration.
+func TestSecretCacheHoldsNoData(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	rotateWith(t, "apply", ns, "api-token", tok) // kubectl apply: annotation holds the data
+	var raw corev1.Secret
+	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "api-token"}, &raw)).To(Succeed())
+	g.Expect(raw.Annotations["kubectl.kubernetes.io/last-applied-configuration"]).To(ContainSubstring(base64.StdEncoding.EncodeToString([]byte(tok))))
+
+	createPolicy(t, ns, "registry", "api-token")
+	m := startManager(t, managerOpts{})
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+
+	var pom metav1.PartialObjectMetadata
+	pom.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	g.Expect(m.mgr.GetCache().Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "api-token"}, &pom)).To(Succeed())
+	g.Expect(pom.Annotations).To(BeEmpty())
+	g.Expect(pom.ManagedFields).To(BeEmpty())
+	g.Expect(fmt.Sprintf("%+v", pom)).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString([]byte(tok))))
+
+	// Reading a full Secret through the manager's client goes to the API
+	// server (no Secret informer is started).
+	var s corev1.Secret
+	g.Expect(m.mgr.GetClient().Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "api-token"}, &s)).To(Succeed())
+	err := m.mgr.GetCache().Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "api-token"}, &s)
+	var notCached *cache.ErrResourceNotCached
+	g.Expect(errors.As(err, &notCached)).To(BeTrue(), "a typed Secret informer must not exist, got %v", err)
+}
+
+func TestNamespaceRestriction(t *testing.T) {
+	g := NewWithT(t)
+	watched, other := newNamespace(t), newNamespace(t)
+	tok := randomToken(t)
+	for _, ns := range []string{watched, other} {
+		createSecret(t, ns, "api-token", tok)
+		createPolicy(t, ns, "registry", "api-token")
+	}
+	m := startManager(t, managerOpts{namespaces: []string{watched}})
+	g.Eventually(func() bool { return m.allows(watched, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	g.Consistently(func() bool { return m.allows(other, "registry", tok) }, time.Second, 100*time.Millisecond).Should(BeFalse())
+}
+
+func TestReadinessWaitsForFirstSync(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	const n = 30
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	for i := range n {
+		createPolicy(t, ns, fmt.Sprintf("p%02d", i), "api-token")
+	}
+	m := startManager(t, managerOpts{})
+	g.Expect(m.ready()).To(HaveOccurred(), "not ready before the first sync")
+	g.Eventually(m.ready, 15*time.Second, 10*time.Millisecond).Should(Succeed())
+	// Ready means every policy that existed at start is loaded.
+	for i := range n {
+		g.Expect(m.allows(ns, fmt.Sprintf("p%02d", i), tok)).To(BeTrue())
+	}
+}
+
+func TestStateSecretNotTakenOver(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	// A user's Secret with the state Secret's name is left alone.
+	createSecret(t, ns, stateSecretName("registry"), "user data that must survive")
+	createPolicy(t, ns, "registry", "api-token")
+	m := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	g.Eventually(func(g Gomega) {
+		g.Expect(hasEvent(events(g, ns, "registry"), EventStateConflict, "")).To(BeTrue())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	var s corev1.Secret
+	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)).To(Succeed())
+	g.Expect(string(s.Data["token"])).To(Equal("user data that must survive"))
+}

@@ -1,0 +1,221 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// PolicyLoader keeps this replica's auth service in step with the cluster:
+// each reconcile reads one policy and its Secrets, compiles them and swaps
+// the result into the store. It runs on every replica (no leader election)
+// and never writes to the API server.
+type PolicyLoader struct {
+	client   client.Client
+	resolver *resolver
+	store    *authserver.Store
+	ready    *readiness
+	backoff  workqueue.TypedRateLimiter[string]
+
+	mu       sync.Mutex
+	problems map[string]string // policy key -> problems last logged
+}
+
+// Reconcile loads one policy into the store, or removes it.
+func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	key := req.Namespace + "/" + req.Name
+	var pol authv1alpha1.RegistryAuthPolicy
+	if err := l.client.Get(ctx, req.NamespacedName, &pol); err != nil {
+		if apierrors.IsNotFound(err) {
+			l.store.Delete(key)
+			l.resolver.memory.forget(key)
+			l.forgetProblems(key)
+			l.backoff.Forget(key)
+			l.ready.loaded(key)
+			logger.V(1).Info("policy removed from the auth service")
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	res, err := l.resolver.resolve(ctx, &pol)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	l.store.Put(res.policy)
+	l.ready.loaded(key)
+	l.logProblems(ctx, key, res)
+
+	if hasRetryable(res.problems) {
+		// Retry with backoff: nothing in the cluster tells us when an
+		// issuer comes back. Missing Secrets come back through the Secret
+		// watch, so they need no retry.
+		return ctrl.Result{RequeueAfter: l.backoff.When(key)}, nil
+	}
+	l.backoff.Forget(key)
+	return ctrl.Result{}, nil
+}
+
+func hasRetryable(probs []authserver.Problem) bool {
+	for _, p := range probs {
+		if p.Reason == authserver.ProblemOIDCDiscoveryFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// logProblems logs a policy's problems once per change, at error level
+// (the original logs an error when the token is empty).
+func (l *PolicyLoader) logProblems(ctx context.Context, key string, res *resolution) {
+	var sb strings.Builder
+	for _, p := range res.problems {
+		sb.WriteString(p.Error())
+		sb.WriteByte('\n')
+	}
+	l.mu.Lock()
+	changed := l.problems[key] != sb.String()
+	l.problems[key] = sb.String()
+	l.mu.Unlock()
+	logger := log.FromContext(ctx)
+	fp := res.policy.Fingerprints()
+	if !changed {
+		logger.V(1).Info("policy reloaded", "staticToken", fp.StaticToken, "apiKeys", fp.APIKeys)
+		return
+	}
+	for _, p := range res.problems {
+		logger.Error(errors.New(p.Message), "policy problem: the credential is not accepted", "reason", p.Reason, "field", p.Field)
+	}
+	logger.Info("policy loaded", "staticToken", fp.StaticToken, "apiKeys", fp.APIKeys, "problems", len(res.problems))
+}
+
+func (l *PolicyLoader) forgetProblems(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.problems, key)
+}
+
+// readiness tracks the first full sync: the process is ready once every
+// policy that existed when the cache synced has been loaded (or found gone).
+type readiness struct {
+	mu     sync.Mutex
+	listed map[string]bool // nil until the initial list
+	seen   map[string]bool
+}
+
+func newReadiness() *readiness { return &readiness{seen: map[string]bool{}} }
+
+func (r *readiness) loaded(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen != nil {
+		r.seen[key] = true
+	}
+	r.trim()
+}
+
+func (r *readiness) setListed(keys []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.listed = map[string]bool{}
+	for _, k := range keys {
+		r.listed[k] = true
+	}
+	r.trim()
+}
+
+// trim drops what is no longer pending; once nothing is, the seen set is not
+// needed any more.
+func (r *readiness) trim() {
+	if r.listed == nil {
+		return
+	}
+	for k := range r.listed {
+		if r.seen[k] {
+			delete(r.listed, k)
+		}
+	}
+	if len(r.listed) == 0 {
+		r.seen = nil
+	}
+}
+
+// Check is a healthz.Checker for /readyz.
+func (r *readiness) Check(_ *http.Request) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.listed == nil {
+		return errors.New("policy cache not synced yet")
+	}
+	if n := len(r.listed); n > 0 {
+		return errors.New(strconv.Itoa(n) + " policies not loaded yet")
+	}
+	return nil
+}
+
+// initialList is a runnable (on every replica) that waits for the cache and
+// records which policies must be loaded before the replica is ready.
+type initialList struct {
+	cache interface {
+		WaitForCacheSync(ctx context.Context) bool
+	}
+	client client.Reader
+	ready  *readiness
+}
+
+func (i *initialList) Start(ctx context.Context) error {
+	if !i.cache.WaitForCacheSync(ctx) {
+		return errors.New("cache did not sync")
+	}
+	var list authv1alpha1.RegistryAuthPolicyList
+	for {
+		err := i.client.List(ctx, &list)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	keys := make([]string, 0, len(list.Items))
+	for _, p := range list.Items {
+		keys = append(keys, p.Namespace+"/"+p.Name)
+	}
+	i.ready.setListed(keys)
+	<-ctx.Done()
+	return nil
+}
+
+// NeedLeaderElection: every replica serves requests, so every replica loads.
+func (i *initialList) NeedLeaderElection() bool { return false }

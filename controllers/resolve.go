@@ -1,0 +1,255 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// resolver reads what a policy refers to (its Secrets, its rotation state,
+// its OIDC issuer) and compiles it. The loader (every replica) and the status
+// reconciler (leader) share one, and with it the rotation memory, so both see
+// the same previous tokens.
+type resolver struct {
+	// secrets reads Secrets straight from the API server. The manager caches
+	// Secret metadata only (see CacheOptions), so no Secret data of the
+	// cluster sits in this process's memory beyond the referenced values,
+	// which live only until they are hashed.
+	secrets client.Reader
+	issuers *authserver.OIDCIssuers
+	memory  *rotationMemory
+	opts    authserver.CompileOptions
+	now     func() time.Time
+}
+
+// resolution is one compiled policy and what went into it.
+type resolution struct {
+	policy   *authserver.Policy
+	problems []authserver.Problem
+	// creds is the rotation state of each credential, after this resolution.
+	creds map[string]credentialState
+	// stateSecret is the rotation state Secret as read (nil if absent).
+	stateSecret *corev1.Secret
+	// stored is the rotation state as read from stateSecret.
+	stored rotationState
+}
+
+// resolve reads and compiles a policy. It returns an error only when the
+// API server could not be read (the caller retries); everything wrong with
+// the policy's inputs is a Problem in the resolution.
+func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) (*resolution, error) {
+	now := r.now()
+	res := &resolution{}
+	secrets := map[string]*corev1.Secret{}
+	missing := map[string]bool{}
+	read := func(name string) (*corev1.Secret, error) {
+		if s, ok := secrets[name]; ok || missing[name] {
+			return s, nil
+		}
+		var s corev1.Secret
+		err := r.secrets.Get(ctx, types.NamespacedName{Namespace: pol.Namespace, Name: name}, &s)
+		if apierrors.IsNotFound(err) {
+			missing[name] = true
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s/%s: %w", pol.Namespace, name, err)
+		}
+		secrets[name] = &s
+		return &s, nil
+	}
+	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, time.Time, error) {
+		key := ref.Key
+		if key == "" {
+			key = "token"
+		}
+		s, err := read(ref.Name)
+		if err != nil {
+			return authserver.SecretValue{}, time.Time{}, err
+		}
+		if s == nil {
+			return authserver.SecretValue{Problem: &authserver.Problem{
+				Reason: authserver.ProblemSecretNotFound, Field: field,
+				Message: fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, pol.Namespace),
+			}}, time.Time{}, nil
+		}
+		v, ok := s.Data[key]
+		if !ok {
+			return authserver.SecretValue{Problem: &authserver.Problem{
+				Reason: authserver.ProblemKeyMissing, Field: field,
+				Message: fmt.Sprintf("Secret %q has no key %q", ref.Name, key),
+			}}, time.Time{}, nil
+		}
+		return authserver.SecretValue{Value: v}, lastChanged(s, now), nil
+	}
+
+	// Rotation state: the state Secret, then this replica's memory.
+	st, err := read(stateSecretName(pol.Name))
+	if err != nil {
+		return nil, err
+	}
+	if st != nil && isStateSecretOf(st, pol) {
+		res.stateSecret = st
+		res.stored = decodeState(st.Data[stateSecretKey])
+	} else {
+		res.stored = decodeState(nil)
+	}
+	remembered := r.memory.get(pol.Namespace + "/" + pol.Name)
+	res.creds = map[string]credentialState{}
+	rotate := func(cred string, sv *authserver.SecretValue, changedAt time.Time, grace time.Duration) []authserver.PreviousDigest {
+		var current *authserver.Digest
+		if sv.Problem == nil {
+			if v := authserver.CleanSecret(sv.Value); authserver.SecretUsable(v) {
+				d := authserver.DigestOf(v)
+				current = &d
+			}
+		}
+		next := merge(advance(res.stored.Credentials[cred], current, changedAt, grace, now),
+			advance(remembered[cred], current, changedAt, grace, now))
+		if next.Current != "" {
+			res.creds[cred] = next
+		}
+		return next.previousDigests()
+	}
+
+	spec := &pol.Spec
+	cfg := authserver.PolicyConfig{
+		Namespace:   pol.Namespace,
+		Name:        pol.Name,
+		Generation:  pol.Generation,
+		Hosts:       spec.Hosts,
+		GroupScopes: spec.GroupScopes,
+	}
+	if st := spec.StaticToken; st != nil {
+		cfg.RegistryPathPrefixes = st.PathPrefixes
+		cfg.SessionCookieName = st.SessionCookieName
+		if st.Enabled && st.SecretRef != nil {
+			sv, changed, err := value(*st.SecretRef, "spec.staticToken.secretRef")
+			if err != nil {
+				return nil, err
+			}
+			cfg.StaticToken = &authserver.StaticTokenConfig{
+				Enabled:  true,
+				Token:    sv,
+				Previous: rotate(credStaticToken, &sv, changed, durationOf(st.RotationGracePeriod)),
+				Identity: authserver.IdentityConfig{
+					Username: st.Identity.Username,
+					ClientID: st.Identity.ClientID,
+					Groups:   st.Identity.Groups,
+					Scopes:   st.Identity.Scopes,
+				},
+			}
+		}
+	}
+	for _, k := range spec.APIKeys {
+		sv, changed, err := value(k.SecretRef, fmt.Sprintf("spec.apiKeys[%s].secretRef", k.Name))
+		if err != nil {
+			return nil, err
+		}
+		cfg.APIKeys = append(cfg.APIKeys, authserver.APIKeyConfig{
+			Name:         k.Name,
+			Key:          sv,
+			Previous:     rotate(credAPIKeyPrefix+k.Name, &sv, changed, durationOf(k.RotationGracePeriod)),
+			Groups:       k.Groups,
+			PathPrefixes: k.PathPrefixes,
+			Methods:      k.Methods,
+		})
+	}
+	if s := spec.Session; s != nil {
+		sv, _, err := value(s.SecretKeyRef, "spec.session.secretKeyRef")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Session = &authserver.SessionConfig{
+			CookieName: s.CookieName,
+			SecretKeys: []authserver.SecretValue{sv},
+			MaxAge:     durationOf(s.MaxAge),
+		}
+	}
+	if o := spec.OIDC; o != nil {
+		oc := &authserver.OIDCConfig{
+			IssuerURL:     o.IssuerURL,
+			Audiences:     o.Audiences,
+			UsernameClaim: o.UsernameClaim,
+			GroupsClaim:   o.GroupsClaim,
+			Preset:        o.Preset,
+		}
+		iss, err := r.issuers.Resolve(ctx, o.IssuerURL)
+		oc.Issuer = iss
+		if err != nil {
+			msg := err.Error()
+			if iss != nil {
+				msg += "; still verifying with the keys of the last successful discovery"
+			}
+			oc.Problem = &authserver.Problem{Reason: authserver.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: msg}
+		}
+		cfg.OIDC = oc
+	}
+
+	res.policy, res.problems = authserver.Compile(cfg, r.opts)
+	r.memory.set(pol.Namespace+"/"+pol.Name, res.creds)
+	return res, nil
+}
+
+// lastChanged is when the Secret was last written: the newest managedFields
+// time, else its creation. Every replica reads the same value, so they agree
+// on when a rotation happened.
+func lastChanged(s *corev1.Secret, now time.Time) time.Time {
+	var t time.Time
+	for _, mf := range s.ManagedFields {
+		if mf.Time != nil && mf.Time.After(t) {
+			t = mf.Time.Time
+		}
+	}
+	if t.IsZero() {
+		t = s.CreationTimestamp.Time
+	}
+	if t.IsZero() || t.After(now) {
+		t = now
+	}
+	return t
+}
+
+func durationOf(d *metav1.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.Duration
+}
+
+// isStateSecretOf reports whether s is the rotation state Secret the
+// operator made for pol (and not a user's Secret that happens to have the
+// name).
+func isStateSecretOf(s *corev1.Secret, pol *authv1alpha1.RegistryAuthPolicy) bool {
+	for _, o := range s.OwnerReferences {
+		if o.UID == pol.UID && o.Kind == "RegistryAuthPolicy" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,233 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// Rotation grace periods.
+//
+// When a token Secret changes and the policy has a rotationGracePeriod, the
+// previous token stays valid until the window ends. Kubernetes does not keep
+// a Secret's old value, so the operator must remember the previous token
+// somewhere that survives a restart and that every replica can read, and must
+// not write the token itself anywhere but a Secret.
+//
+// It keeps the SHA-256 digest of each current and previous token in a Secret
+// it owns, next to the policy: "<policy>-rap-state" (see stateSecretName),
+// with an owner reference so it goes away with the policy. A digest is enough
+// to accept the old token (the auth service compares digests anyway) and
+// cannot be turned back into the token; keeping it in a Secret gives it the
+// same access control as the tokens. Status holds fingerprints only.
+//
+// Every replica computes the window the same way, from the time the token
+// Secret last changed (the newest managedFields entry), so replicas agree on
+// when a previous token expires even before the leader has written the state
+// Secret, and a replica that restarts during a window reads the state back.
+
+// rotationState is the content of the state Secret, keyed by credential
+// ("staticToken", "apiKey/<name>").
+type rotationState struct {
+	Credentials map[string]credentialState `json:"credentials,omitempty"`
+}
+
+// credentialState is one credential's rotation history.
+type credentialState struct {
+	// Current is the hex SHA-256 of the value in force.
+	Current string `json:"current,omitempty"`
+	// RotatedAt is when the value in force was put in the Secret.
+	RotatedAt time.Time `json:"rotatedAt,omitzero"`
+	// Previous values still inside their grace window.
+	Previous []previousState `json:"previous,omitempty"`
+}
+
+type previousState struct {
+	Digest     string    `json:"digest"`
+	ReplacedAt time.Time `json:"replacedAt"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+}
+
+const (
+	stateSecretKey    = "state.json"
+	credStaticToken   = "staticToken"
+	credAPIKeyPrefix  = "apiKey/"
+	stateSecretSuffix = "-rap-state"
+)
+
+// stateSecretName is the name of a policy's rotation state Secret.
+func stateSecretName(policy string) string {
+	name := policy + stateSecretSuffix
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(policy))
+	return policy[:253-len(stateSecretSuffix)-9] + "-" + hex.EncodeToString(sum[:4]) + stateSecretSuffix
+}
+
+func decodeState(b []byte) rotationState {
+	var st rotationState
+	if len(b) > 0 {
+		// A state Secret that does not parse is treated as empty: no
+		// previous token is accepted, which is the safe side.
+		_ = json.Unmarshal(b, &st)
+	}
+	if st.Credentials == nil {
+		st.Credentials = map[string]credentialState{}
+	}
+	return st
+}
+
+func (s rotationState) encode() []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// advance computes a credential's next state.
+//
+//   - current is the digest of the value now in the Secret, nil when the
+//     value is unavailable (Secret or key deleted, empty, weak). Then the
+//     credential is revoked: no current, no previous.
+//   - changedAt is when the Secret last changed.
+//   - grace is the policy's rotationGracePeriod now. Lowering it shortens
+//     windows already running; raising it does not lengthen them.
+//
+// advance is pure: same inputs, same state, on every replica.
+func advance(st credentialState, current *authserver.Digest, changedAt time.Time, grace time.Duration, now time.Time) credentialState {
+	if current == nil {
+		return credentialState{}
+	}
+	cur := current.Hex()
+	next := credentialState{Current: cur, RotatedAt: st.RotatedAt}
+	keep := func(p previousState) {
+		exp := p.ExpiresAt
+		if limit := p.ReplacedAt.Add(grace); limit.Before(exp) {
+			exp = limit
+		}
+		if p.Digest == cur || !now.Before(exp) || slices.ContainsFunc(next.Previous, func(q previousState) bool { return q.Digest == p.Digest }) {
+			return
+		}
+		p.ExpiresAt = exp
+		next.Previous = append(next.Previous, p)
+	}
+	switch st.Current {
+	case cur:
+	case "":
+		next.RotatedAt = changedAt
+	default:
+		next.RotatedAt = changedAt
+		keep(previousState{Digest: st.Current, ReplacedAt: changedAt, ExpiresAt: changedAt.Add(grace)})
+	}
+	for _, p := range st.Previous {
+		keep(p)
+	}
+	slices.SortFunc(next.Previous, func(a, b previousState) int { return b.ExpiresAt.Compare(a.ExpiresAt) })
+	return next
+}
+
+// merge combines two views of the same credential computed by advance for the
+// same current value (the state Secret's and this replica's memory). Previous
+// entries are united; where both know an entry, the earlier expiry wins.
+func merge(a, b credentialState) credentialState {
+	if a.Current != b.Current || b.Current == "" {
+		return a
+	}
+	out := credentialState{Current: a.Current, RotatedAt: a.RotatedAt}
+	if out.RotatedAt.IsZero() || (!b.RotatedAt.IsZero() && b.RotatedAt.Before(out.RotatedAt)) {
+		out.RotatedAt = b.RotatedAt
+	}
+	out.Previous = append(out.Previous, a.Previous...)
+	for _, p := range b.Previous {
+		i := slices.IndexFunc(out.Previous, func(q previousState) bool { return q.Digest == p.Digest })
+		if i < 0 {
+			out.Previous = append(out.Previous, p)
+		} else if p.ExpiresAt.Before(out.Previous[i].ExpiresAt) {
+			out.Previous[i].ExpiresAt = p.ExpiresAt
+		}
+	}
+	slices.SortFunc(out.Previous, func(a, b previousState) int { return b.ExpiresAt.Compare(a.ExpiresAt) })
+	return out
+}
+
+// previousDigests converts a state's previous entries for the compile step.
+func (s credentialState) previousDigests() []authserver.PreviousDigest {
+	var out []authserver.PreviousDigest
+	for _, p := range s.Previous {
+		d, err := authserver.ParseDigest(p.Digest)
+		if err != nil {
+			continue
+		}
+		out = append(out, authserver.PreviousDigest{Digest: d, ExpiresAt: p.ExpiresAt})
+	}
+	return out
+}
+
+// nextExpiry is the earliest time a previous entry expires, zero if none.
+func (s credentialState) nextExpiry() time.Time {
+	var t time.Time
+	for _, p := range s.Previous {
+		if t.IsZero() || p.ExpiresAt.Before(t) {
+			t = p.ExpiresAt
+		}
+	}
+	return t
+}
+
+// rotationMemory is this replica's own view of each policy's credentials:
+// it covers the time before the leader has written the state Secret, and
+// clusters where no leader writes it.
+type rotationMemory struct {
+	mu sync.Mutex
+	m  map[string]map[string]credentialState // policy key -> credential -> state
+}
+
+func newRotationMemory() *rotationMemory {
+	return &rotationMemory{m: map[string]map[string]credentialState{}}
+}
+
+func (r *rotationMemory) get(policy string) map[string]credentialState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps_clone(r.m[policy])
+}
+
+func (r *rotationMemory) set(policy string, creds map[string]credentialState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[policy] = maps_clone(creds)
+}
+
+func (r *rotationMemory) forget(policy string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, policy)
+}
+
+func maps_clone(m map[string]credentialState) map[string]credentialState {
+	out := make(map[string]credentialState, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,260 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// Least privilege: read policies and write their status; read Secrets (the
+// referenced ones, by name, plus a metadata-only watch) and write only the
+// rotation state Secrets the operator owns; record events. Leader election
+// has its own Role (config/rbac/leader_election_role.yaml).
+//
+// +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Field indexes on RegistryAuthPolicy.
+const (
+	// indexSecrets lists the names of the Secrets a policy reads (its
+	// references and its rotation state Secret).
+	indexSecrets = "registryauth.secrets"
+	// indexHosts lists a policy's hosts.
+	indexHosts = "registryauth.hosts"
+)
+
+// Options configure the controllers.
+type Options struct {
+	// Store is the auth service's store the loader fills.
+	Store *authserver.Store
+	// Issuers discovers OIDC issuers; shared with nothing else.
+	Issuers *authserver.OIDCIssuers
+	// Compile tunes the compile step.
+	Compile authserver.CompileOptions
+	// MaxConcurrentReconciles of each controller (default 4).
+	MaxConcurrentReconciles int
+	// EventRecorderName is the reporting controller of events.
+	EventRecorderName string
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Setup registers the field indexes, the loader (every replica), the status
+// reconciler (leader only) and the readiness tracking with mgr. The returned
+// checker is the readiness check: ready once every policy that existed at
+// start has been loaded.
+func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
+	if opts.MaxConcurrentReconciles <= 0 {
+		opts.MaxConcurrentReconciles = 4
+	}
+	if opts.EventRecorderName == "" {
+		opts.EventRecorderName = "registry-auth-operator"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &authv1alpha1.RegistryAuthPolicy{}, indexSecrets, func(o client.Object) []string {
+		return referencedSecrets(o.(*authv1alpha1.RegistryAuthPolicy))
+	}); err != nil {
+		return nil, err
+	}
+	if err := idx.IndexField(ctx, &authv1alpha1.RegistryAuthPolicy{}, indexHosts, func(o client.Object) []string {
+		return o.(*authv1alpha1.RegistryAuthPolicy).Spec.Hosts
+	}); err != nil {
+		return nil, err
+	}
+
+	res := &resolver{
+		secrets: mgr.GetAPIReader(),
+		issuers: opts.Issuers,
+		memory:  newRotationMemory(),
+		opts:    opts.Compile,
+		now:     opts.Now,
+	}
+	ready := newReadiness()
+	loader := &PolicyLoader{
+		client:   mgr.GetClient(),
+		resolver: res,
+		store:    opts.Store,
+		ready:    ready,
+		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
+		problems: map[string]string{},
+	}
+	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return policiesReferencing(ctx, mgr.GetClient(), o)
+	})
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named("policy-loader").
+		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		WithOptions(controller.Options{
+			NeedLeaderElection:      ptr.To(false),
+			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+		}).
+		Complete(loader); err != nil {
+		return nil, err
+	}
+
+	status := &StatusReconciler{
+		client:   mgr.GetClient(),
+		resolver: res,
+		recorder: mgr.GetEventRecorder(opts.EventRecorderName),
+		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
+	}
+	if err := ctrl.NewControllerManagedBy(mgr).
+		Named("policy-status").
+		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		// A policy's hosts decide other policies' HostConflict condition.
+		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
+		Complete(status); err != nil {
+		return nil, err
+	}
+
+	if err := mgr.Add(&initialList{cache: mgr.GetCache(), client: mgr.GetClient(), ready: ready}); err != nil {
+		return nil, err
+	}
+	return ready.Check, nil
+}
+
+// referencedSecrets are the names of the Secrets a policy reads.
+func referencedSecrets(p *authv1alpha1.RegistryAuthPolicy) []string {
+	names := []string{stateSecretName(p.Name)}
+	add := func(n string) {
+		for _, x := range names {
+			if x == n {
+				return
+			}
+		}
+		names = append(names, n)
+	}
+	if st := p.Spec.StaticToken; st != nil && st.SecretRef != nil {
+		add(st.SecretRef.Name)
+	}
+	for _, k := range p.Spec.APIKeys {
+		add(k.SecretRef.Name)
+	}
+	if s := p.Spec.Session; s != nil {
+		add(s.SecretKeyRef.Name)
+	}
+	return names
+}
+
+// policiesReferencing maps a Secret to the policies in its namespace that
+// read it.
+func policiesReferencing(ctx context.Context, c client.Client, o client.Object) []reconcile.Request {
+	var list authv1alpha1.RegistryAuthPolicyList
+	if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSecrets: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing policies that reference a Secret", "secret", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, p := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
+	}
+	return reqs
+}
+
+// policiesSharingHosts maps a policy to the others that list one of its
+// hosts.
+func policiesSharingHosts(ctx context.Context, c client.Client, p *authv1alpha1.RegistryAuthPolicy) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, h := range p.Spec.Hosts {
+		var list authv1alpha1.RegistryAuthPolicyList
+		if err := c.List(ctx, &list, client.MatchingFields{indexHosts: h}); err != nil {
+			return nil
+		}
+		for _, o := range list.Items {
+			if o.UID != p.UID {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&o)})
+			}
+		}
+	}
+	return reqs
+}
+
+// CacheOptions restricts what the manager caches.
+//
+// Secrets: the operator must read the Secrets policies reference, but must
+// not hold every Secret of the cluster in memory. It watches Secrets
+// metadata-only (names and versions, to know when a referenced one changes)
+// and reads a referenced Secret's data straight from the API server when it
+// reconciles, hashing the value at once. The transform also drops annotations
+// from the cached metadata: `kubectl apply` stores the whole Secret, data
+// included, in the kubectl.kubernetes.io/last-applied-configuration
+// annotation. managedFields are dropped from everything cached (memory).
+//
+// namespaces limits the cache (and so the policies served) to those
+// namespaces; empty means all.
+func CacheOptions(namespaces []string) cache.Options {
+	o := cache.Options{
+		DefaultTransform: stripForCache,
+		// A read of a type nobody watches fails instead of quietly
+		// starting an informer (and caching, say, every Secret).
+		ReaderFailOnMissingInformer: true,
+	}
+	if len(namespaces) > 0 {
+		o.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return o
+}
+
+// ClientOptions make Secret reads through the manager's client go to the API
+// server, never to a cache, so nothing can start a full Secret informer by
+// accident.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
+func stripForCache(obj any) (any, error) {
+	if pom, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		pom.Annotations = nil
+	}
+	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		a.GetObjectMeta().SetManagedFields(nil)
+	}
+	return obj, nil
+}

@@ -1,0 +1,324 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// Event reasons.
+const (
+	EventTokenRotated  = "TokenRotated"
+	EventPolicyLoaded  = "PolicyLoaded"
+	EventStateConflict = "StateSecretConflict"
+)
+
+// StatusReconciler reports what the auth service holds for each policy. It
+// runs on the leader only: it writes the rotation state Secret, records
+// events and makes one status write per reconcile.
+type StatusReconciler struct {
+	client   client.Client
+	resolver *resolver
+	recorder recorder.EventRecorder
+	backoff  workqueue.TypedRateLimiter[string]
+}
+
+// Reconcile brings one policy's status, events and rotation state up to date.
+func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.Namespace + "/" + req.Name
+	var pol authv1alpha1.RegistryAuthPolicy
+	if err := s.client.Get(ctx, req.NamespacedName, &pol); err != nil {
+		s.backoff.Forget(key)
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !pol.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	res, err := s.resolver.resolve(ctx, &pol)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	conflicts, err := s.hostConflicts(ctx, &pol)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	problems := append(slices.Clone(res.problems), conflicts...)
+
+	if err := s.writeState(ctx, &pol, res); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	s.recordRotations(&pol, res)
+
+	orig := pol.DeepCopy()
+	ready := buildStatus(&pol, res, problems)
+	s.recordReadiness(&pol, orig, ready)
+	if !equality.Semantic.DeepEqual(orig.Status, pol.Status) {
+		err := s.client.Status().Patch(ctx, &pol, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	var result ctrl.Result
+	if hasRetryable(res.problems) {
+		result.RequeueAfter = s.backoff.When(key)
+	} else {
+		s.backoff.Forget(key)
+	}
+	// Come back when a grace window ends, to clear it from status and state.
+	for _, c := range res.creds {
+		if t := c.nextExpiry(); !t.IsZero() {
+			after := time.Until(t) + time.Second
+			if result.RequeueAfter == 0 || after < result.RequeueAfter {
+				result.RequeueAfter = after
+			}
+		}
+	}
+	return result, nil
+}
+
+// writeState creates or updates the rotation state Secret when it changed.
+func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, res *resolution) error {
+	want := rotationState{Credentials: res.creds}.encode()
+	if res.stateSecret != nil {
+		if bytes.Equal(res.stateSecret.Data[stateSecretKey], want) {
+			return nil
+		}
+		sec := res.stateSecret.DeepCopy()
+		sec.Data = map[string][]byte{stateSecretKey: want}
+		return s.client.Update(ctx, sec)
+	}
+	if len(res.creds) == 0 {
+		return nil
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: pol.Namespace,
+			Name:      stateSecretName(pol.Name),
+			Labels: map[string]string{
+				"app.kubernetes.io/managed-by": "registry-auth-operator",
+				"auth.registryauth.io/policy":  labelValue(pol.Name),
+			},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{stateSecretKey: want},
+	}
+	if err := controllerutil.SetControllerReference(pol, sec, s.client.Scheme()); err != nil {
+		return err
+	}
+	err := s.client.Create(ctx, sec)
+	if apierrors.IsAlreadyExists(err) {
+		// Either our cache is behind (requeue) or a Secret of someone
+		// else's has the name: say so, and go on without persisted state.
+		var other corev1.Secret
+		if gerr := s.resolver.secrets.Get(ctx, client.ObjectKeyFromObject(sec), &other); gerr == nil && !isStateSecretOf(&other, pol) {
+			s.recorder.Eventf(pol, nil, corev1.EventTypeWarning, EventStateConflict, "WriteState",
+				"Secret %q exists and is not owned by this policy; rotation grace windows will not survive a restart", sec.Name)
+			return nil
+		}
+	}
+	return err
+}
+
+func labelValue(s string) string {
+	if len(s) > 63 {
+		return s[:63]
+	}
+	return s
+}
+
+// recordRotations emits TokenRotated for each credential whose value changed
+// since the state Secret was last written.
+func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) {
+	names := make([]string, 0, len(res.creds))
+	for c := range res.creds {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	for _, cred := range names {
+		next := res.creds[cred]
+		prev := res.stored.Credentials[cred]
+		if prev.Current == "" || prev.Current == next.Current {
+			continue
+		}
+		what, label := "static token", "static"
+		if name, ok := strings.CutPrefix(cred, credAPIKeyPrefix); ok {
+			what, label = fmt.Sprintf("API key %q", name), name
+		}
+		rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, label).Inc()
+		grace := "the previous value is no longer accepted"
+		for _, p := range next.Previous {
+			if p.Digest == prev.Current {
+				grace = "the previous value is accepted until " + p.ExpiresAt.UTC().Format(time.RFC3339)
+			}
+		}
+		s.recorder.Eventf(pol, nil, corev1.EventTypeNormal, EventTokenRotated, "Rotate",
+			"%s rotated from %s to %s; %s", what, fingerprintOfHex(prev.Current), fingerprintOfHex(next.Current), grace)
+	}
+}
+
+// recordReadiness emits an event when the Ready condition changes.
+func (s *StatusReconciler) recordReadiness(pol, orig *authv1alpha1.RegistryAuthPolicy, now *metav1.Condition) {
+	was := meta.FindStatusCondition(orig.Status.Conditions, authv1alpha1.ConditionReady)
+	if was != nil && was.Status == now.Status && was.Reason == now.Reason && was.Message == now.Message {
+		return
+	}
+	if now.Status == metav1.ConditionTrue {
+		s.recorder.Eventf(pol, nil, corev1.EventTypeNormal, EventPolicyLoaded, "Load", "%s", now.Message)
+		return
+	}
+	s.recorder.Eventf(pol, nil, corev1.EventTypeWarning, now.Reason, "Load", "%s", now.Message)
+}
+
+// hostConflicts reports the hosts of pol that other policies claim too.
+func (s *StatusReconciler) hostConflicts(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) ([]authserver.Problem, error) {
+	var probs []authserver.Problem
+	for _, h := range pol.Spec.Hosts {
+		var list authv1alpha1.RegistryAuthPolicyList
+		if err := s.client.List(ctx, &list, client.MatchingFields{indexHosts: h}); err != nil {
+			return nil, err
+		}
+		var others []string
+		for _, o := range list.Items {
+			if o.UID != pol.UID {
+				others = append(others, o.Namespace+"/"+o.Name)
+			}
+		}
+		if len(others) > 0 {
+			sort.Strings(others)
+			probs = append(probs, authserver.Problem{
+				Reason:  authserver.ProblemHostConflict,
+				Field:   "spec.hosts",
+				Message: fmt.Sprintf("host %q is also listed by %s; plain /validate requests for it are refused", h, strings.Join(others, ", ")),
+			})
+		}
+	}
+	return probs, nil
+}
+
+// maxConditionMessage keeps the Ready message within the API's limit.
+const maxConditionMessage = 4096
+
+// buildStatus sets pol.Status from a resolution and returns the Ready
+// condition.
+func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems []authserver.Problem) *metav1.Condition {
+	st := &pol.Status
+	st.ObservedGeneration = pol.Generation
+	cond := metav1.Condition{
+		Type:               authv1alpha1.ConditionReady,
+		ObservedGeneration: pol.Generation,
+	}
+	if len(problems) == 0 {
+		cond.Status = metav1.ConditionTrue
+		cond.Reason = authv1alpha1.ReasonLoaded
+		cond.Message = summary(pol, res)
+	} else {
+		cond.Status = metav1.ConditionFalse
+		cond.Reason = problems[0].Reason
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.Error()
+		}
+		cond.Message = strings.Join(msgs, "; ")
+		if len(cond.Message) > maxConditionMessage {
+			cond.Message = cond.Message[:maxConditionMessage-3] + "..."
+		}
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+
+	st.StaticToken = credentialStatus(res.creds[credStaticToken])
+	st.APIKeys = nil
+	for _, k := range pol.Spec.APIKeys {
+		if cs := credentialStatus(res.creds[credAPIKeyPrefix+k.Name]); cs != nil {
+			st.APIKeys = append(st.APIKeys, authv1alpha1.APIKeyStatus{Name: k.Name, CredentialStatus: *cs})
+		}
+	}
+	return &cond
+}
+
+func summary(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) string {
+	fp := res.policy.Fingerprints()
+	var parts []string
+	if fp.StaticToken != "" {
+		parts = append(parts, "static token "+fp.StaticToken)
+	}
+	if n := len(fp.APIKeys); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d API key(s)", n))
+	}
+	if pol.Spec.Session != nil {
+		parts = append(parts, "session cookies")
+	}
+	if pol.Spec.OIDC != nil {
+		parts = append(parts, "OIDC issuer "+pol.Spec.OIDC.IssuerURL)
+	}
+	if len(parts) == 0 {
+		return "loaded; no credential is configured, every request is refused"
+	}
+	return "in force: " + strings.Join(parts, ", ")
+}
+
+func credentialStatus(c credentialState) *authv1alpha1.CredentialStatus {
+	if c.Current == "" {
+		return nil
+	}
+	cs := &authv1alpha1.CredentialStatus{Fingerprint: fingerprintOfHex(c.Current)}
+	if !c.RotatedAt.IsZero() {
+		t := metav1.NewTime(c.RotatedAt.Truncate(time.Second))
+		cs.RotatedAt = &t
+	}
+	if len(c.Previous) > 0 {
+		p := c.Previous[0] // latest expiry first
+		cs.PreviousFingerprint = fingerprintOfHex(p.Digest)
+		t := metav1.NewTime(p.ExpiresAt.Truncate(time.Second))
+		cs.PreviousExpiresAt = &t
+	}
+	return cs
+}
+
+// fingerprintOfHex shortens a hex digest to a fingerprint.
+func fingerprintOfHex(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

@@ -1,0 +1,305 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	"go.uber.org/zap/zapcore"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/test/utils"
+)
+
+// The tests of this package run the controllers against a real
+// kube-apiserver and etcd (envtest), as a user that holds only the RBAC the
+// manifests grant (config/rbac), so a missing permission fails here first.
+
+var (
+	testEnv     *envtest.Environment
+	adminClient client.Client
+	// managerConfig authenticates as the operator's user, bound to
+	// config/rbac/role.yaml and the leader election Role.
+	managerConfig *rest.Config
+	kubeconfig    string // admin kubeconfig file for kubectl
+	scheme        = runtime.NewScheme()
+	nsCounter     atomic.Int64
+)
+
+const leaseNamespace = "registry-auth-system"
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(authv1alpha1.AddToScheme(scheme))
+}
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel())), zap.StacktraceLevel(zapcore.PanicLevel)))
+	testEnv = utils.NewEnvironment()
+	cfg, err := testEnv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		os.Exit(1)
+	}
+	code := 1
+	func() {
+		defer func() { _ = testEnv.Stop() }()
+		if err := setupSuite(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "setting up:", err)
+			return
+		}
+		code = m.Run()
+	}()
+	os.Exit(code)
+}
+
+func zapLevel() int8 {
+	if os.Getenv("TEST_VERBOSE") != "" {
+		return -2 // debug
+	}
+	return 2 // errors only: tests provoke many expected problems
+}
+
+func setupSuite(cfg *rest.Config) error {
+	ctx := context.Background()
+	var err error
+	adminClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	admin, err := testEnv.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "rap-controllers-")
+	if err != nil {
+		return err
+	}
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+
+	// The operator's identity, with the manifests' RBAC.
+	const user = "registry-auth-manager"
+	mu, err := testEnv.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		return err
+	}
+	managerConfig = mu.Config()
+	if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {
+		return err
+	}
+	var role rbacv1.ClusterRole
+	if err := readYAML("config/rbac/role.yaml", &role); err != nil {
+		return err
+	}
+	var leRole rbacv1.Role
+	if err := readYAML("config/rbac/leader_election_role.yaml", &leRole); err != nil {
+		return err
+	}
+	leRole.Namespace = leaseNamespace
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	for _, o := range []client.Object{
+		&role,
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "manager-rolebinding"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			Subjects:   subject,
+		},
+		&leRole,
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "leader-election-rolebinding", Namespace: leaseNamespace},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: leRole.Name},
+			Subjects:   subject,
+		},
+	} {
+		if err := adminClient.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T: %w", o, err)
+		}
+	}
+	return nil
+}
+
+func readYAML(rel string, into any) error {
+	b, err := os.ReadFile(filepath.Join(utils.RepoRoot(), rel))
+	if err != nil {
+		return err
+	}
+	return yaml.Unmarshal(b, into)
+}
+
+// manager is one running operator replica (without the HTTP servers: tests
+// call the store, as the handler does).
+type manager struct {
+	name   string
+	store  *authserver.Store
+	ready  func() error
+	mgr    ctrl.Manager
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type managerOpts struct {
+	name        string
+	leaderElect bool
+	namespaces  []string
+}
+
+// startManager runs a manager like cmd/main.go does, as the operator's user.
+func startManager(t *testing.T, o managerOpts) *manager {
+	t.Helper()
+	if o.name == "" {
+		o.name = "manager"
+	}
+	cfg := rest.CopyConfig(managerConfig)
+	cfg.UserAgent = o.name // shows in managedFields: who wrote what
+	cfg.QPS, cfg.Burst = 200, 400
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "registry-auth-operator.registryauth.io",
+		LeaderElectionNamespace:       leaseNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 ptr.To(4 * time.Second),
+		RenewDeadline:                 ptr.To(3 * time.Second),
+		RetryPeriod:                   ptr.To(500 * time.Millisecond),
+		Cache:                         CacheOptions(o.namespaces),
+		Client:                        ClientOptions(),
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := authserver.NewStore(authserver.StoreOptions{})
+	check, err := Setup(mgr, Options{Store: store, Issuers: authserver.NewOIDCIssuers(nil), EventRecorderName: "registry-auth-operator"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &manager{name: o.name, store: store, mgr: mgr, cancel: cancel, done: make(chan error, 1),
+		ready: func() error { return check(nil) }}
+	go func() { m.done <- mgr.Start(ctx) }()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *manager) stop() {
+	if m.cancel == nil {
+		return
+	}
+	m.cancel()
+	m.cancel = nil
+	select {
+	case <-m.done:
+	case <-time.After(30 * time.Second):
+		panic("manager did not stop")
+	}
+}
+
+func (m *manager) isLeader() bool {
+	select {
+	case <-m.mgr.Elected():
+		return true
+	default:
+		return false
+	}
+}
+
+// decide asks the manager's store, as the auth handler does.
+func (m *manager) decide(ns, name, path, token string) authserver.Decision {
+	req := &authserver.Request{
+		Policy:         ns + "/" + name,
+		OriginalURL:    "http://registry.test" + path,
+		OriginalMethod: "GET",
+	}
+	if token != "" {
+		req.Authorization = []string{"Bearer " + token}
+	}
+	return authserver.Decide(context.Background(), m.store.Load(), req, time.Now())
+}
+
+func (m *manager) allows(ns, name, token string) bool {
+	return m.decide(ns, name, "/api/servers", token).Allowed()
+}
+
+// newNamespace makes a fresh namespace for one test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
+	if len(ns) > 60 {
+		ns = ns[:60]
+	}
+	ns = strings.TrimRight(strings.ReplaceAll(ns, "_", "-"), "-")
+	if err := adminClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// kubectl runs the locally built kubectl against envtest as admin.
+func kubectl(t *testing.T, stdin string, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(utils.KubectlPath(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+// randomToken returns a fresh 64-hex-digit token.
+func randomToken(t testing.TB) string {
+	t.Helper()
+	return rand.Text() + rand.Text()
+}
