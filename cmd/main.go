@@ -77,7 +77,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint. \"0\" disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.StringVar(&o.authAddr, "auth-bind-address", ":8888", "Address of the auth service (/validate).")
-	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas; only the leader writes status and events. Every replica serves and loads config.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas; only the leader writes status, events and rotation state. Every replica serves and loads config, leader or not, and keeps serving when the lease is lost.")
 	flag.StringVar(&o.leaderNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace in a cluster.")
 	flag.BoolVar(&o.standalone, "standalone", false, "Run without Kubernetes, configured from the environment (REGISTRY_STATIC_TOKEN_AUTH_ENABLED, REGISTRY_API_TOKEN, ...).")
 	flag.StringVar(&o.namespaces, "namespace", "", "Comma-separated namespaces to watch for policies and their Secrets; empty watches all.")
@@ -175,24 +175,33 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		}
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:        o.probeAddr,
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "registry-auth-operator.registryauth.io",
-		LeaderElectionNamespace:       o.leaderNS,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(namespaces),
-		Client:                        controllers.ClientOptions(),
-		GracefulShutdownTimeout:       ptrDuration(o.shutdownGrace + 5*time.Second),
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+		// Leader election is the controllers' own (controllers.LeaderElector):
+		// the manager's would stop the whole process, auth service included,
+		// when the lease is lost.
+		LeaderElection:          false,
+		Cache:                   controllers.CacheOptions(namespaces),
+		Client:                  controllers.ClientOptions(),
+		GracefulShutdownTimeout: ptrDuration(o.shutdownGrace + 5*time.Second),
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
+	}
+	var leader *controllers.LeaderElector
+	if o.leaderElect {
+		leader, err = controllers.NewLeaderElector(cfg, o.leaderNS, "registry-auth-operator.registryauth.io",
+			controllers.DefaultLeaderTiming, log.WithName("leader-election"))
+		if err != nil {
+			return err
+		}
 	}
 	store := authserver.NewStore(authserver.StoreOptions{})
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
 		Store:   store,
 		Issuers: authserver.NewOIDCIssuers(nil),
+		Leader:  leader,
 	})
 	if err != nil {
 		return fmt.Errorf("controllers: %w", err)

@@ -296,6 +296,27 @@ func TestTwoReplicas(t *testing.T) {
 	}
 	g.Expect(statusWriters).To(ConsistOf(leader.name))
 	g.Expect(statusWriters).NotTo(ContainElement(follower.name))
+
+	// The leader goes away: the follower takes the lease and brings status
+	// up to date after the next rotation.
+	leader.stop()
+	old := tok
+	tok = randomToken(t)
+	rotateWith(t, "patch", ns, "api-token", tok)
+	g.Eventually(func() bool { return follower.allows(ns, "registry", tok) && !follower.allows(ns, "registry", old) },
+		inForce, 5*time.Millisecond).Should(BeTrue(), "the follower serves the rotation at once, leader or not")
+	g.Eventually(follower.isLeader, 15*time.Second, 50*time.Millisecond).Should(BeTrue())
+	g.Eventually(func(g Gomega) {
+		p := getPolicy(g, ns, "registry")
+		g.Expect(p.Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
+		var writers []string
+		for _, mf := range p.ManagedFields {
+			if mf.Subresource == "status" {
+				writers = append(writers, mf.Manager)
+			}
+		}
+		g.Expect(writers).To(ContainElement(follower.name))
+	}, 15*time.Second, 50*time.Millisecond).Should(Succeed())
 }
 
 func TestProblemsFailClosed(t *testing.T) {

@@ -29,10 +29,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
 	"github.com/registryauth/registry-auth-operator/authserver"
@@ -72,6 +74,9 @@ type Options struct {
 	EventRecorderName string
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Leader decides which replica writes status, events and rotation
+	// state; nil means this replica always does (a single replica).
+	Leader *LeaderElector
 }
 
 // Setup registers the field indexes, the loader (every replica), the status
@@ -87,6 +92,12 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Leader == nil {
+		opts.Leader = AlwaysLeader()
+	}
+	if err := mgr.Add(opts.Leader); err != nil {
+		return nil, err
 	}
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
@@ -137,16 +148,36 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		resolver: res,
 		recorder: mgr.GetEventRecorder(opts.EventRecorderName),
 		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
+		leader:   opts.Leader,
 	}
+	// A new leader brings every policy's status up to date.
+	resync := make(chan event.GenericEvent)
+	opts.Leader.OnStartedLeading(func() {
+		go func() {
+			var list authv1alpha1.RegistryAuthPolicyList
+			if err := mgr.GetClient().List(context.Background(), &list); err != nil {
+				return // the watches will catch up
+			}
+			for i := range list.Items {
+				resync <- event.GenericEvent{Object: &list.Items[i]}
+			}
+		}()
+	})
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-status").
+		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
 		// A policy's hosts decide other policies' HostConflict condition.
 		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))
 		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
+		// Runs on every replica; Reconcile writes only while leading (see
+		// LeaderElector), so losing the lease never stops the process.
+		WithOptions(controller.Options{
+			NeedLeaderElection:      ptr.To(false),
+			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+		}).
 		Complete(status); err != nil {
 		return nil, err
 	}

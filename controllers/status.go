@@ -48,18 +48,25 @@ const (
 )
 
 // StatusReconciler reports what the auth service holds for each policy. It
-// runs on the leader only: it writes the rotation state Secret, records
-// events and makes one status write per reconcile.
+// acts on the leader only (see LeaderElector): it writes the rotation state
+// Secret, records events and makes one status write per reconcile.
 type StatusReconciler struct {
 	client   client.Client
 	resolver *resolver
 	recorder recorder.EventRecorder
 	backoff  workqueue.TypedRateLimiter[string]
+	leader   *LeaderElector
 }
 
 // Reconcile brings one policy's status, events and rotation state up to date.
 func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := req.Namespace + "/" + req.Name
+	if !s.leader.IsLeader() {
+		// Followers write nothing; the leader resyncs every policy when
+		// it is elected.
+		s.backoff.Forget(key)
+		return ctrl.Result{}, nil
+	}
 	var pol authv1alpha1.RegistryAuthPolicy
 	if err := s.client.Get(ctx, req.NamespacedName, &pol); err != nil {
 		s.backoff.Forget(key)

@@ -178,6 +178,7 @@ func readYAML(rel string, into any) error {
 // call the store, as the handler does).
 type manager struct {
 	name   string
+	leader *LeaderElector
 	store  *authserver.Store
 	ready  func() error
 	mgr    ctrl.Manager
@@ -201,30 +202,32 @@ func startManager(t *testing.T, o managerOpts) *manager {
 	cfg.UserAgent = o.name // shows in managedFields: who wrote what
 	cfg.QPS, cfg.Burst = 200, 400
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "registry-auth-operator.registryauth.io",
-		LeaderElectionNamespace:       leaseNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 ptr.To(4 * time.Second),
-		RenewDeadline:                 ptr.To(3 * time.Second),
-		RetryPeriod:                   ptr.To(500 * time.Millisecond),
-		Cache:                         CacheOptions(o.namespaces),
-		Client:                        ClientOptions(),
-		Controller:                    config.Controller{SkipNameValidation: ptr.To(true)},
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  CacheOptions(o.namespaces),
+		Client:                 ClientOptions(),
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var leader *LeaderElector
+	if o.leaderElect {
+		leader, err = NewLeaderElector(cfg, leaseNamespace, "registry-auth-operator.registryauth.io",
+			LeaderTiming{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond},
+			ctrl.Log.WithName(o.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	store := authserver.NewStore(authserver.StoreOptions{})
-	check, err := Setup(mgr, Options{Store: store, Issuers: authserver.NewOIDCIssuers(nil), EventRecorderName: "registry-auth-operator"})
+	check, err := Setup(mgr, Options{Store: store, Issuers: authserver.NewOIDCIssuers(nil), EventRecorderName: "registry-auth-operator", Leader: leader})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &manager{name: o.name, store: store, mgr: mgr, cancel: cancel, done: make(chan error, 1),
+	m := &manager{name: o.name, leader: leader, store: store, mgr: mgr, cancel: cancel, done: make(chan error, 1),
 		ready: func() error { return check(nil) }}
 	go func() { m.done <- mgr.Start(ctx) }()
 	t.Cleanup(m.stop)
@@ -244,14 +247,7 @@ func (m *manager) stop() {
 	}
 }
 
-func (m *manager) isLeader() bool {
-	select {
-	case <-m.mgr.Elected():
-		return true
-	default:
-		return false
-	}
-}
+func (m *manager) isLeader() bool { return m.leader != nil && m.leader.IsLeader() }
 
 // decide asks the manager's store, as the auth handler does.
 func (m *manager) decide(ns, name, path, token string) authserver.Decision {
