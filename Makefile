@@ -65,8 +65,20 @@ fmt-check: ## Fail if `gofmt -l` lists any Go file (also testdata/ and hack/).
 # fmt-check runs before fmt so that unformatted code fails the tests instead of
 # being silently rewritten.
 .PHONY: test
-test: manifests generate fmt-check fmt vet envtest ## Run all tests (unit + envtest against bin/k8s). First run builds the control plane (~10 min).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... -count=1
+test: manifests generate fmt-check fmt vet envtest ## Run all tests with the race detector (unit, envtest, e2e with nginx). First run builds the control plane (~10 min).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -race ./... -count=1
+
+# Fuzz targets and the package that holds them. Seed corpora are committed
+# under authserver/testdata/fuzz; each target runs for FUZZTIME.
+FUZZ_TARGETS ?= FuzzNormalizePath FuzzParseAuthorization FuzzSessionVerify FuzzParseAPIKeysEnv FuzzCompile
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t ($(FUZZTIME))"; \
+		go test ./authserver -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 ##@ Build
 

@@ -402,3 +402,91 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// FuzzParseAuthorization checks the credential header parsing: it never
+// panics, and a token it accepts is the header's tail, without white space
+// or control characters.
+func FuzzParseAuthorization(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  abc", "Bearer\tabc", "Bearer ", "Basic x", "", "BEARER x y", "Bearerx", "Bearer \xff"} {
+		f.Add(s, "")
+	}
+	f.Add("Bearer a", "Bearer b")
+	f.Fuzz(func(t *testing.T, authz, xauthz string) {
+		var a, x []string
+		if authz != "" {
+			a = []string{authz}
+		}
+		if xauthz != "" {
+			x = []string{xauthz}
+		}
+		h, ambiguous := authorizationValue(a, x)
+		if ambiguous {
+			if authz == "" || xauthz == "" || authz == xauthz {
+				t.Fatalf("ambiguous for %q / %q", authz, xauthz)
+			}
+			return
+		}
+		tok, scheme := parseBearer(h)
+		if scheme != schemeBearer {
+			if tok != "" {
+				t.Fatalf("token %q returned with scheme %d", tok, scheme)
+			}
+			return
+		}
+		if tok == "" || !strings.HasSuffix(h, tok) || !strings.EqualFold(h[:6], "bearer") {
+			t.Fatalf("%q -> %q", h, tok)
+		}
+		for i := 0; i < len(tok); i++ {
+			if tok[i] <= ' ' || tok[i] >= 0x7f {
+				t.Fatalf("%q -> %q holds byte %#x", h, tok, tok[i])
+			}
+		}
+	})
+}
+
+// FuzzCompile compiles policies built from fuzzed values. Compile never
+// panics, never loads a secret that fails the checks, and a static token it
+// loads never opens a gateway path.
+func FuzzCompile(f *testing.F) {
+	f.Add(tokStatic, "/api/", "GET", "/api/servers", "registry.example.com", tokReadKey)
+	f.Add("short", "api", "BREW", "/api/../x", "BAD_HOST!", "")
+	f.Add(" "+tokStatic+"\n", "/v0.1", "head", "/v0.1/x", "a.b", strings.Repeat("x", 40))
+	f.Fuzz(func(t *testing.T, token, prefix, method, keyPrefix, host, apiKey string) {
+		cfg := PolicyConfig{
+			Namespace: "ns", Name: "p",
+			Hosts:                []string{host},
+			RegistryPathPrefixes: []string{prefix},
+			StaticToken:          &StaticTokenConfig{Enabled: true, Token: SecretValue{Value: []byte(token)}},
+			APIKeys: []APIKeyConfig{{
+				Name: "k", Key: SecretValue{Value: []byte(apiKey)},
+				PathPrefixes: []string{keyPrefix}, Methods: []string{method},
+			}},
+		}
+		p, probs := Compile(cfg, CompileOptions{})
+		for _, pr := range probs {
+			if pr.Reason == "" || pr.Field == "" || pr.Message == "" {
+				t.Fatalf("incomplete problem %+v", pr)
+			}
+		}
+		cleaned := CleanSecret([]byte(token))
+		if fp := p.Fingerprints().StaticToken; fp != "" {
+			if !SecretUsable(cleaned) {
+				t.Fatalf("weak token loaded")
+			}
+			if fp != Fingerprint(cleaned) {
+				t.Fatalf("fingerprint %s is not the cleaned token's", fp)
+			}
+			d := Decide(context.Background(), snapshotOf(p), &Request{
+				Policy: "ns/p", OriginalURL: "http://h/mcpserver/mcp", Authorization: bearer(string(cleaned)),
+			}, testNow)
+			if d.Allowed() && !hasPathPrefix("/mcpserver/mcp", p.registryPrefixes) {
+				t.Fatalf("static token allowed on a gateway path (prefixes %v)", p.registryPrefixes)
+			}
+		}
+		for _, pre := range p.registryPrefixes {
+			if n, err := normalizePath(pre); err != nil || n != pre {
+				t.Fatalf("prefix %q kept but not normal", pre)
+			}
+		}
+	})
+}

@@ -921,3 +921,29 @@ func TestStandaloneStartErrorNamesVariable(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseAPIKeysEnv checks REGISTRY_API_KEYS parsing: no panic, and every
+// accepted entry has a name and exactly one of key and key_file.
+func FuzzParseAPIKeysEnv(f *testing.F) {
+	for _, s := range []string{
+		`[{"name":"ci","key":"k"}]`,
+		`[{"name":"ci","key_file":"/f","groups":["g"],"path_prefixes":["/api/"],"methods":["GET"]}]`,
+		`[{"name":"ci","key":"k"}]]`, `[]`, `{}`, `[{"method":"GET"}]`, ``,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		keys, err := ParseAPIKeysEnv(v)
+		if err != nil {
+			if keys != nil {
+				t.Fatalf("keys returned with error %v", err)
+			}
+			return
+		}
+		for _, k := range keys {
+			if k.Name == "" || (k.Key == "") == (k.KeyFile == "") {
+				t.Fatalf("accepted bad entry %+v", k)
+			}
+		}
+	})
+}

@@ -67,6 +67,7 @@ type options struct {
 	apiQPS        float64
 	apiBurst      int
 	shutdownGrace time.Duration
+	shutdownDelay time.Duration
 	trusted       string
 	maxFailures   int
 	failureWindow time.Duration
@@ -84,6 +85,7 @@ func main() {
 	flag.Float64Var(&o.apiQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API server.")
 	flag.IntVar(&o.apiBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
 	flag.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 10*time.Second, "How long to drain in-flight auth requests on shutdown.")
+	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "How long the auth service keeps accepting requests after SIGTERM, while the endpoint is removed from the Service, before it drains (the Deployment sets 5s).")
 	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit); other peers count as the client themselves.")
 	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
 	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
@@ -112,6 +114,7 @@ func main() {
 type authRunnable struct {
 	what   string
 	server *http.Server
+	delay  time.Duration // keep serving this long after ctx ends
 	grace  time.Duration
 	log    logr.Logger
 }
@@ -128,6 +131,12 @@ func (a *authRunnable) Start(ctx context.Context) error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if a.delay > 0 {
+		// Endpoints of a terminating pod are removed asynchronously; until
+		// the ingress stops sending here, keep answering.
+		a.log.Info("shutting down: still serving while the endpoint is removed", "delay", a.delay)
+		time.Sleep(a.delay)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.grace)
 	defer cancel()
@@ -158,7 +167,7 @@ func newAuthRunnable(o options, store *authserver.Store, log logr.Logger) (*auth
 	})
 	srv := authserver.NewServer(o.authAddr, h)
 	srv.ErrorLog = nil
-	return &authRunnable{what: "auth service", server: srv, grace: o.shutdownGrace, log: log}, nil
+	return &authRunnable{what: "auth service", server: srv, delay: o.shutdownDelay, grace: o.shutdownGrace, log: log}, nil
 }
 
 func runOperator(ctx context.Context, o options, log logr.Logger) error {
@@ -184,7 +193,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		LeaderElection:          false,
 		Cache:                   controllers.CacheOptions(namespaces),
 		Client:                  controllers.ClientOptions(),
-		GracefulShutdownTimeout: ptrDuration(o.shutdownGrace + 5*time.Second),
+		GracefulShutdownTimeout: ptrDuration(o.shutdownDelay + o.shutdownGrace + 5*time.Second),
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
