@@ -2,7 +2,7 @@ package authserver
 
 import (
 	"net/http"
-	"strings"
+	"net/netip"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -13,7 +13,8 @@ type Observer interface {
 	ObserveDecision(d *Decision, elapsed time.Duration)
 }
 
-// Handler serves the ingress auth check:
+// Handler serves the ingress auth check for nginx (/validate), Traefik
+// (/forward-auth) and Envoy (/ext-authz); see proxies.go:
 //
 //	GET /validate                     policy chosen by the host of X-Original-URL
 //	GET /validate/{namespace}/{name}  policy chosen by name
@@ -29,6 +30,7 @@ type Handler struct {
 	observer Observer
 	clientIP func(*http.Request) string
 	failures *FailureLimiter
+	trusted  []netip.Prefix
 }
 
 // HandlerOptions configure a Handler.
@@ -38,8 +40,12 @@ type HandlerOptions struct {
 	Now func() time.Time
 	// Observer may be nil.
 	Observer Observer
+	// TrustedProxies are the peers whose X-Real-IP, X-Forwarded-For and
+	// (Traefik) X-Forwarded-* headers are believed; nil means
+	// DefaultTrustedProxies.
+	TrustedProxies []netip.Prefix
 	// ClientIP extracts the client address; defaults to
-	// ClientIPFunc(DefaultTrustedProxies).
+	// ClientIPFunc(TrustedProxies).
 	ClientIP func(*http.Request) string
 	// Failures limits failed static token and API key attempts per client;
 	// nil disables the limit.
@@ -48,33 +54,33 @@ type HandlerOptions struct {
 
 // NewHandler returns the auth check handler reading from store.
 func NewHandler(store *Store, opts HandlerOptions) *Handler {
-	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP, failures: opts.Failures}
+	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP, failures: opts.Failures, trusted: trustedFrom(opts)}
 	if h.now == nil {
 		h.now = time.Now
 	}
 	if h.clientIP == nil {
-		h.clientIP = ClientIPFunc(DefaultTrustedProxies)
+		h.clientIP = ClientIPFunc(h.trusted)
 	}
 	return h
 }
 
-const validatePrefix = "/validate"
-
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	key, ok := policyKeyFromPath(r.URL.Path)
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
 	req := Request{
-		Policy:         key,
-		OriginalURL:    r.Header.Get("X-Original-Url"),
-		OriginalMethod: r.Header.Get("X-Original-Method"),
 		Authorization:  r.Header["Authorization"],
 		XAuthorization: r.Header["X-Authorization"],
 		Cookie:         r.Header["Cookie"],
 		ClientIP:       h.clientIP(r),
+	}
+	deny, ok := h.parseRoute(r, &req)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if deny != "" {
+		d := Decision{Reason: deny}
+		h.write(w, r, &d)
+		return
 	}
 	now := h.now()
 	if h.failures != nil && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
@@ -129,20 +135,3 @@ var (
 	noStore         = []string{"no-store"}
 	wwwAuthenticate = []string{`Bearer realm="registry"`}
 )
-
-// policyKeyFromPath parses /validate and /validate/{namespace}/{name}.
-func policyKeyFromPath(p string) (string, bool) {
-	if p == validatePrefix || p == validatePrefix+"/" {
-		return "", true
-	}
-	rest, ok := strings.CutPrefix(p, validatePrefix+"/")
-	if !ok {
-		return "", false
-	}
-	rest = strings.TrimSuffix(rest, "/")
-	ns, name, ok := strings.Cut(rest, "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return "", false
-	}
-	return rest, true
-}

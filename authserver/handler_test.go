@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr/funcr"
@@ -144,12 +145,12 @@ func TestHandlerContract(t *testing.T) {
 func TestPolicyKeyFromPath(t *testing.T) {
 	g := NewWithT(t)
 	for p, want := range map[string]string{"/validate": "", "/validate/": "", "/validate/ns/name": "ns/name", "/validate/ns/name/": "ns/name"} {
-		got, ok := policyKeyFromPath(p)
+		got, ok := policyKeyFrom(strings.TrimPrefix(p, "/validate"))
 		g.Expect(ok).To(BeTrue(), p)
 		g.Expect(got).To(Equal(want), p)
 	}
 	for _, p := range []string{"/validat", "/validate/ns", "/validate//name", "/validate/ns/", "/validate/a/b/c"} {
-		_, ok := policyKeyFromPath(p)
+		_, ok := policyKeyFrom(strings.TrimPrefix(p, "/validate"))
 		g.Expect(ok).To(BeFalse(), p)
 	}
 }

@@ -86,7 +86,7 @@ func main() {
 	flag.IntVar(&o.apiBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API server.")
 	flag.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 10*time.Second, "How long to drain in-flight auth requests on shutdown.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "How long the auth service keeps accepting requests after SIGTERM, while the endpoint is removed from the Service, before it drains (the Deployment sets 5s).")
-	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit); other peers count as the client themselves.")
+	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit) and whose X-Forwarded-* headers describe the request (Traefik /forward-auth); other peers count as the client themselves.")
 	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
 	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
 	zapOpts := zap.Options{}
@@ -160,10 +160,11 @@ func newAuthRunnable(o options, store *authserver.Store, log logr.Logger) (*auth
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	h := authserver.NewHandler(store, authserver.HandlerOptions{
-		Log:      log.WithName("validate"),
-		Observer: m,
-		ClientIP: authserver.ClientIPFunc(trusted),
-		Failures: authserver.NewFailureLimiter(authserver.FailureLimitOptions{MaxFailures: o.maxFailures, Window: o.failureWindow}),
+		Log:            log.WithName("validate"),
+		Observer:       m,
+		TrustedProxies: trusted,
+		ClientIP:       authserver.ClientIPFunc(trusted),
+		Failures:       authserver.NewFailureLimiter(authserver.FailureLimitOptions{MaxFailures: o.maxFailures, Window: o.failureWindow}),
 	})
 	srv := authserver.NewServer(o.authAddr, h)
 	srv.ErrorLog = nil

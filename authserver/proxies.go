@@ -1,0 +1,125 @@
+package authserver
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// The same decision, reached from three proxies. Each adapter turns the
+// proxy's way of describing the original request into a Request; Decide and
+// the answer are shared.
+//
+//	nginx auth_request / ingress-nginx auth-url:
+//	    GET /validate[/{namespace}/{name}]
+//	    X-Original-URL: scheme://host/path?query, X-Original-Method
+//
+//	Traefik ForwardAuth:
+//	    GET /forward-auth[/{namespace}/{name}]
+//	    X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Uri, X-Forwarded-Method
+//	    Believed only from --trusted-proxies: Traefik passes client-sent
+//	    X-Forwarded-* through when trustForwardHeader is on.
+//
+//	Envoy / Envoy Gateway HTTP ext_authz:
+//	    {method} /ext-authz{original path}?{query}                 (policy by Host)
+//	    {method} /ext-authz-policy/{namespace}/{name}{original path}
+//	    The original path is appended to the configured path prefix; the
+//	    check request keeps the original method and Host.
+
+// Route prefixes.
+const (
+	routeValidate     = "/validate"
+	routeForwardAuth  = "/forward-auth"
+	routeExtAuthz     = "/ext-authz"
+	routeExtAuthzName = "/ext-authz-policy/"
+)
+
+// ReasonUntrustedProxy: X-Forwarded-* headers from a peer that is not a
+// trusted proxy.
+const ReasonUntrustedProxy Reason = "untrusted_proxy"
+
+func init() {
+	defineDeny(ReasonUntrustedProxy, http.StatusForbidden, "X-Forwarded-* headers are only believed from a trusted proxy (--trusted-proxies)")
+}
+
+// parseRoute fills the parts of req that depend on the proxy. It returns
+// false for a path that is no auth route (404), and a deny reason when the
+// route is known but cannot be believed.
+func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
+	p := r.URL.Path
+	switch {
+	case p == routeValidate || strings.HasPrefix(p, routeValidate+"/"):
+		key, ok := policyKeyFrom(strings.TrimPrefix(p, routeValidate))
+		if !ok {
+			return "", false
+		}
+		req.Policy = key
+		req.OriginalURL = r.Header.Get("X-Original-Url")
+		req.OriginalMethod = r.Header.Get("X-Original-Method")
+		return "", true
+
+	case p == routeForwardAuth || strings.HasPrefix(p, routeForwardAuth+"/"):
+		key, ok := policyKeyFrom(strings.TrimPrefix(p, routeForwardAuth))
+		if !ok {
+			return "", false
+		}
+		req.Policy = key
+		if !isTrusted(peerAddr(r.RemoteAddr), h.trusted) {
+			return ReasonUntrustedProxy, true
+		}
+		proto, host, uri := r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Uri")
+		if proto == "" {
+			proto = "http"
+		}
+		if host != "" && strings.HasPrefix(uri, "/") {
+			req.OriginalURL = proto + "://" + host + uri
+		}
+		req.OriginalMethod = r.Header.Get("X-Forwarded-Method")
+		return "", true
+
+	case strings.HasPrefix(p, routeExtAuthzName):
+		// /ext-authz-policy/{ns}/{name}/original/path: the raw request
+		// target, so the original path is seen as the client sent it.
+		rest := strings.TrimPrefix(r.RequestURI, routeExtAuthzName)
+		ns, rest, ok1 := strings.Cut(rest, "/")
+		name, orig, ok2 := strings.Cut(rest, "/")
+		if !ok1 || !ok2 || ns == "" || name == "" {
+			return "", false
+		}
+		req.Policy = ns + "/" + name
+		req.OriginalURL = "http://" + r.Host + "/" + orig
+		req.OriginalMethod = r.Method
+		return "", true
+
+	case p == routeExtAuthz || strings.HasPrefix(p, routeExtAuthz+"/"):
+		orig := strings.TrimPrefix(r.RequestURI, routeExtAuthz)
+		if orig == "" || orig[0] == '?' {
+			orig = "/" + orig
+		}
+		req.OriginalURL = "http://" + r.Host + orig
+		req.OriginalMethod = r.Method
+		return "", true
+	}
+	return "", false
+}
+
+// policyKeyFrom parses "" or "/" (no policy named) and "/{ns}/{name}[/]".
+func policyKeyFrom(rest string) (string, bool) {
+	if rest == "" || rest == "/" {
+		return "", true
+	}
+	rest = strings.TrimSuffix(strings.TrimPrefix(rest, "/"), "/")
+	ns, name, ok := strings.Cut(rest, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return "", false
+	}
+	return rest, true
+}
+
+// trustedFrom is the handler's trusted proxy list (for ForwardAuth).
+func trustedFrom(opts HandlerOptions) []netip.Prefix {
+	if opts.TrustedProxies != nil {
+		return opts.TrustedProxies
+	}
+	return DefaultTrustedProxies
+}
