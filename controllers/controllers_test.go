@@ -492,7 +492,7 @@ func TestAPIKeysAndHosts(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
-	g.Expect(byHost(tok, "GET").Allowed()).To(BeTrue())
+	g.Eventually(func() bool { return byHost(tok, "GET").Allowed() }, inForce, 10*time.Millisecond).Should(BeTrue())
 }
 
 // TestSecretCacheHoldsNoData checks the cache restriction: Secrets are cached

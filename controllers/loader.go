@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
@@ -47,7 +48,28 @@ type PolicyLoader struct {
 	backoff  workqueue.TypedRateLimiter[string]
 
 	mu       sync.Mutex
-	problems map[string]string // policy key -> problems last logged
+	problems map[string]string      // policy key -> problems last logged
+	latest   map[string]*resolution // policy key -> what the store holds
+	// loaded receives each policy after it was (re)loaded or removed, for
+	// the status reconciler: status reports what this replica loaded,
+	// without reading the cluster a second time.
+	loaded chan event.GenericEvent
+}
+
+// latestResolution returns what was last loaded for a policy, or nil.
+func (l *PolicyLoader) latestResolution(key string) *resolution {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.latest[key]
+}
+
+func (l *PolicyLoader) notify(pol *authv1alpha1.RegistryAuthPolicy) {
+	select {
+	case l.loaded <- event.GenericEvent{Object: pol}:
+	default:
+		// The status queue is behind; don't hold the loader. The status
+		// reconciler also watches policies and Secrets.
+	}
 }
 
 // Reconcile loads one policy into the store, or removes it.
@@ -59,7 +81,7 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		if apierrors.IsNotFound(err) {
 			l.store.Delete(key)
 			l.resolver.memory.forget(key)
-			l.forgetProblems(key)
+			l.forget(key)
 			l.backoff.Forget(key)
 			l.ready.loaded(key)
 			logger.V(1).Info("policy removed from the auth service")
@@ -72,17 +94,34 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		return ctrl.Result{}, err
 	}
 	l.store.Put(res.policy)
+	l.mu.Lock()
+	l.latest[key] = res
+	l.mu.Unlock()
 	l.ready.loaded(key)
 	l.logProblems(ctx, key, res)
+	l.notify(&pol)
 
+	var result ctrl.Result
 	if hasRetryable(res.problems) {
 		// Retry with backoff: nothing in the cluster tells us when an
 		// issuer comes back. Missing Secrets come back through the Secret
 		// watch, so they need no retry.
-		return ctrl.Result{RequeueAfter: l.backoff.When(key)}, nil
+		result.RequeueAfter = l.backoff.When(key)
+	} else {
+		l.backoff.Forget(key)
 	}
-	l.backoff.Forget(key)
-	return ctrl.Result{}, nil
+	// Come back when a grace window ends: the decision already refuses an
+	// expired previous token, but the compiled policy, the status and the
+	// state Secret should drop it too.
+	for _, c := range res.creds {
+		if t := c.nextExpiry(); !t.IsZero() {
+			after := max(time.Until(t), 0) + 100*time.Millisecond
+			if result.RequeueAfter == 0 || after < result.RequeueAfter {
+				result.RequeueAfter = after
+			}
+		}
+	}
+	return result, nil
 }
 
 func hasRetryable(probs []authserver.Problem) bool {
@@ -118,10 +157,11 @@ func (l *PolicyLoader) logProblems(ctx context.Context, key string, res *resolut
 	logger.Info("policy loaded", "staticToken", fp.StaticToken, "apiKeys", fp.APIKeys, "problems", len(res.problems))
 }
 
-func (l *PolicyLoader) forgetProblems(key string) {
+func (l *PolicyLoader) forget(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.problems, key)
+	delete(l.latest, key)
 }
 
 // readiness tracks the first full sync: the process is ready once every

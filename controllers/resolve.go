@@ -41,10 +41,12 @@ type resolver struct {
 	// cluster sits in this process's memory beyond the referenced values,
 	// which live only until they are hashed.
 	secrets client.Reader
-	issuers *authserver.OIDCIssuers
-	memory  *rotationMemory
-	opts    authserver.CompileOptions
-	now     func() time.Time
+	// metadata reads the cached Secret metadata (see CacheOptions).
+	metadata client.Reader
+	issuers  *authserver.OIDCIssuers
+	memory   *rotationMemory
+	opts     authserver.CompileOptions
+	now      func() time.Time
 }
 
 // resolution is one compiled policy and what went into it.
@@ -57,6 +59,8 @@ type resolution struct {
 	stateSecret *corev1.Secret
 	// stored is the rotation state as read from stateSecret.
 	stored rotationState
+	// generation is the policy generation resolved.
+	generation int64
 }
 
 // resolve reads and compiles a policy. It returns an error only when the
@@ -64,7 +68,7 @@ type resolution struct {
 // the policy's inputs is a Problem in the resolution.
 func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) (*resolution, error) {
 	now := r.now()
-	res := &resolution{}
+	res := &resolution{generation: pol.Generation}
 	secrets := map[string]*corev1.Secret{}
 	missing := map[string]bool{}
 	read := func(name string) (*corev1.Secret, error) {
@@ -108,10 +112,16 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		return authserver.SecretValue{Value: v}, lastChanged(s, now), nil
 	}
 
-	// Rotation state: the state Secret, then this replica's memory.
-	st, err := read(stateSecretName(pol.Name))
-	if err != nil {
-		return nil, err
+	// Rotation state: the state Secret, then this replica's memory. Most
+	// policies' state Secrets are read on every reconcile; the metadata
+	// cache spares the read when there is none. (If the cache lags behind a
+	// Secret just created, its event brings the policy back here.)
+	var st *corev1.Secret
+	if r.secretCached(ctx, pol.Namespace, stateSecretName(pol.Name)) {
+		var err error
+		if st, err = read(stateSecretName(pol.Name)); err != nil {
+			return nil, err
+		}
 	}
 	if st != nil && isStateSecretOf(st, pol) {
 		res.stateSecret = st
@@ -214,6 +224,18 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	res.policy, res.problems = authserver.Compile(cfg, r.opts)
 	r.memory.set(pol.Namespace+"/"+pol.Name, res.creds)
 	return res, nil
+}
+
+// secretCached reports whether the metadata cache knows the Secret. Without
+// a metadata reader (unit tests) it answers true.
+func (r *resolver) secretCached(ctx context.Context, namespace, name string) bool {
+	if r.metadata == nil {
+		return true
+	}
+	var m metav1.PartialObjectMetadata
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.metadata.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &m)
+	return !apierrors.IsNotFound(err)
 }
 
 // lastChanged is when the Secret was last written: the newest managedFields

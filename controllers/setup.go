@@ -113,11 +113,12 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	}
 
 	res := &resolver{
-		secrets: mgr.GetAPIReader(),
-		issuers: opts.Issuers,
-		memory:  newRotationMemory(),
-		opts:    opts.Compile,
-		now:     opts.Now,
+		secrets:  mgr.GetAPIReader(),
+		metadata: mgr.GetClient(),
+		issuers:  opts.Issuers,
+		memory:   newRotationMemory(),
+		opts:     opts.Compile,
+		now:      opts.Now,
 	}
 	ready := newReadiness()
 	loader := &PolicyLoader{
@@ -127,6 +128,8 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		ready:    ready,
 		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
 		problems: map[string]string{},
+		latest:   map[string]*resolution{},
+		loaded:   make(chan event.GenericEvent, 1024),
 	}
 	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return policiesReferencing(ctx, mgr.GetClient(), o)
@@ -145,9 +148,8 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 
 	status := &StatusReconciler{
 		client:   mgr.GetClient(),
-		resolver: res,
+		loader:   loader,
 		recorder: mgr.GetEventRecorder(opts.EventRecorderName),
-		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
 		leader:   opts.Leader,
 	}
 	// A new leader brings every policy's status up to date.
@@ -166,6 +168,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-status").
 		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(loader.loaded, &handler.EnqueueRequestForObject{})).
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
 		// A policy's hosts decide other policies' HostConflict condition.

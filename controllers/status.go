@@ -30,7 +30,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -52,9 +51,8 @@ const (
 // Secret, records events and makes one status write per reconcile.
 type StatusReconciler struct {
 	client   client.Client
-	resolver *resolver
+	loader   *PolicyLoader
 	recorder recorder.EventRecorder
-	backoff  workqueue.TypedRateLimiter[string]
 	leader   *LeaderElector
 }
 
@@ -64,20 +62,21 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if !s.leader.IsLeader() {
 		// Followers write nothing; the leader resyncs every policy when
 		// it is elected.
-		s.backoff.Forget(key)
 		return ctrl.Result{}, nil
 	}
 	var pol authv1alpha1.RegistryAuthPolicy
 	if err := s.client.Get(ctx, req.NamespacedName, &pol); err != nil {
-		s.backoff.Forget(key)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !pol.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	res, err := s.resolver.resolve(ctx, &pol)
-	if err != nil {
-		return ctrl.Result{}, err
+	// Report what this replica's auth service holds: the loader's last
+	// resolution of this generation. Until the loader has it, wait: the
+	// loader notifies this controller after each load.
+	res := s.loader.latestResolution(key)
+	if res == nil || res.generation != pol.Generation {
+		return ctrl.Result{}, nil
 	}
 	conflicts, err := s.hostConflicts(ctx, &pol)
 	if err != nil {
@@ -106,22 +105,7 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 	}
 
-	var result ctrl.Result
-	if hasRetryable(res.problems) {
-		result.RequeueAfter = s.backoff.When(key)
-	} else {
-		s.backoff.Forget(key)
-	}
-	// Come back when a grace window ends, to clear it from status and state.
-	for _, c := range res.creds {
-		if t := c.nextExpiry(); !t.IsZero() {
-			after := time.Until(t) + time.Second
-			if result.RequeueAfter == 0 || after < result.RequeueAfter {
-				result.RequeueAfter = after
-			}
-		}
-	}
-	return result, nil
+	return ctrl.Result{}, nil
 }
 
 // writeState creates or updates the rotation state Secret when it changed.
@@ -158,7 +142,7 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 		// Either our cache is behind (requeue) or a Secret of someone
 		// else's has the name: say so, and go on without persisted state.
 		var other corev1.Secret
-		if gerr := s.resolver.secrets.Get(ctx, client.ObjectKeyFromObject(sec), &other); gerr == nil && !isStateSecretOf(&other, pol) {
+		if gerr := s.loader.resolver.secrets.Get(ctx, client.ObjectKeyFromObject(sec), &other); gerr == nil && !isStateSecretOf(&other, pol) {
 			s.recorder.Eventf(pol, nil, corev1.EventTypeWarning, EventStateConflict, "WriteState",
 				"Secret %q exists and is not owned by this policy; rotation grace windows will not survive a restart", sec.Name)
 			return nil
