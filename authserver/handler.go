@@ -77,18 +77,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	var d Decision
 	if deny != "" {
-		d := Decision{Reason: deny}
-		h.write(w, r, &d)
-		return
-	}
-	now := h.now()
-	if h.failures != nil && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
-		req.Throttled = h.failures.Throttled(req.ClientIP, now)
-	}
-	d := Decide(r.Context(), h.store.Load(), &req, now)
-	if d.SecretMismatch {
-		h.failures.Failed(req.ClientIP, now)
+		d.Reason = deny
+	} else {
+		now := h.now()
+		if h.failures != nil && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
+			req.Throttled = h.failures.Throttled(req.ClientIP, now)
+		}
+		d = Decide(r.Context(), h.store.Load(), &req, now)
+		if d.SecretMismatch {
+			h.failures.Failed(req.ClientIP, now)
+		}
 	}
 	h.write(w, r, &d)
 	if h.observer != nil {

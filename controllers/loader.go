@@ -64,11 +64,13 @@ func (l *PolicyLoader) latestResolution(key string) *resolution {
 }
 
 func (l *PolicyLoader) notify(pol *authv1alpha1.RegistryAuthPolicy) {
+	ev := event.GenericEvent{Object: pol.DeepCopy()}
 	select {
-	case l.loaded <- event.GenericEvent{Object: pol}:
+	case l.loaded <- ev:
 	default:
-		// The status queue is behind; don't hold the loader. The status
-		// reconciler also watches policies and Secrets.
+		// The status controller is behind: don't hold the loader, but
+		// don't drop the notification either.
+		go func() { l.loaded <- ev }()
 	}
 }
 
@@ -142,7 +144,8 @@ func (l *PolicyLoader) logProblems(ctx context.Context, key string, res *resolut
 		sb.WriteByte('\n')
 	}
 	l.mu.Lock()
-	changed := l.problems[key] != sb.String()
+	last, seen := l.problems[key]
+	changed := !seen || last != sb.String()
 	l.problems[key] = sb.String()
 	l.mu.Unlock()
 	logger := log.FromContext(ctx)

@@ -167,10 +167,10 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	})
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-status").
-		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
-		WatchesRawSource(source.Channel(loader.loaded, &handler.EnqueueRequestForObject{})).
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
+		// Status follows the loader: it reports what was loaded.
+		WatchesRawSource(source.Channel(loader.loaded, &handler.EnqueueRequestForObject{})).
 		// A policy's hosts decide other policies' HostConflict condition.
 		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))

@@ -322,7 +322,8 @@ type CredentialStatus struct {
 	// +optional
 	Fingerprint string `json:"fingerprint,omitempty"`
 
-	// rotatedAt is when the operator first saw the value now in force.
+	// rotatedAt is when the value now in force was written to its Secret
+	// (the Secret's last write, as recorded by the API server).
 	// +optional
 	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
 
