@@ -71,7 +71,8 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		if proto == "" {
 			proto = "http"
 		}
-		if host != "" && strings.HasPrefix(uri, "/") {
+		// A host holding "/" would move part of it into the path.
+		if host != "" && !strings.Contains(host, "/") && strings.HasPrefix(uri, "/") {
 			req.OriginalURL = proto + "://" + host + uri
 		}
 		req.OriginalMethod = r.Header.Get("X-Forwarded-Method")
@@ -79,8 +80,13 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 
 	case strings.HasPrefix(p, routeExtAuthzName):
 		// /ext-authz-policy/{ns}/{name}/original/path: the raw request
-		// target, so the original path is seen as the client sent it.
-		rest := strings.TrimPrefix(r.RequestURI, routeExtAuthzName)
+		// target, so the original path is seen as the client sent it. A
+		// target that does not begin with the prefix as written (absolute
+		// form, an encoded prefix) has no original path to take.
+		rest, ok := strings.CutPrefix(r.RequestURI, routeExtAuthzName)
+		if !ok {
+			return ReasonBadOriginalURL, true
+		}
 		ns, rest, ok1 := strings.Cut(rest, "/")
 		name, orig, ok2 := strings.Cut(rest, "/")
 		if !ok1 || !ok2 || ns == "" || name == "" {
@@ -92,7 +98,10 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		return "", true
 
 	case p == routeExtAuthz || strings.HasPrefix(p, routeExtAuthz+"/"):
-		orig := strings.TrimPrefix(r.RequestURI, routeExtAuthz)
+		orig, ok := strings.CutPrefix(r.RequestURI, routeExtAuthz)
+		if !ok {
+			return ReasonBadOriginalURL, true
+		}
 		if orig == "" || orig[0] == '?' {
 			orig = "/" + orig
 		}

@@ -74,7 +74,7 @@ func init() {
 	defineDeny(ReasonNoPolicy, s403, "no policy answers for this host; call /validate/<namespace>/<name> or list the host in a policy's spec.hosts")
 	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
 	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
-	defineDeny(ReasonBadOriginalURL, s403, "X-Original-URL is missing or is not an absolute http(s) URL")
+	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL; X-Forwarded-Host and X-Forwarded-Uri for /forward-auth; the /ext-authz prefix for Envoy)")
 	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (bad percent-encoding, '..' above the root, or a control character)")
 	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization value was sent")
 	defineDeny(ReasonMalformedAuthorization, s401, "the Authorization header is not 'Bearer <token>'")
