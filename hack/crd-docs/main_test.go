@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	crdPath = "config/crd/bases/auth.registryauth.io_registryauthpolicies.yaml"
+	docPath = "docs/crd-reference.md"
+)
+
+// TestCommittedReferenceIsCurrent fails when docs/crd-reference.md is not what
+// the committed CRD renders to.
+func TestCommittedReferenceIsCurrent(t *testing.T) {
+	t.Chdir("../..") // module root, so the intro names the CRD as `make docs` does
+	var got bytes.Buffer
+	if err := run([]string{crdPath}, &got); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("%s is out of date with %s; run make docs\n%s", docPath, crdPath, firstDifference(string(want), got.String()))
+	}
+}
+
+func firstDifference(committed, generated string) string {
+	c, g := strings.Split(committed, "\n"), strings.Split(generated, "\n")
+	for i := 0; i < len(c) || i < len(g); i++ {
+		var cl, gl string
+		if i < len(c) {
+			cl = c[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if cl != gl || i >= len(c) || i >= len(g) { // also a missing final line
+			return fmt.Sprintf("first difference at line %d:\ncommitted: %s\ngenerated: %s", i+1, cl, gl)
+		}
+	}
+	return ""
+}
+
+const syntheticCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names:
+    kind: Widget
+    plural: widgets
+  scope: Cluster
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    additionalPrinterColumns:
+    - jsonPath: .spec.mode
+      name: Mode
+      type: string
+      priority: 1
+    schema:
+      openAPIV3Schema:
+        type: object
+        required: [spec]
+        properties:
+          apiVersion: {type: string}
+          kind: {type: string}
+          metadata: {type: object}
+          spec:
+            type: object
+            description: spec of a <widget>.
+            required: [mode]
+            x-kubernetes-validations:
+            - rule: "self.mode == 'a' || has(self.rules)"
+              message: rules are required unless mode is a
+            properties:
+              mode:
+                type: string
+                description: |-
+                  mode picks
+                  the behaviour.
+                enum: [a, b]
+                default: a
+              name:
+                type: string
+                pattern: '^(x|y)+$'
+                maxLength: 8
+              count:
+                type: integer
+                format: int32
+                minimum: 1
+                maximum: 10
+                default: 3
+              labels:
+                type: object
+                maxProperties: 4
+                additionalProperties:
+                  type: string
+                  maxLength: 63
+              prefixes:
+                type: array
+                default: ["/a/", "/b/"]
+                items:
+                  type: string
+                  pattern: ^/
+              rules:
+                type: array
+                maxItems: 2
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  x-kubernetes-validations:
+                  - rule: size(self.name) < 5
+                    message: name must be shorter than 5
+                  properties:
+                    name:
+                      type: string
+                    ports:
+                      type: array
+                      items:
+                        type: object
+                        properties:
+                          number:
+                            type: integer
+                            default: 80
+                          protocol:
+                            type: string
+                            enum: [TCP, UDP]
+              selectors:
+                type: object
+                additionalProperties:
+                  type: array
+                  maxItems: 3
+                  items:
+                    type: string
+          status:
+            type: object
+            properties:
+              conditions:
+                type: array
+                description: conditions of the widget.
+                items:
+                  type: object
+                  properties:
+                    lastTransitionTime: {type: string, format: date-time}
+                    message: {type: string}
+                    observedGeneration: {type: integer}
+                    reason: {type: string}
+                    status: {type: string}
+                    type: {type: string}
+`
+
+func TestRenderSyntheticSchema(t *testing.T) {
+	out, err := render([]byte(syntheticCRD), "widgets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(out)
+
+	wantLines := []string{
+		"# Widget reference",
+		"> Generated by `hack/crd-docs` from `widgets.yaml`;",
+		"## Widget (example.com/v1)",
+		"Scope: Cluster. Short names: none. Categories: none. Subresources: none.",
+		"Printer columns (`kubectl get widgets`; `-o wide` adds priority 1):",
+		"| Mode | `.spec.mode` | string | 1 |",
+		// CEL rule on the object, with | escaped and < in the description escaped.
+		"| `spec` | object |  | required<br>CEL: `self.mode == 'a' \\|\\| has(self.rules)` (rules are required unless mode is a) | spec of a &lt;widget&gt;. |",
+		"| `spec.count` | integer | `3` | format: int32<br>minimum: 1<br>maximum: 10 |  |",
+		// map with value constraints
+		"| `spec.labels` | map[string]string |  | maxProperties: 4<br>values: maxLength: 63 |  |",
+		// enum, default, required, multi-line description
+		"| `spec.mode` | string | `\"a\"` | required<br>one of: `a`, `b` | mode picks the behaviour. |",
+		// pattern with an escaped pipe
+		"| `spec.name` | string |  | maxLength: 8<br>pattern: `^(x\\|y)+$` |  |",
+		// array default in json.dumps style, item constraints
+		"| `spec.prefixes` | []string | `[\"/a/\", \"/b/\"]` | items: pattern: `^/` |  |",
+		// array of objects: list type, item-level CEL
+		"| `spec.rules` | []object |  | maxItems: 2<br>list type: map (key: name)<br>items: CEL: `size(self.name) < 5` (name must be shorter than 5) |  |",
+		"| `spec.rules[].name` | string |  | required |  |",
+		// nested array of objects
+		"| `spec.rules[].ports` | []object |  |  |  |",
+		"| `spec.rules[].ports[].number` | integer | `80` |  |  |",
+		"| `spec.rules[].ports[].protocol` | string |  | one of: `TCP`, `UDP` |  |",
+		// map of arrays
+		"| `spec.selectors` | map[string][]string |  | values: maxItems: 3 |  |",
+		// conditions are summarised
+		"| `status.conditions` | []object |  |  | conditions of the widget. " + conditionNote + " |",
+		"## Notes not in the schema",
+	}
+	lines := map[string]bool{}
+	for _, l := range strings.Split(doc, "\n") {
+		lines[l] = true
+	}
+	for _, w := range wantLines {
+		if !lines[w] {
+			t.Errorf("missing line:\n%s\nin output:\n%s", w, doc)
+		}
+	}
+
+	// Rows come in this order; metadata fields and condition items are left out.
+	var paths []string
+	for _, l := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(l, "| `") {
+			paths = append(paths, strings.SplitN(l, "`", 3)[1])
+		}
+	}
+	wantPaths := []string{
+		"spec", "spec.count", "spec.labels", "spec.mode", "spec.name", "spec.prefixes",
+		"spec.rules", "spec.rules[].name", "spec.rules[].ports", "spec.rules[].ports[].number",
+		"spec.rules[].ports[].protocol", "spec.selectors", "status", "status.conditions",
+	}
+	if strings.Join(paths, " ") != strings.Join(wantPaths, " ") {
+		t.Errorf("rows:\n got %v\nwant %v", paths, wantPaths)
+	}
+}
+
+func TestRenderRejectsNonCRD(t *testing.T) {
+	if _, err := render([]byte("apiVersion: v1\nkind: ConfigMap\n"), "cm.yaml"); err == nil {
+		t.Fatal("want an error for a ConfigMap")
+	}
+}
+
+func TestOutputFlag(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "widgets.yaml")
+	if err := os.WriteFile(in, []byte(syntheticCRD), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "ref.md")
+	if err := os.WriteFile(out, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	if err := run([]string{"-o", out, in}, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("wrote %d bytes to stdout with -o", stdout.Len())
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(got), "# Widget reference\n") {
+		t.Errorf("-o file starts with %.40q", got)
+	}
+
+	// A failed run leaves the previous file alone.
+	if err := os.WriteFile(in, []byte("kind: ConfigMap\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"-o", out, in}, &stdout); err == nil {
+		t.Fatal("want an error for a ConfigMap")
+	}
+	if again, _ := os.ReadFile(out); !bytes.Equal(again, got) {
+		t.Error("failed run changed the -o file")
+	}
+}
