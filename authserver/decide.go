@@ -108,9 +108,11 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 		fail = ReasonInvalidCredentials
 	}
 
+	// Static tokens and API keys. A JWT-shaped bearer is never one (Compile
+	// refuses such secrets), so it goes straight to the JWT check.
 	mismatch := false
-	if scheme == schemeBearer && (p.static != nil || len(p.apiKeys) > 0) && !hasCookie(r.Cookie, p.skipCookie) {
-		if r.Throttled && !looksLikeJWT(bearer) {
+	if scheme == schemeBearer && !looksLikeJWT(bearer) && (p.static != nil || len(p.apiKeys) > 0) && !hasCookie(r.Cookie, p.skipCookie) {
+		if r.Throttled {
 			return Decision{Reason: ReasonTooManyFailures}
 		}
 		registry := hasPathPrefix(path, p.registryPrefixes)
@@ -140,7 +142,7 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 			}
 			return Decision{Reason: reason, Identity: k.identity, CredentialName: k.name}
 		}
-		mismatch = !looksLikeJWT(bearer)
+		mismatch = true
 	}
 
 	if p.session != nil {
@@ -208,23 +210,25 @@ func splitOriginalURL(u string) (host, path string, ok bool) {
 	default:
 		return "", "", false
 	}
-	slash := strings.IndexByte(rest, '/')
-	if slash < 0 {
-		// "http://host" or "http://host?q": the path is "/".
-		authority := rest
-		if q := strings.IndexAny(rest, "?#"); q >= 0 {
-			authority = rest[:q]
-		}
-		rest, slash = authority+"/", len(authority)
+	// The authority ends at the first '/', '?' or '#'. A URL without a
+	// path ("http://host" or "http://host?q") has the path "/".
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
 	}
-	authority := rest[:slash]
-	if authority == "" || strings.ContainsAny(authority, "@?# ") {
+	authority := rest[:end]
+	if authority == "" || strings.ContainsAny(authority, "@ ") {
 		return "", "", false
 	}
 	host = normalizeHostFast(authority)
 	if host == "" {
 		return "", "", false
 	}
+	rest = rest[end:]
+	if rest == "" || rest[0] != '/' {
+		rest = "/" + rest
+	}
+	slash := 0
 	path = rest[slash:]
 	if q := strings.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]

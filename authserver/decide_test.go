@@ -19,6 +19,8 @@ const (
 	tokReadKey  = "rk-6e8a0c2e4f6a8c0e2f4a6c8e0a2c4e6f"
 	tokWriteKey = "wk-1357924680acefbdacefbd1357924680"
 	sessionKey  = "session-key-7d9f1b3d5f7a9c1e3a5c7e9b1d3f5a7c"
+	// jwtShapedKey is long and random but has a JWT's shape.
+	jwtShapedKey = "eyJ9f3c1a7e5b2d4f6081.a3c5e7092b4d6f2b4d6f.8091a3c5e7f9e1d3c5b7"
 )
 
 var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -286,6 +288,9 @@ func TestCompileProblems(t *testing.T) {
 			c.StaticToken.Token = SecretValue{Problem: &Problem{Reason: ProblemSecretNotFound, Message: "Secret x not found"}}
 		}, []string{ProblemSecretNotFound}, tokStatic, tokReadKey},
 		{"weak API key", func(c *PolicyConfig) { c.APIKeys[0].Key.Value = []byte("short") }, []string{ProblemTokenTooWeak}, "short", tokStatic},
+		// A JWT-shaped secret would skip the failure limit (JWT-shaped
+		// bearers go to the JWT check): it is refused.
+		{"JWT-shaped API key", func(c *PolicyConfig) { c.APIKeys[0].Key.Value = []byte(jwtShapedKey) }, []string{ProblemTokenTooWeak}, jwtShapedKey, tokStatic},
 		{"API key prefix outside Registry API", func(c *PolicyConfig) { c.APIKeys[0].PathPrefixes = []string{"/mcpserver/"} }, []string{ProblemInvalidSpec}, tokReadKey, tokStatic},
 		{"API key prefix not normal", func(c *PolicyConfig) { c.APIKeys[0].PathPrefixes = []string{"/api/../mcpserver/"} }, []string{ProblemInvalidSpec}, tokReadKey, tokStatic},
 		{"API key bad method", func(c *PolicyConfig) { c.APIKeys[0].Methods = []string{"BREW"} }, []string{ProblemInvalidSpec}, tokReadKey, tokStatic},

@@ -54,8 +54,12 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 			return "", false
 		}
 		req.Policy = key
-		req.OriginalURL = r.Header.Get("X-Original-Url")
-		req.OriginalMethod = r.Header.Get("X-Original-Method")
+		var ok1, ok2 bool
+		req.OriginalURL, ok1 = single(r.Header, "X-Original-Url")
+		req.OriginalMethod, ok2 = single(r.Header, "X-Original-Method")
+		if !ok1 || !ok2 {
+			return ReasonBadOriginalURL, true
+		}
 		return "", true
 
 	case p == routeForwardAuth || strings.HasPrefix(p, routeForwardAuth+"/"):
@@ -67,7 +71,13 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		if !isTrusted(peerAddr(r.RemoteAddr), h.trusted) {
 			return ReasonUntrustedProxy, true
 		}
-		proto, host, uri := r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Forwarded-Uri")
+		proto, ok1 := single(r.Header, "X-Forwarded-Proto")
+		host, ok2 := single(r.Header, "X-Forwarded-Host")
+		uri, ok3 := single(r.Header, "X-Forwarded-Uri")
+		method, ok4 := single(r.Header, "X-Forwarded-Method")
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return ReasonBadOriginalURL, true
+		}
 		if proto == "" {
 			proto = "http"
 		}
@@ -75,7 +85,7 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		if host != "" && !strings.Contains(host, "/") && strings.HasPrefix(uri, "/") {
 			req.OriginalURL = proto + "://" + host + uri
 		}
-		req.OriginalMethod = r.Header.Get("X-Forwarded-Method")
+		req.OriginalMethod = method
 		return "", true
 
 	case strings.HasPrefix(p, routeExtAuthzName):
@@ -108,6 +118,20 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		req.OriginalURL = "http://" + r.Host + orig
 		req.OriginalMethod = r.Method
 		return "", true
+	}
+	return "", false
+}
+
+// single returns a header's only value. More than one value is refused:
+// which one a proxy meant is anybody's guess, and a proxy that appends rather
+// than replaces would let the client choose.
+func single(h http.Header, key string) (string, bool) {
+	v := h[key]
+	switch len(v) {
+	case 0:
+		return "", true
+	case 1:
+		return v[0], true
 	}
 	return "", false
 }

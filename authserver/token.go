@@ -118,6 +118,9 @@ func checkSecret(v []byte) (reason, msg string) {
 			return ProblemTokenTooWeak, "the value contains spaces, control or non-ASCII characters, which a Bearer token cannot carry"
 		}
 	}
+	if looksLikeJWT(string(v)) {
+		return ProblemTokenTooWeak, "the value has the shape of a JWT (three dot-separated parts starting with 'e'); static tokens and API keys must not, so they are never mistaken for IdP tokens"
+	}
 	if len(v) < MinSecretLength {
 		return ProblemTokenTooWeak, fmt.Sprintf("the value has %d characters; at least %d are required (e.g. `openssl rand -hex 32`)", len(v), MinSecretLength)
 	}
