@@ -34,6 +34,8 @@ const (
 	// rediscoverAfter is how old a successful discovery may get before
 	// Resolve repeats it.
 	rediscoverAfter = time.Hour
+	// retryDiscoveryAfter is how long a failed discovery is remembered.
+	retryDiscoveryAfter = 10 * time.Second
 	// keysRefreshAfter is how old the cached keys may get before the next
 	// verification starts a background refetch (to drop keys the issuer has
 	// withdrawn).
@@ -56,6 +58,15 @@ type OIDCIssuers struct {
 	byURL  map[string]*Issuer
 	nowFn  func() time.Time
 	inDisc map[string]*sync.Mutex
+	failed map[string]failedDiscovery
+}
+
+// failedDiscovery remembers a failed discovery for retryDiscoveryAfter, so
+// that while an issuer is down, reconciles of every policy naming it do not
+// each wait for their own timeout.
+type failedDiscovery struct {
+	at  time.Time
+	err error
 }
 
 // NewOIDCIssuers returns an empty registry. client may be nil for a default
@@ -64,7 +75,7 @@ func NewOIDCIssuers(client *http.Client) *OIDCIssuers {
 	if client == nil {
 		client = &http.Client{Timeout: fetchTimeout}
 	}
-	return &OIDCIssuers{client: client, byURL: map[string]*Issuer{}, nowFn: time.Now, inDisc: map[string]*sync.Mutex{}}
+	return &OIDCIssuers{client: client, byURL: map[string]*Issuer{}, nowFn: time.Now, inDisc: map[string]*sync.Mutex{}, failed: map[string]failedDiscovery{}}
 }
 
 // Resolve returns the Issuer for issuerURL. It runs discovery (and a first
@@ -90,13 +101,20 @@ func (r *OIDCIssuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, e
 	defer lock.Unlock()
 	r.mu.Lock()
 	last = r.byURL[issuerURL]
+	f, failed := r.failed[issuerURL]
 	r.mu.Unlock()
 	if last != nil && r.nowFn().Sub(last.discoveredAt) < rediscoverAfter {
 		return last, nil
 	}
+	if failed && r.nowFn().Sub(f.at) < retryDiscoveryAfter {
+		return last, f.err
+	}
 
 	iss, err := discover(ctx, r.client, issuerURL, r.nowFn())
 	if err != nil {
+		r.mu.Lock()
+		r.failed[issuerURL] = failedDiscovery{at: r.nowFn(), err: err}
+		r.mu.Unlock()
 		return last, err
 	}
 	if last != nil && last.keys.jwksURL == iss.keys.jwksURL && slices.Equal(last.algs, iss.algs) {
@@ -107,6 +125,7 @@ func (r *OIDCIssuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, e
 	}
 	r.mu.Lock()
 	r.byURL[issuerURL] = iss
+	delete(r.failed, issuerURL)
 	r.mu.Unlock()
 	return iss, nil
 }

@@ -816,8 +816,17 @@ func TestOIDCIssuerDiscoveryFailure(t *testing.T) {
 	// A bearer that is not a JWT is simply invalid.
 	g.Expect(oidcDecide(snap, p, "opaque-token-value-0123456789", now).Reason).To(Equal(ReasonInvalidCredentials))
 
-	// The failure is not remembered: once the issuer answers, discovery
-	// succeeds and the recompiled policy accepts the token.
+	// The failure is remembered for retryDiscoveryAfter: within it, no
+	// request goes out (reconciles of many policies do not each wait for
+	// a timeout) ...
+	_, err = reg.Resolve(ctx, idp.URL())
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(idp.DiscoveryRequests()).To(Equal(int64(1)))
+	// ... after it, discovery succeeds and the recompiled policy accepts
+	// the token.
+	var skew atomic.Int64
+	reg.nowFn = oidcSkewedClock(&skew)
+	skew.Store(int64(retryDiscoveryAfter + time.Second))
 	iss, err = reg.Resolve(ctx, idp.URL())
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(iss).NotTo(BeNil())
@@ -859,8 +868,10 @@ func TestOIDCIssuerLastGoodOnRediscoveryFailure(t *testing.T) {
 	g.Expect(p.jwtUnavailable).To(BeFalse())
 	g.Expect(oidcDecide(oidcStore(p).Load(), p, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
 
-	// Recovery: a new issuer, discovered later, with the same warm key set.
+	// Recovery, once the failure is old enough to retry: a new issuer,
+	// discovered later, with the same warm key set.
 	idp.SetDown(false)
+	skew.Add(int64(retryDiscoveryAfter + time.Second))
 	iss2, err := reg.Resolve(ctx, idp.URL())
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(iss2).NotTo(BeIdenticalTo(iss1))
