@@ -62,6 +62,7 @@ type options struct {
 	authAddr      string
 	leaderElect   bool
 	leaderNS      string
+	leaderID      string
 	standalone    bool
 	namespaces    string
 	apiQPS        float64
@@ -79,6 +80,7 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.StringVar(&o.authAddr, "auth-bind-address", ":8888", "Address of the auth service (/validate).")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas; only the leader writes status, events and rotation state. Every replica serves and loads config, leader or not, and keeps serving when the lease is lost.")
+	flag.StringVar(&o.leaderID, "leader-election-id", "registry-auth-operator.registryauth.io", "Name of the leader election Lease; give each install in a namespace its own.")
 	flag.StringVar(&o.leaderNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace in a cluster.")
 	flag.BoolVar(&o.standalone, "standalone", false, "Run without Kubernetes, configured from the environment (REGISTRY_STATIC_TOKEN_AUTH_ENABLED, REGISTRY_API_TOKEN, ...).")
 	flag.StringVar(&o.namespaces, "namespace", "", "Comma-separated namespaces to watch for policies and their Secrets; empty watches all.")
@@ -207,7 +209,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 	}
 	var leader *controllers.LeaderElector
 	if o.leaderElect {
-		leader, err = controllers.NewLeaderElector(cfg, o.leaderNS, "registry-auth-operator.registryauth.io",
+		leader, err = controllers.NewLeaderElector(cfg, o.leaderNS, o.leaderID,
 			controllers.DefaultLeaderTiming, log.WithName("leader-election"))
 		if err != nil {
 			return err
