@@ -28,8 +28,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +35,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
 // End-to-end tests of the real binary in standalone mode, on 127.0.0.1 only.
@@ -51,62 +51,15 @@ func TestMain(m *testing.M) {
 }
 
 func buildAndRun(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "registry-auth-e2e-")
+	var cleanup func()
+	var err error
+	binary, cleanup, err = utils.BuildBinary()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	binary = filepath.Join(dir, "registry-auth")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	build := exec.Command(goTool, "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building registry-auth: %v\n", err)
-		return 1
-	}
+	defer cleanup()
 	return m.Run()
-}
-
-var recordSourcesOnce sync.Once
-
-// recordSources looks at every Go source file of the module, and go.mod and
-// go.sum. The test binary does not link what only main() reaches (the linker
-// drops it), so a change to, say, the auth handler need not change the test
-// binary, and go test would replay a cached result of these tests although
-// the binary they run has changed. go test records the files a test looks at
-// inside the module (from m.Run on, so not in TestMain) and reruns it when
-// one changes.
-func recordSources(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root: %v", err)
-	}
-	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if path != root && (strings.HasPrefix(name, ".") || name == "bin" || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" {
-			_, err = os.Stat(path)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func newToken(t *testing.T) string {
@@ -119,16 +72,7 @@ func newToken(t *testing.T) string {
 }
 
 // freeAddr returns a 127.0.0.1 address nothing listens on (right now).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+func freeAddr(t *testing.T) string { return utils.FreeAddr(t) }
 
 // syncBuffer is a bytes.Buffer the process's output goroutine and the test
 // share.
@@ -218,7 +162,7 @@ func testEnv(extra map[string]string) []string {
 // test if it is still running.
 func startProc(t *testing.T, env map[string]string, secrets []string, args ...string) *proc {
 	t.Helper()
-	recordSourcesOnce.Do(func() { recordSources(t) })
+	utils.RecordModuleSources(t)
 	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = testEnv(env)

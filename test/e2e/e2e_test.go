@@ -35,8 +35,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,51 +54,21 @@ func TestMain(m *testing.M) {
 }
 
 func buildAndRun(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "registry-auth-e2e-")
+	var cleanup func()
+	var err error
+	binary, cleanup, err = utils.BuildBinary()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	binary = filepath.Join(dir, "registry-auth")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	build := exec.Command(goTool, "build", "-o", binary, utils.ModulePath+"/cmd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building registry-auth: %v\n", err)
-		return 1
-	}
+	defer cleanup()
 	return m.Run()
 }
 
-// recordSources stats every Go source of the module so that go test's cache
-// knows the binary under test depends on them (the test binary itself does
-// not link the product code it runs as a child process).
-var recordSourcesOnce sync.Once
+// recordSources: see utils.RecordModuleSources.
+func recordSources(t *testing.T) { utils.RecordModuleSources(t) }
 
-func recordSources(t *testing.T) {
-	root := utils.RepoRoot()
-	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if path != root && (strings.HasPrefix(name, ".") || name == "bin" || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" {
-			_, _ = os.Stat(path)
-		}
-		return nil
-	})
-	_, _ = os.Stat(binary)
-}
+var recordSourcesOnce sync.Once
 
 // newToken returns a random 64-hex-digit token.
 func newToken(t testing.TB) string {
