@@ -192,6 +192,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 			namespaces = append(namespaces, ns)
 		}
 	}
+	health := controllers.NewWatchHealth()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
@@ -200,7 +201,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		// the manager's would stop the whole process, auth service included,
 		// when the lease is lost.
 		LeaderElection:          false,
-		Cache:                   controllers.CacheOptions(namespaces),
+		Cache:                   controllers.CacheOptions(namespaces, health),
 		Client:                  controllers.ClientOptions(),
 		GracefulShutdownTimeout: ptrDuration(o.shutdownDelay + o.shutdownGrace + 5*time.Second),
 	})
@@ -217,9 +218,11 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 	}
 	store := authserver.NewStore(authserver.StoreOptions{})
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
-		Store:   store,
-		Issuers: authserver.NewOIDCIssuers(nil),
-		Leader:  leader,
+		Store:       store,
+		Issuers:     authserver.NewOIDCIssuers(nil),
+		Leader:      leader,
+		WatchHealth: health,
+		Namespaces:  namespaces,
 	})
 	if err != nil {
 		return fmt.Errorf("controllers: %w", err)

@@ -56,6 +56,17 @@ type PolicyLoader struct {
 	loaded chan event.GenericEvent
 }
 
+// loadedKeys are the keys of the policies loaded.
+func (l *PolicyLoader) loadedKeys() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys := make([]string, 0, len(l.latest))
+	for k := range l.latest {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // latestResolution returns what was last loaded for a policy, or nil.
 func (l *PolicyLoader) latestResolution(key string) *resolution {
 	l.mu.Lock()

@@ -43,10 +43,12 @@ type resolver struct {
 	secrets client.Reader
 	// metadata reads the cached Secret metadata (see CacheOptions).
 	metadata client.Reader
-	issuers  *authserver.OIDCIssuers
-	memory   *rotationMemory
-	opts     authserver.CompileOptions
-	now      func() time.Time
+	// health says when the cache may be behind the API server.
+	health  *WatchHealth
+	issuers *authserver.OIDCIssuers
+	memory  *rotationMemory
+	opts    authserver.CompileOptions
+	now     func() time.Time
 }
 
 // resolution is one compiled policy and what went into it.
@@ -59,8 +61,15 @@ type resolution struct {
 	stateSecret *corev1.Secret
 	// stored is the rotation state as read from stateSecret.
 	stored rotationState
-	// generation is the policy generation resolved.
+	// generation and uid identify the policy object resolved.
 	generation int64
+	uid        types.UID
+	// secretNames are the Secrets the policy reads; secretVersions the
+	// resourceVersions of those found, by name (recovery compares them
+	// with the API server's).
+	namespace      string
+	secretNames    []string
+	secretVersions map[string]string
 }
 
 // resolve reads and compiles a policy. It returns an error only when the
@@ -68,7 +77,7 @@ type resolution struct {
 // the policy's inputs is a Problem in the resolution.
 func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) (*resolution, error) {
 	now := r.now()
-	res := &resolution{generation: pol.Generation}
+	res := &resolution{generation: pol.Generation, uid: pol.UID, namespace: pol.Namespace, secretNames: referencedSecrets(pol)}
 	secrets := map[string]*corev1.Secret{}
 	missing := map[string]bool{}
 	read := func(name string) (*corev1.Secret, error) {
@@ -221,6 +230,10 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		cfg.OIDC = oc
 	}
 
+	res.secretVersions = make(map[string]string, len(secrets))
+	for name, s := range secrets {
+		res.secretVersions[name] = s.ResourceVersion
+	}
 	res.policy, res.problems = authserver.Compile(cfg, r.opts)
 	r.memory.set(pol.Namespace+"/"+pol.Name, res.creds)
 	return res, nil
@@ -229,7 +242,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 // secretCached reports whether the metadata cache knows the Secret. Without
 // a metadata reader (unit tests) it answers true.
 func (r *resolver) secretCached(ctx context.Context, namespace, name string) bool {
-	if r.metadata == nil {
+	if r.metadata == nil || r.health.recovering() {
 		return true
 	}
 	var m metav1.PartialObjectMetadata

@@ -22,6 +22,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -77,6 +78,12 @@ type Options struct {
 	// Leader decides which replica writes status, events and rotation
 	// state; nil means this replica always does (a single replica).
 	Leader *LeaderElector
+	// WatchHealth is the one given to CacheOptions; with it, the loader
+	// catches up right after an API server outage (see recovery.go).
+	WatchHealth *WatchHealth
+	// Namespaces are the watched namespaces (empty: all), as given to
+	// CacheOptions.
+	Namespaces []string
 }
 
 // Setup registers the field indexes, the loader (every replica), the status
@@ -115,6 +122,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	res := &resolver{
 		secrets:  mgr.GetAPIReader(),
 		metadata: mgr.GetClient(),
+		health:   opts.WatchHealth,
 		issuers:  opts.Issuers,
 		memory:   newRotationMemory(),
 		opts:     opts.Compile,
@@ -134,10 +142,12 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return policiesReferencing(ctx, mgr.GetClient(), o)
 	})
+	recovered := make(chan event.GenericEvent)
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-loader").
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		WatchesRawSource(source.Channel(recovered, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			NeedLeaderElection:      ptr.To(false),
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
@@ -187,6 +197,27 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 
 	if err := mgr.Add(&initialList{cache: mgr.GetCache(), client: mgr.GetClient(), ready: ready}); err != nil {
 		return nil, err
+	}
+	if opts.WatchHealth != nil {
+		dc, err := discovery.NewDiscoveryClientForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(&recoveryResync{
+			health: opts.WatchHealth,
+			ping: func(ctx context.Context) error {
+				_, err := dc.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
+				return err
+			},
+			reader:     mgr.GetAPIReader(),
+			loader:     loader,
+			namespaces: opts.Namespaces,
+			interval:   time.Second,
+			out:        recovered,
+			log:        mgr.GetLogger().WithName("recovery"),
+		}); err != nil {
+			return nil, err
+		}
 	}
 	return ready.Check, nil
 }
@@ -259,13 +290,17 @@ func policiesSharingHosts(ctx context.Context, c client.Client, p *authv1alpha1.
 // annotation. managedFields are dropped from everything cached (memory).
 //
 // namespaces limits the cache (and so the policies served) to those
-// namespaces; empty means all.
-func CacheOptions(namespaces []string) cache.Options {
+// namespaces; empty means all. health, if not nil, learns of watch failures
+// (see recovery.go; pass the same one to Setup).
+func CacheOptions(namespaces []string, health *WatchHealth) cache.Options {
 	o := cache.Options{
 		DefaultTransform: stripForCache,
 		// A read of a type nobody watches fails instead of quietly
 		// starting an informer (and caching, say, every Secret).
 		ReaderFailOnMissingInformer: true,
+	}
+	if health != nil {
+		o.DefaultWatchErrorHandler = health.handler
 	}
 	if len(namespaces) > 0 {
 		o.DefaultNamespaces = map[string]cache.Config{}

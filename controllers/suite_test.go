@@ -201,11 +201,12 @@ func startManager(t *testing.T, o managerOpts) *manager {
 	cfg := rest.CopyConfig(managerConfig)
 	cfg.UserAgent = o.name // shows in managedFields: who wrote what
 	cfg.QPS, cfg.Burst = 200, 400
+	health := NewWatchHealth()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(o.namespaces),
+		Cache:                  CacheOptions(o.namespaces, health),
 		Client:                 ClientOptions(),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -222,7 +223,8 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		}
 	}
 	store := authserver.NewStore(authserver.StoreOptions{})
-	check, err := Setup(mgr, Options{Store: store, Issuers: authserver.NewOIDCIssuers(nil), EventRecorderName: "registry-auth-operator", Leader: leader})
+	check, err := Setup(mgr, Options{Store: store, Issuers: authserver.NewOIDCIssuers(nil), EventRecorderName: "registry-auth-operator",
+		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,220 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+)
+
+// Catching up after an API server outage.
+//
+// The loader learns about changes from the manager cache's watches. When the
+// API server goes away, client-go's reflectors back off, up to 30 s (and then
+// 30-60 s) between attempts, each on its own schedule: after the API server
+// returns, a token rotated or revoked then would take up to a minute or more
+// to reach the auth service. That is too long for a revocation.
+//
+// So a runnable asks the API server for its version once a second (the
+// cheapest call there is; reflectors retry refused connections silently, so
+// the cache's watch error handler alone does not see an outage), and the
+// cache reports the watch failures it does see. While either failed within
+// recoveryWindow, the runnable compares, once a second, what the API server
+// says (a list of policies and a metadata-only list of Secrets, read
+// directly) with what each policy was last loaded from, and sends the
+// policies that differ to the loader. That costs two list calls a second,
+// only in the minutes after an outage; the loader reads Secrets directly.
+
+// recoveryWindow is how long after the last watch failure the resync runs:
+// longer than client-go's reflector backoff reset (2 min) plus its largest
+// delay.
+const recoveryWindow = 3 * time.Minute
+
+// WatchHealth records when a watch of the manager's cache last failed.
+type WatchHealth struct {
+	last atomic.Int64 // unix nanos; 0: never
+}
+
+// NewWatchHealth returns a WatchHealth that has seen no failure.
+func NewWatchHealth() *WatchHealth { return &WatchHealth{} }
+
+// handler is a cache.Options.DefaultWatchErrorHandler: it records the failure
+// and logs it as client-go does.
+func (w *WatchHealth) handler(ctx context.Context, r *toolscache.Reflector, err error) {
+	w.failed()
+	toolscache.DefaultWatchErrorHandler(ctx, r, err)
+}
+
+func (w *WatchHealth) failed() { w.last.Store(time.Now().UnixNano()) }
+
+// recovering reports whether a watch failed within recoveryWindow: the cache
+// may be behind the API server.
+func (w *WatchHealth) recovering() bool {
+	if w == nil {
+		return false
+	}
+	last := w.last.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < recoveryWindow
+}
+
+// recoveryResync is the runnable described above. It runs on every replica.
+type recoveryResync struct {
+	health *WatchHealth
+	// ping asks the API server something cheap (its version).
+	ping       func(context.Context) error
+	reader     client.Reader // the API server, not the cache
+	loader     *PolicyLoader
+	namespaces []string
+	interval   time.Duration
+	out        chan event.GenericEvent
+	log        logr.Logger
+}
+
+func (r *recoveryResync) NeedLeaderElection() bool { return false }
+
+func (r *recoveryResync) Start(ctx context.Context) error {
+	// Tick four times an interval; ping once an interval while healthy and
+	// on every tick while recovering, so a return is noticed quickly.
+	t := time.NewTicker(r.interval / 4)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		recovering := r.health.recovering()
+		if !recovering && n%4 != 0 {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.interval)
+		err := r.ping(pctx)
+		cancel()
+		if err != nil {
+			r.health.failed()
+			continue
+		}
+		if recovering {
+			r.resync(ctx)
+		}
+	}
+}
+
+// resync sends the loader every policy whose loaded state differs from the
+// API server's. Secrets come first and on their own: right after a restart
+// the API server serves Secrets before custom resources.
+func (r *recoveryResync) resync(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.interval)
+	defer cancel()
+	scopes := r.namespaces
+	if len(scopes) == 0 {
+		scopes = []string{""} // all namespaces
+	}
+	sent := map[string]bool{}
+	send := func(ns, name string) {
+		if key := ns + "/" + name; !sent[key] {
+			sent[key] = true
+			r.send(ctx, &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+		}
+	}
+	defer func() {
+		if len(sent) > 0 {
+			r.log.Info("caught up after an API server outage: policies sent to the loader", "policies", len(sent))
+		}
+	}()
+
+	// A referenced Secret that appeared, changed or went away.
+	versions := map[string]string{} // "namespace/name" -> resourceVersion
+	for _, ns := range scopes {
+		var sl metav1.PartialObjectMetadataList
+		sl.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+		if err := r.reader.List(ctx, &sl, client.InNamespace(ns)); err != nil {
+			r.log.V(1).Info("resync: cannot list Secrets yet", "error", err.Error())
+			return
+		}
+		for _, s := range sl.Items {
+			versions[s.Namespace+"/"+s.Name] = s.ResourceVersion
+		}
+	}
+	for _, key := range r.loader.loadedKeys() {
+		if res := r.loader.latestResolution(key); res != nil && !sameSecrets(res, versions) {
+			ns, name, _ := cutKey(key)
+			send(ns, name)
+		}
+	}
+
+	// A policy that is new, changed or gone.
+	seen := map[string]bool{}
+	for _, ns := range scopes {
+		var pl authv1alpha1.RegistryAuthPolicyList
+		if err := r.reader.List(ctx, &pl, client.InNamespace(ns)); err != nil {
+			r.log.V(1).Info("resync: cannot list policies yet", "error", err.Error())
+			return
+		}
+		for i := range pl.Items {
+			p := &pl.Items[i]
+			seen[p.Namespace+"/"+p.Name] = true
+			res := r.loader.latestResolution(p.Namespace + "/" + p.Name)
+			if res == nil || res.generation != p.Generation || res.uid != p.UID {
+				send(p.Namespace, p.Name)
+			}
+		}
+	}
+	for _, key := range r.loader.loadedKeys() {
+		if !seen[key] {
+			ns, name, _ := cutKey(key)
+			send(ns, name)
+		}
+	}
+}
+
+func (r *recoveryResync) send(ctx context.Context, p *authv1alpha1.RegistryAuthPolicy) {
+	select {
+	case r.out <- event.GenericEvent{Object: p}:
+	case <-ctx.Done():
+	}
+}
+
+// sameSecrets reports whether every Secret a policy was loaded from still
+// has the version it had (absent then and now counts as the same).
+func sameSecrets(res *resolution, versions map[string]string) bool {
+	for _, name := range res.secretNames {
+		if res.secretVersions[name] != versions[res.namespace+"/"+name] {
+			return false
+		}
+	}
+	return true
+}
+
+func cutKey(key string) (ns, name string, ok bool) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return "", key, false
+}
