@@ -181,9 +181,25 @@ func (l *PolicyLoader) forget(key string) {
 // readiness tracks the first full sync: the process is ready once every
 // policy that existed when the cache synced has been loaded (or found gone).
 type readiness struct {
-	mu     sync.Mutex
-	listed map[string]bool // nil until the initial list
-	seen   map[string]bool
+	mu      sync.Mutex
+	listed  map[string]bool // nil until the initial list
+	seen    map[string]bool
+	isReady bool
+	onReady []func()
+}
+
+// whenReady registers f to run once, when the first full load completes.
+func (r *readiness) whenReady(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onReady = append(r.onReady, f)
+}
+
+// ready reports whether the first full load has completed.
+func (r *readiness) ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.isReady
 }
 
 func newReadiness() *readiness { return &readiness{seen: map[string]bool{}} }
@@ -220,6 +236,12 @@ func (r *readiness) trim() {
 	}
 	if len(r.listed) == 0 {
 		r.seen = nil
+		if !r.isReady {
+			r.isReady = true
+			for _, f := range r.onReady {
+				go f()
+			}
+		}
 	}
 }
 

@@ -69,7 +69,7 @@ type Options struct {
 	Issuers *authserver.OIDCIssuers
 	// Compile tunes the compile step.
 	Compile authserver.CompileOptions
-	// MaxConcurrentReconciles of each controller (default 4).
+	// MaxConcurrentReconciles of each controller (default 8).
 	MaxConcurrentReconciles int
 	// EventRecorderName is the reporting controller of events.
 	EventRecorderName string
@@ -92,7 +92,8 @@ type Options struct {
 // start has been loaded.
 func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if opts.MaxConcurrentReconciles <= 0 {
-		opts.MaxConcurrentReconciles = 4
+		// Loads mostly wait on the API server (a Secret read each).
+		opts.MaxConcurrentReconciles = 8
 	}
 	if opts.EventRecorderName == "" {
 		opts.EventRecorderName = "registry-auth-operator"
@@ -159,22 +160,24 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	status := &StatusReconciler{
 		client:   mgr.GetClient(),
 		loader:   loader,
+		ready:    ready,
 		recorder: mgr.GetEventRecorder(opts.EventRecorderName),
 		leader:   opts.Leader,
 	}
-	// A new leader brings every policy's status up to date.
+	// A new leader, and the end of the first full load, bring every
+	// policy's status up to date.
 	resync := make(chan event.GenericEvent)
-	opts.Leader.OnStartedLeading(func() {
-		go func() {
-			var list authv1alpha1.RegistryAuthPolicyList
-			if err := mgr.GetClient().List(context.Background(), &list); err != nil {
-				return // the watches will catch up
-			}
-			for i := range list.Items {
-				resync <- event.GenericEvent{Object: &list.Items[i]}
-			}
-		}()
-	})
+	resyncAll := func() {
+		var list authv1alpha1.RegistryAuthPolicyList
+		if err := mgr.GetClient().List(context.Background(), &list); err != nil {
+			return // the watches will catch up
+		}
+		for i := range list.Items {
+			resync <- event.GenericEvent{Object: &list.Items[i]}
+		}
+	}
+	opts.Leader.OnStartedLeading(func() { go resyncAll() })
+	ready.whenReady(resyncAll)
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-status").
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

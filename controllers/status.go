@@ -54,14 +54,17 @@ type StatusReconciler struct {
 	loader   *PolicyLoader
 	recorder recorder.EventRecorder
 	leader   *LeaderElector
+	ready    *readiness
 }
 
 // Reconcile brings one policy's status, events and rotation state up to date.
 func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := req.Namespace + "/" + req.Name
-	if !s.leader.IsLeader() {
+	if !s.leader.IsLeader() || !s.ready.ready() {
 		// Followers write nothing; the leader resyncs every policy when
-		// it is elected.
+		// it is elected. Nor does anyone before the first full load:
+		// loading every policy comes first, and every status is brought up
+		// to date when it is done.
 		return ctrl.Result{}, nil
 	}
 	var pol authv1alpha1.RegistryAuthPolicy
