@@ -165,6 +165,7 @@ func startProc(t *testing.T, env map[string]string, secrets []string, args ...st
 	utils.RecordModuleSources(t)
 	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
+	utils.DieWithTest(p.cmd)
 	p.cmd.Env = testEnv(env)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

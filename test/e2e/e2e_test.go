@@ -306,6 +306,7 @@ func tryStart(t *testing.T, args []string, env map[string]string, secrets *secre
 		"--max-auth-failures=0",
 	}, args...)
 	p.cmd = exec.Command(binary, all...)
+	utils.DieWithTest(p.cmd)
 	p.cmd.Env = childEnv(env)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

@@ -232,6 +232,7 @@ func faultLaunch(t *testing.T, auth, probeAddr, metrics string, args []string, s
 		"--shutdown-grace-period=2s",
 	}, args...)
 	p.cmd = exec.Command(binary, all...)
+	utils.DieWithTest(p.cmd)
 	p.cmd.Env = childEnv(nil)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

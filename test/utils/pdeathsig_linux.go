@@ -28,6 +28,7 @@ package utils
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -124,4 +125,14 @@ func tieControlPlaneToProcess(env *envtest.Environment) {
 	}
 	env.ControlPlane.Etcd.Path = links["etcd"]
 	env.ControlPlane.GetAPIServer().Path = links["kube-apiserver"]
+}
+
+// DieWithTest makes a child process the tests start get SIGKILL when the
+// test process dies, even when it is killed, so no binary or nginx outlives
+// a crashed or timed-out test run.
+func DieWithTest(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }

@@ -18,8 +18,15 @@ limitations under the License.
 
 package utils
 
-import "sigs.k8s.io/controller-runtime/pkg/envtest"
+import (
+	"os/exec"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
 
 // Outside Linux there is no parent-death signal: a test binary that crashes
 // leaves envtest's etcd and kube-apiserver running.
 func tieControlPlaneToProcess(*envtest.Environment) {}
+
+// DieWithTest has no parent-death signal to set outside Linux.
+func DieWithTest(*exec.Cmd) {}

@@ -7,6 +7,8 @@
 package nginxtest
 
 import (
+	"github.com/registryauth/registry-auth-operator/test/utils"
+
 	"bytes"
 	_ "embed"
 	"encoding/base64"
@@ -310,6 +312,7 @@ func (n *Nginx) launch(data *confData) error {
 	cmd.Stderr = n.output
 	// Own process group: if the master has to be killed, its workers go too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	utils.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", n.bin, err)
 	}
