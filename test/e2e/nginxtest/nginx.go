@@ -7,8 +7,6 @@
 package nginxtest
 
 import (
-	"github.com/registryauth/registry-auth-operator/test/utils"
-
 	"bytes"
 	_ "embed"
 	"encoding/base64"
@@ -32,6 +30,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
 //go:embed nginx.conf.tmpl
