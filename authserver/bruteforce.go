@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -23,12 +24,21 @@ import (
 // ones (an attacker rotating addresses gains little: each new address starts
 // with MaxFailures attempts anyway).
 type FailureLimiter struct {
-	limit rate.Limit
-	burst int
+	limit  rate.Limit
+	burst  int
+	window time.Duration
 
 	mu      sync.Mutex
 	clients map[string]*rate.Limiter
+	swept   time.Time
+	// tracked mirrors len(clients), so the request path can skip working
+	// out the client's address while nobody has failed.
+	tracked atomic.Int64
 }
+
+// tracking reports whether any client has failed recently (a nil limiter
+// tracks nobody).
+func (f *FailureLimiter) tracking() bool { return f != nil && f.tracked.Load() > 0 }
 
 // FailureLimitOptions configure a FailureLimiter.
 type FailureLimitOptions struct {
@@ -50,6 +60,7 @@ func NewFailureLimiter(opts FailureLimitOptions) *FailureLimiter {
 	return &FailureLimiter{
 		limit:   rate.Limit(float64(opts.MaxFailures) / opts.Window.Seconds()),
 		burst:   opts.MaxFailures,
+		window:  opts.Window,
 		clients: map[string]*rate.Limiter{},
 	}
 }
@@ -61,6 +72,17 @@ func (f *FailureLimiter) Throttled(client string, now time.Time) bool {
 	}
 	f.mu.Lock()
 	l := f.clients[client]
+	if now.Sub(f.swept) > f.window {
+		// Forget clients whose bucket is full again, so that once
+		// failures stop, the request path stops looking.
+		f.swept = now
+		for k, c := range f.clients {
+			if c.TokensAt(now) >= float64(f.burst) {
+				delete(f.clients, k)
+			}
+		}
+		f.tracked.Store(int64(len(f.clients)))
+	}
 	f.mu.Unlock()
 	return l != nil && l.TokensAt(now) < 1
 }
@@ -81,6 +103,7 @@ func (f *FailureLimiter) Failed(client string, now time.Time) {
 		f.clients[client] = l
 	}
 	l.AllowN(now, 1)
+	f.tracked.Store(int64(len(f.clients)))
 }
 
 // evict drops clients that are back to a full bucket, and if that frees too
@@ -97,6 +120,7 @@ func (f *FailureLimiter) evict(now time.Time) {
 		}
 		delete(f.clients, k)
 	}
+	f.tracked.Store(int64(len(f.clients)))
 }
 
 // ClientIPFunc returns how the handler finds a request's client address.

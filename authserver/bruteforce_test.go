@@ -92,6 +92,13 @@ func TestFailureLimiterDisabledAndBounded(t *testing.T) {
 	}
 	g.Expect(len(f.clients)).To(BeNumerically("<=", maxClients))
 	g.Expect(f.Throttled(fmt.Sprint(maxClients+99), testNow)).To(BeTrue(), "the newest client is tracked")
+
+	// Once failures stop and buckets refill, clients are forgotten and
+	// the request path stops looking up addresses.
+	g.Expect(f.tracking()).To(BeTrue())
+	later := testNow.Add(2 * time.Hour)
+	g.Expect(f.Throttled("anyone", later)).To(BeFalse())
+	g.Expect(f.tracking()).To(BeFalse())
 }
 
 func TestClientIPTrust(t *testing.T) {

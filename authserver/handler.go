@@ -10,7 +10,9 @@ import (
 
 // Observer is told about every decision (metrics). It must not block.
 type Observer interface {
-	ObserveDecision(d *Decision, elapsed time.Duration)
+	// The decision is passed by value: an interface call with a pointer
+	// would move every request's Decision to the heap.
+	ObserveDecision(d Decision, elapsed time.Duration)
 }
 
 // Handler serves the ingress auth check for nginx (/validate), Traefik
@@ -70,7 +72,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Authorization:  r.Header["Authorization"],
 		XAuthorization: r.Header["X-Authorization"],
 		Cookie:         r.Header["Cookie"],
-		ClientIP:       h.clientIP(r),
 	}
 	deny, ok := h.parseRoute(r, &req)
 	if !ok {
@@ -82,17 +83,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.Reason = deny
 	} else {
 		now := h.now()
-		if h.failures != nil && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
-			req.Throttled = h.failures.Throttled(req.ClientIP, now)
+		if h.failures.tracking() && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
+			req.Throttled = h.failures.Throttled(h.client(r, &req), now)
 		}
 		d = Decide(r.Context(), h.store.Load(), &req, now)
 		if d.SecretMismatch {
-			h.failures.Failed(req.ClientIP, now)
+			h.failures.Failed(h.client(r, &req), now)
 		}
 	}
 	h.write(w, r, &d)
 	if h.observer != nil {
-		h.observer.ObserveDecision(&d, time.Since(start))
+		h.observer.ObserveDecision(d, time.Since(start))
 	}
 	if !d.Allowed() {
 		if log := h.log.V(1); log.Enabled() {
@@ -101,9 +102,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				policy = d.Policy.key
 			}
 			log.Info("request denied", "policy", policy, "reason", d.Reason, "status", d.Status(),
-				"path", d.Path, "method", req.OriginalMethod, "client", req.ClientIP, "credential", d.CredentialName)
+				"path", d.Path, "method", req.OriginalMethod, "client", h.client(r, &req), "credential", d.CredentialName)
 		}
 	}
+}
+
+// client works out the client's address only when something needs it (the
+// failure limit while it tracks anyone or after a failure, the debug log of
+// a denial), once per request.
+func (h *Handler) client(r *http.Request, req *Request) string {
+	if req.ClientIP == "" {
+		req.ClientIP = h.clientIP(r)
+	}
+	return req.ClientIP
 }
 
 func (h *Handler) write(w http.ResponseWriter, r *http.Request, d *Decision) {

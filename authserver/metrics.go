@@ -88,7 +88,7 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 }
 
 // ObserveDecision implements Observer.
-func (m *Metrics) ObserveDecision(d *Decision, elapsed time.Duration) {
+func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
 	k := decisionKey{reason: d.Reason}
 	if d.Policy != nil {
 		k.policy = d.Policy.key

@@ -218,7 +218,7 @@ type decisionRecorder struct {
 	last *observedDecision
 }
 
-func (d *decisionRecorder) ObserveDecision(dec *Decision, _ time.Duration) {
+func (d *decisionRecorder) ObserveDecision(dec Decision, _ time.Duration) {
 	o := &observedDecision{reason: dec.Reason, path: dec.Path}
 	if dec.Policy != nil {
 		o.policy = dec.Policy.key
