@@ -94,6 +94,7 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		if apierrors.IsNotFound(err) {
 			l.store.Delete(key)
 			l.resolver.memory.forget(key)
+			l.resolver.forgetState(req.Namespace + "/" + stateSecretName(req.Name))
 			l.forget(key)
 			l.backoff.Forget(key)
 			l.ready.loaded(key)

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +50,9 @@ type resolver struct {
 	memory  *rotationMemory
 	opts    authserver.CompileOptions
 	now     func() time.Time
+
+	stateMu sync.Mutex
+	states  map[string]*corev1.Secret // rotation state Secrets by "namespace/name"
 }
 
 // resolution is one compiled policy and what went into it.
@@ -121,20 +125,20 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		return authserver.SecretValue{Value: v}, lastChanged(s, now), nil
 	}
 
-	// Rotation state: the state Secret, then this replica's memory. Most
-	// policies' state Secrets are read on every reconcile; the metadata
-	// cache spares the read when there is none. (If the cache lags behind a
-	// Secret just created, its event brings the policy back here.)
-	var st *corev1.Secret
-	if r.secretCached(ctx, pol.Namespace, stateSecretName(pol.Name)) {
-		var err error
-		if st, err = read(stateSecretName(pol.Name)); err != nil {
-			return nil, err
-		}
+	// Rotation state: the state Secret, then this replica's memory. The
+	// state Secret holds digests, not secrets, so it is kept in memory by
+	// resourceVersion: it is read again only when the metadata cache shows
+	// a new version (or, after an API server outage, the cache may be
+	// behind). No read at all when the cache knows of none; if the cache
+	// lags behind a Secret just created, its event brings the policy back.
+	st, err := r.stateSecret(ctx, pol, read)
+	if err != nil {
+		return nil, err
 	}
 	if st != nil && isStateSecretOf(st, pol) {
 		res.stateSecret = st
 		res.stored = decodeState(st.Data[stateSecretKey])
+		secrets[st.Name] = st
 	} else {
 		res.stored = decodeState(nil)
 	}
@@ -239,16 +243,53 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	return res, nil
 }
 
-// secretCached reports whether the metadata cache knows the Secret. Without
-// a metadata reader (unit tests) it answers true.
-func (r *resolver) secretCached(ctx context.Context, namespace, name string) bool {
-	if r.metadata == nil || r.health.recovering() {
-		return true
+// stateSecret returns a policy's rotation state Secret (nil when there is
+// none), from memory when the metadata cache shows the version remembered.
+// What is kept is trimmed to what status writes need.
+func (r *resolver) stateSecret(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, read func(string) (*corev1.Secret, error)) (*corev1.Secret, error) {
+	name := stateSecretName(pol.Name)
+	key := pol.Namespace + "/" + name
+	rv := ""
+	if r.metadata != nil && !r.health.recovering() {
+		var m metav1.PartialObjectMetadata
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.metadata.Get(ctx, types.NamespacedName{Namespace: pol.Namespace, Name: name}, &m)
+		if apierrors.IsNotFound(err) {
+			r.forgetState(key)
+			return nil, nil
+		}
+		if err == nil {
+			rv = m.ResourceVersion
+		}
 	}
-	var m metav1.PartialObjectMetadata
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	err := r.metadata.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &m)
-	return !apierrors.IsNotFound(err)
+	r.stateMu.Lock()
+	cached := r.states[key]
+	r.stateMu.Unlock()
+	if cached != nil && rv != "" && cached.ResourceVersion == rv {
+		return cached, nil
+	}
+	st, err := read(name)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	trimmed := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: st.Namespace, Name: st.Name, UID: st.UID, ResourceVersion: st.ResourceVersion,
+			Labels: st.Labels, OwnerReferences: st.OwnerReferences,
+		},
+		Type: st.Type,
+		Data: map[string][]byte{stateSecretKey: st.Data[stateSecretKey]},
+	}
+	r.stateMu.Lock()
+	r.states[key] = trimmed
+	r.stateMu.Unlock()
+	return trimmed, nil
+}
+
+func (r *resolver) forgetState(key string) {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	delete(r.states, key)
 }
 
 // lastChanged is when the Secret was last written: the newest managedFields

@@ -124,6 +124,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		secrets:  mgr.GetAPIReader(),
 		metadata: mgr.GetClient(),
 		health:   opts.WatchHealth,
+		states:   map[string]*corev1.Secret{},
 		issuers:  opts.Issuers,
 		memory:   newRotationMemory(),
 		opts:     opts.Compile,
