@@ -89,7 +89,8 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			return s, nil
 		}
 		var s corev1.Secret
-		err := r.secrets.Get(ctx, types.NamespacedName{Namespace: pol.Namespace, Name: name}, &s)
+		key := types.NamespacedName{Namespace: pol.Namespace, Name: name}
+		err := r.secrets.Get(ctx, key, &s, r.freshEnough(ctx, key))
 		if apierrors.IsNotFound(err) {
 			missing[name] = true
 			return nil, nil
@@ -241,6 +242,24 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	res.policy, res.problems = authserver.Compile(cfg, r.opts)
 	r.memory.set(pol.Namespace+"/"+pol.Name, res.creds)
 	return res, nil
+}
+
+// freshEnough returns the read option for a Secret: when the metadata cache
+// knows the Secret, a read "not older than" the version the cache has seen,
+// which the API server answers from its watch cache instead of a quorum read
+// from etcd. Without one (unknown Secret, or a cache that may be behind
+// after an outage), a plain, consistent read.
+func (r *resolver) freshEnough(ctx context.Context, key types.NamespacedName) client.GetOption {
+	opts := &client.GetOptions{}
+	if r.metadata == nil || r.health.recovering() {
+		return opts
+	}
+	var m metav1.PartialObjectMetadata
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.metadata.Get(ctx, key, &m); err == nil && m.ResourceVersion != "" {
+		opts.Raw = &metav1.GetOptions{ResourceVersion: m.ResourceVersion}
+	}
+	return opts
 }
 
 // stateSecret returns a policy's rotation state Secret (nil when there is
