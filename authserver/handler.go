@@ -38,7 +38,7 @@ type Handler struct {
 // HandlerOptions configure a Handler.
 type HandlerOptions struct {
 	Log logr.Logger
-	// Now defaults to time.Now.
+	// Now, when set, replaces the clock of decisions (tests).
 	Now func() time.Time
 	// Observer may be nil.
 	Observer Observer
@@ -57,9 +57,6 @@ type HandlerOptions struct {
 // NewHandler returns the auth check handler reading from store.
 func NewHandler(store *Store, opts HandlerOptions) *Handler {
 	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP, failures: opts.Failures, trusted: trustedFrom(opts)}
-	if h.now == nil {
-		h.now = time.Now
-	}
 	if h.clientIP == nil {
 		h.clientIP = ClientIPFunc(h.trusted)
 	}
@@ -82,7 +79,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if deny != "" {
 		d.Reason = deny
 	} else {
-		now := h.now()
+		now := start // one clock read serves both, unless a test sets Now
+		if h.now != nil {
+			now = h.now()
+		}
 		if h.failures.tracking() && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
 			req.Throttled = h.failures.Throttled(h.client(r, &req), now)
 		}

@@ -31,8 +31,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
 	"github.com/registryauth/registry-auth-operator/authserver/authtest"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
@@ -58,33 +56,8 @@ func TestLeakOperator(t *testing.T) {
 	secrets.add(keys...)
 	secrets.add(sessionKey, weak)
 
-	if _, err := utils.FindBinaryAssetsDir(); err != nil {
-		t.Fatal(err) // says to run `make envtest`
-	}
-	env := utils.NewEnvironment()
-	start := time.Now()
-	if _, err := env.Start(); err != nil {
-		t.Fatalf("starting envtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Logf("stopping envtest: %v", err)
-		}
-	})
-	t.Logf("control plane started in %v", time.Since(start).Round(time.Millisecond))
-	admin, err := env.AddUser(envtest.User{Name: "leak-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kubeconfig := utils.StartControlPlane(t)
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	k := &kubectl{t: t, path: utils.KubectlPath(), kubeconfig: kubeconfig, secrets: secrets}
 	issuer := authtest.NewIssuer(t)
 

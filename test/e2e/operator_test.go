@@ -30,8 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
 	"github.com/registryauth/registry-auth-operator/test/e2e/nginxtest"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
@@ -95,34 +93,8 @@ func TestOperatorRotation(t *testing.T) {
 	}
 	secrets.add(tokens...)
 
-	if _, err := utils.FindBinaryAssetsDir(); err != nil {
-		t.Fatal(err) // says to run `make envtest`
-	}
-	env := utils.NewEnvironment()
-	start := time.Now()
-	if _, err := env.Start(); err != nil {
-		t.Fatalf("starting envtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Logf("stopping envtest: %v", err)
-		}
-	})
-	t.Logf("control plane started in %v", time.Since(start).Round(time.Millisecond))
-
-	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kubeconfig := utils.StartControlPlane(t)
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	k := &kubectl{t: t, path: utils.KubectlPath(), kubeconfig: kubeconfig, secrets: secrets}
 
 	const ns = "registry-e2e"

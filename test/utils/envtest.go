@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -153,4 +154,39 @@ func NewEnvironment() *envtest.Environment {
 	}
 	tieControlPlaneToProcess(env)
 	return env
+}
+
+// StartControlPlane starts a control plane (NewEnvironment) for one test,
+// stops it when the test ends, and writes a kubeconfig of an admin user
+// (system:masters) for kubectl and the binary. It returns the environment
+// and the kubeconfig's path.
+func StartControlPlane(tb testing.TB) (*envtest.Environment, string) {
+	tb.Helper()
+	if _, err := FindBinaryAssetsDir(); err != nil {
+		tb.Fatal(err) // says to run `make envtest`
+	}
+	env := NewEnvironment()
+	start := time.Now()
+	if _, err := env.Start(); err != nil {
+		tb.Fatalf("starting envtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			tb.Logf("stopping envtest: %v", err)
+		}
+	})
+	tb.Logf("control plane started in %v", time.Since(start).Round(time.Millisecond))
+	admin, err := env.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kubeconfig := filepath.Join(tb.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return env, kubeconfig
 }
