@@ -183,10 +183,8 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		Named("policy-status").
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
-		// Status follows the loader: it reports what was loaded, a moment
-		// later, so that the leader's writes do not compete with the
-		// other replicas' loads of the same change.
-		WatchesRawSource(source.Channel(loader.loaded, enqueueAfter(statusDelay))).
+		// Status follows the loader: it reports what was loaded.
+		WatchesRawSource(source.Channel(loader.loaded, &handler.EnqueueRequestForObject{})).
 		// A policy's hosts decide other policies' HostConflict condition.
 		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))
@@ -226,18 +224,6 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		}
 	}
 	return ready.Check, nil
-}
-
-// statusDelay is how long after a load its status is written.
-const statusDelay = 200 * time.Millisecond
-
-// enqueueAfter enqueues the object of a generic event after a delay.
-func enqueueAfter(d time.Duration) handler.TypedEventHandler[client.Object, reconcile.Request] {
-	return handler.TypedFuncs[client.Object, reconcile.Request]{
-		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			q.AddAfter(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}, d)
-		},
-	}
 }
 
 // referencedSecrets are the names of the Secrets a policy reads.
