@@ -84,6 +84,17 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
 		go test ./authserver -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+##@ Benchmarks
+
+# Flags of the bench program (go run ./hack/bench -h), e.g.
+# BENCH_ARGS="-duration 2s -warmup 1s -rounds 1 -rotations 10" for a quick run.
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: envtest ## Measure throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 1,000 policies and the decision function; writes bench/results (see bench/README.md). Several minutes; not part of test.
+	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the HTTP load generator: install it with 'apt-get install wrk' (Debian/Ubuntu) and run make bench again."; exit 1; }
+	go run ./hack/bench $(BENCH_ARGS)
+
 ##@ Build
 
 .PHONY: build

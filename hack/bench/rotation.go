@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// rotationRun is the rotation latency on one replica count. Each slice has
+// one value per rotation, in milliseconds, the slowest replica's.
+type rotationRun struct {
+	Replicas int       `json:"replicas"`
+	NewOK    []float64 `json:"new_ok_ms"`     // first 200 for the new token
+	OldDeny  []float64 `json:"old_denied_ms"` // first 401 for the old token
+	Complete []float64 `json:"complete_ms"`   // both, on every replica
+	// Spread is, per rotation, the slowest replica's completion minus the
+	// fastest's.
+	Spread []float64 `json:"spread_ms"`
+	// UpdateMS is how long the Secret Update call itself took.
+	UpdateMS []float64 `json:"update_ms"`
+	// PerReplica is each replica's completion per rotation, and Leader the
+	// index of the replica that held the lease (-1 if unknown).
+	PerReplica [][]float64 `json:"per_replica_complete_ms"`
+	Leader     int         `json:"leader"`
+	// T0 is when each Update returned (Unix nanoseconds), to line up with
+	// the replicas' logs.
+	T0 []int64 `json:"t0_unix_ns"`
+}
+
+type rotationResult struct {
+	Runs []*rotationRun `json:"runs"`
+}
+
+func runRotation(ctx context.Context, cfg config, bin binaries, k *kube, workDir string) (*rotationResult, error) {
+	res := &rotationResult{}
+	for _, n := range []int{1, 3} {
+		r, err := rotateOn(ctx, cfg, bin, k, workDir, n)
+		if err != nil {
+			return nil, err
+		}
+		res.Runs = append(res.Runs, r)
+	}
+	return res, nil
+}
+
+type replica struct {
+	p                    *proc
+	auth, probe, metrics string
+}
+
+func startOperator(cfg config, bin binaries, k *kube, workDir, name, leaseNS string, extra ...string) (*replica, error) {
+	r := &replica{auth: freeAddr(), probe: freeAddr(), metrics: freeAddr()}
+	args := append([]string{
+		"--kubeconfig", k.kubeconfig,
+		"--leader-elect", "--leader-election-namespace", leaseNS,
+		"--auth-bind-address", r.auth,
+		"--health-probe-bind-address", r.probe,
+		"--metrics-bind-address", r.metrics,
+		"--max-auth-failures=0",
+	}, extra...)
+	args = append(args, strings.Fields(cfg.operatorArgs)...)
+	p, err := startProc(name, workDir, bin.registryAuth, args, extraEnv(cfg, name, nil))
+	if err != nil {
+		return nil, err
+	}
+	r.p = p
+	return r, nil
+}
+
+func rotateOn(ctx context.Context, cfg config, bin binaries, k *kube, workDir string, replicas int) (*rotationRun, error) {
+	ns := "rotation-" + strconv.Itoa(replicas)
+	host := ns + ".bench"
+	if err := k.createNamespace(ctx, ns); err != nil {
+		return nil, err
+	}
+	token := randomHex(32)
+	if err := k.createPolicy(ctx, ns, "registry", host, token); err != nil {
+		return nil, err
+	}
+	var reps []*replica
+	defer func() {
+		for _, r := range reps {
+			r.p.Stop()
+		}
+	}()
+	for i := 0; i < replicas; i++ {
+		r, err := startOperator(cfg, bin, k, workDir, fmt.Sprintf("operator-%dr-%d", replicas, i), ns)
+		if err != nil {
+			return nil, err
+		}
+		reps = append(reps, r)
+	}
+	for _, r := range reps {
+		if _, err := waitHTTP(r.p, "http://"+r.probe+"/readyz", http.StatusOK, 20*time.Millisecond, 60*time.Second, nil); err != nil {
+			return nil, err
+		}
+		if _, err := waitHTTP(r.p, "http://"+r.auth+"/validate", http.StatusOK, 20*time.Millisecond, 30*time.Second, rotationHeader(host, token)); err != nil {
+			return nil, err
+		}
+	}
+
+	secrets := k.clientset.CoreV1().Secrets(ns)
+	sec, err := secrets.Get(ctx, "registry-token", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	// One poller per replica and token, each on its own keep-alive
+	// connection.
+	type poller struct {
+		r      *replica
+		client *http.Client
+	}
+	newClient := func() *http.Client {
+		return &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
+	}
+	var newPollers, oldPollers []poller
+	for _, r := range reps {
+		newPollers = append(newPollers, poller{r, newClient()})
+		oldPollers = append(oldPollers, poller{r, newClient()})
+	}
+
+	run := &rotationRun{Replicas: replicas, PerReplica: make([][]float64, replicas), Leader: -1}
+	const warmups = 2
+	for i := -warmups; i < cfg.rotations; i++ {
+		old := token
+		token = randomHex(32)
+		sec = sec.DeepCopy()
+		sec.Data = map[string][]byte{"token": []byte(token)}
+		begin := time.Now()
+		updated, err := secrets.Update(ctx, sec, metav1.UpdateOptions{})
+		t0 := time.Now()
+		if err != nil {
+			return nil, fmt.Errorf("updating the Secret: %w", err)
+		}
+		sec = updated
+
+		type result struct {
+			idx   int
+			isNew bool
+			d     time.Duration
+			err   error
+		}
+		results := make(chan result, 2*len(reps))
+		for j := range reps {
+			go func() {
+				d, err := pollFor(ctx, cfg.poll, newPollers[j].client, newPollers[j].r, host, token, http.StatusOK, http.StatusUnauthorized, t0)
+				results <- result{j, true, d, err}
+			}()
+			go func() {
+				d, err := pollFor(ctx, cfg.poll, oldPollers[j].client, oldPollers[j].r, host, old, http.StatusUnauthorized, http.StatusOK, t0)
+				results <- result{j, false, d, err}
+			}()
+		}
+		perReplica := make([]time.Duration, len(reps))
+		var newMax, oldMax time.Duration
+		for range 2 * len(reps) {
+			r := <-results
+			if r.err != nil {
+				return nil, fmt.Errorf("rotation %d on %d replicas: %w", i+1, replicas, r.err)
+			}
+			perReplica[r.idx] = max(perReplica[r.idx], r.d)
+			if r.isNew {
+				newMax = max(newMax, r.d)
+			} else {
+				oldMax = max(oldMax, r.d)
+			}
+		}
+		if i >= 0 {
+			lo, hi := perReplica[0], perReplica[0]
+			for _, d := range perReplica {
+				lo, hi = min(lo, d), max(hi, d)
+			}
+			run.NewOK = append(run.NewOK, ms(newMax))
+			run.OldDeny = append(run.OldDeny, ms(oldMax))
+			run.Complete = append(run.Complete, ms(max(newMax, oldMax)))
+			run.Spread = append(run.Spread, ms(hi-lo))
+			run.UpdateMS = append(run.UpdateMS, ms(t0.Sub(begin)))
+			run.T0 = append(run.T0, t0.UnixNano())
+			for j, d := range perReplica {
+				run.PerReplica[j] = append(run.PerReplica[j], ms(d))
+			}
+		}
+		// Let the leader's status writes settle; a random pause keeps the
+		// rotations out of step with anything periodic.
+		time.Sleep(150*time.Millisecond + rand.N(100*time.Millisecond))
+	}
+	for j, r := range reps {
+		if r.p.exited() {
+			return nil, fmt.Errorf("%s exited: %v\n%s", r.p.name, r.p.waitErr, r.p.tail(20))
+		}
+		if b, err := os.ReadFile(r.p.logPath); err == nil && strings.Contains(string(b), "became leader") {
+			run.Leader = j
+		}
+	}
+	logf("%d replica(s): %d rotations, complete p50 %.1fms p99 %.1fms max %.1fms", replicas, len(run.Complete),
+		median(run.Complete), percentile(run.Complete, 99), percentile(run.Complete, 100))
+	return run, nil
+}
+
+// extraEnv adds -registry-auth-env to env.
+func extraEnv(cfg config, name string, env map[string]string) map[string]string {
+	if cfg.registryAuthEnv == "" {
+		return env
+	}
+	if env == nil {
+		env = map[string]string{}
+	}
+	for _, kv := range strings.Split(cfg.registryAuthEnv, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = strings.ReplaceAll(v, "{port}", strings.TrimPrefix(freeAddr(), "127.0.0.1:"))
+		logf("%s: %s=%s", name, k, env[k])
+	}
+	return env
+}
+
+func rotationHeader(host, token string) http.Header {
+	return http.Header{
+		"X-Original-Url":    {"http://" + host + "/api/servers"},
+		"X-Original-Method": {"GET"},
+		"Authorization":     {"Bearer " + token},
+	}
+}
+
+// pollFor sends the token to the replica every pollInterval until it
+// answers want, and returns when that answer arrived, from t0. Any status
+// other than want and before is an error.
+func pollFor(ctx context.Context, pollInterval time.Duration, c *http.Client, r *replica, host, token string, want, before int, t0 time.Time) (time.Duration, error) {
+	url := "http://" + r.auth + "/validate"
+	hdr := rotationHeader(host, token)
+	deadline := t0.Add(30 * time.Second)
+	for {
+		sent := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header = hdr
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		got := time.Since(t0)
+		switch resp.StatusCode {
+		case want:
+			return got, nil
+		case before:
+		default:
+			return 0, fmt.Errorf("%s answered %d (want %d, or %d before the rotation reached it)", r.p.name, resp.StatusCode, want, before)
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s did not answer %d within 30s of the Secret update", r.p.name, want)
+		}
+		if d := pollInterval - time.Since(sent); d > 0 {
+			time.Sleep(d)
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
