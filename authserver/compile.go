@@ -345,7 +345,9 @@ func checkPrefix(pre string) error {
 }
 
 // normalizeHost lower-cases a host and strips a port and a trailing dot. It
-// returns "" for a value that is not a plausible host name.
+// returns "" for a value that is not a plausible host name. It does not
+// allocate for a host that is already lower case (strings.ToLower returns
+// such a string as is).
 func normalizeHost(h string) string {
 	h = strings.ToLower(h)
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {

@@ -220,7 +220,7 @@ func splitOriginalURL(u string) (host, path string, ok bool) {
 	if authority == "" || strings.ContainsAny(authority, "@ ") {
 		return "", "", false
 	}
-	host = normalizeHostFast(authority)
+	host = normalizeHost(authority)
 	if host == "" {
 		return "", "", false
 	}
@@ -234,30 +234,6 @@ func splitOriginalURL(u string) (host, path string, ok bool) {
 		path = path[:q]
 	}
 	return host, path, true
-}
-
-// normalizeHostFast is normalizeHost without an allocation when the host is
-// already lower case.
-func normalizeHostFast(h string) string {
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; c >= 'A' && c <= 'Z' {
-			return normalizeHost(h)
-		}
-	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
-		h = h[:i]
-	}
-	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 {
-		return ""
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '[' || c == ']' || c == ':') {
-			return ""
-		}
-	}
-	return h
 }
 
 // authorizationValue picks the credential header. The original server

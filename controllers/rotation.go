@@ -20,6 +20,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -209,25 +210,17 @@ func newRotationMemory() *rotationMemory {
 func (r *rotationMemory) get(policy string) map[string]credentialState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return maps_clone(r.m[policy])
+	return maps.Clone(r.m[policy])
 }
 
 func (r *rotationMemory) set(policy string, creds map[string]credentialState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[policy] = maps_clone(creds)
+	r.m[policy] = maps.Clone(creds)
 }
 
 func (r *rotationMemory) forget(policy string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.m, policy)
-}
-
-func maps_clone(m map[string]credentialState) map[string]credentialState {
-	out := make(map[string]credentialState, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
