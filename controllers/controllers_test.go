@@ -21,6 +21,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -525,6 +526,56 @@ func TestSecretCacheHoldsNoData(t *testing.T) {
 	err := m.mgr.GetCache().Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "api-token"}, &s)
 	var notCached *cache.ErrResourceNotCached
 	g.Expect(errors.As(err, &notCached)).To(BeTrue(), "a typed Secret informer must not exist, got %v", err)
+}
+
+// TestRotationCostsOneWatchCacheRead checks what a rotation costs the API
+// server: the loader learns of the change from the metadata watch, looks up
+// versions in its cache, and reads the changed Secret once, with a
+// resourceVersion, so the API server answers from its watch cache rather than
+// with a quorum read from etcd. Replicas multiply whatever this costs.
+func TestRotationCostsOneWatchCacheRead(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	createPolicy(t, ns, "registry", "api-token")
+	reqs := &requestLog{}
+	m := startManager(t, managerOpts{requests: reqs})
+	g.Eventually(func(g Gomega) {
+		g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
+		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+
+	for i := range 3 {
+		old := tok
+		tok = randomToken(t)
+		var s corev1.Secret
+		g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "api-token"}, &s)).To(Succeed())
+		s.Data = map[string][]byte{"token": []byte(tok)}
+		g.Expect(adminClient.Update(context.Background(), &s)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
+			g.Expect(m.allows(ns, "registry", old)).To(BeFalse())
+			g.Expect(getPolicy(g, ns, "registry").Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
+		}, inForce, 5*time.Millisecond).Should(Succeed(), "rotation %d", i)
+	}
+
+	secretsPath := "/api/v1/namespaces/" + ns + "/secrets/"
+	tokenReads := 0
+	for _, r := range reqs.take() {
+		if r.method != http.MethodGet || !strings.HasPrefix(r.url.Path, secretsPath) || r.url.Query().Get("watch") == "true" {
+			continue
+		}
+		name := strings.TrimPrefix(r.url.Path, secretsPath)
+		g.Expect(r.accept).NotTo(ContainSubstring("PartialObjectMetadata"),
+			"Secret metadata is read from the cache, not the API server: GET %s", r.url)
+		g.Expect(r.url.Query().Get("resourceVersion")).NotTo(BeEmpty(),
+			"Secret %s read without a resourceVersion: a quorum read from etcd", name)
+		if name == "api-token" {
+			tokenReads++
+		}
+	}
+	g.Expect(tokenReads).To(BeNumerically(">=", 3), "each rotation reads the token Secret")
 }
 
 func TestNamespaceRestriction(t *testing.T) {

@@ -122,7 +122,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 
 	res := &resolver{
 		secrets:  mgr.GetAPIReader(),
-		metadata: mgr.GetClient(),
+		metadata: mgr.GetCache(),
 		health:   opts.WatchHealth,
 		states:   map[string]*corev1.Secret{},
 		issuers:  opts.Issuers,

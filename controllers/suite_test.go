@@ -21,10 +21,13 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -190,7 +193,43 @@ type managerOpts struct {
 	name        string
 	leaderElect bool
 	namespaces  []string
+	// requests, if set, records every request the manager sends to the
+	// API server.
+	requests *requestLog
 }
+
+// requestLog records API requests: method, URL and Accept header.
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []recordedRequest
+}
+
+type recordedRequest struct {
+	method, accept string
+	url            *url.URL
+}
+
+func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		l.mu.Lock()
+		l.reqs = append(l.reqs, recordedRequest{method: r.Method, accept: r.Header.Get("Accept"), url: r.URL})
+		l.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+// take returns the requests recorded so far and forgets them.
+func (l *requestLog) take() []recordedRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.reqs
+	l.reqs = nil
+	return out
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // startManager runs a manager like cmd/main.go does, as the operator's user.
 func startManager(t *testing.T, o managerOpts) *manager {
@@ -201,6 +240,9 @@ func startManager(t *testing.T, o managerOpts) *manager {
 	cfg := rest.CopyConfig(managerConfig)
 	cfg.UserAgent = o.name // shows in managedFields: who wrote what
 	cfg.QPS, cfg.Burst = 200, 400
+	if o.requests != nil {
+		cfg.Wrap(o.requests.wrap)
+	}
 	health := NewWatchHealth()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
