@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -59,6 +60,7 @@ func init() {
 type options struct {
 	metricsAddr   string
 	probeAddr     string
+	pprofAddr     string
 	authAddr      string
 	leaderElect   bool
 	leaderNS      string
@@ -78,6 +80,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint. \"0\" disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of the Go profiler (/debug/pprof/), for diagnosis only: keep it on 127.0.0.1. \"0\" disables it.")
 	flag.StringVar(&o.authAddr, "auth-bind-address", ":8888", "Address of the auth service (/validate).")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among replicas; only the leader writes status, events and rotation state. Every replica serves and loads config, leader or not, and keeps serving when the lease is lost.")
 	flag.StringVar(&o.leaderID, "leader-election-id", "registry-auth-operator.registryauth.io", "Name of the leader election Lease; give each install in a namespace its own.")
@@ -197,6 +200,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress: o.probeAddr,
+		PprofBindAddress:       o.pprofAddr,
 		// Leader election is the controllers' own (controllers.LeaderElector):
 		// the manager's would stop the whole process, auth service included,
 		// when the lease is lost.
@@ -284,6 +288,17 @@ func runStandalone(ctx context.Context, o options, log logr.Logger) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 		servers = append(servers, &authRunnable{what: "metrics", server: plainServer(o.metricsAddr, mux), grace: time.Second, log: log})
+	}
+	if o.pprofAddr != "" && o.pprofAddr != "0" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		srv := plainServer(o.pprofAddr, mux)
+		srv.WriteTimeout = 0 // a CPU profile or trace takes as long as asked
+		servers = append(servers, &authRunnable{what: "pprof", server: srv, grace: time.Second, log: log})
 	}
 	// Run every server; when one fails, stop the others.
 	ctx, cancel := context.WithCancel(ctx)

@@ -190,11 +190,11 @@ func startProc(t *testing.T, env map[string]string, secrets []string, args ...st
 
 // startStandalone runs --standalone on free 127.0.0.1 ports and waits for
 // /readyz.
-func startStandalone(t *testing.T, env map[string]string, secrets []string) *proc {
+func startStandalone(t *testing.T, env map[string]string, secrets []string, extraArgs ...string) *proc {
 	t.Helper()
 	auth, probe, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
-	p := startProc(t, env, secrets, "--standalone",
-		"--auth-bind-address", auth, "--health-probe-bind-address", probe, "--metrics-bind-address", metrics)
+	p := startProc(t, env, secrets, append([]string{"--standalone",
+		"--auth-bind-address", auth, "--health-probe-bind-address", probe, "--metrics-bind-address", metrics}, extraArgs...)...)
 	p.auth, p.probe, p.metrics = auth, probe, metrics
 	g := NewWithT(t)
 	g.Eventually(func() (int, error) {
@@ -362,12 +362,40 @@ func TestStandaloneBinaryEmptyToken(t *testing.T) {
 	g.Expect(p.exitCode(5 * time.Second)).To(Equal(0))
 }
 
+// The profiler is off unless asked for, and then only on its own address.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	g := NewWithT(t)
+	tok := newToken(t)
+	env := map[string]string{"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN": tok}
+	get := func(url string) int {
+		resp, err := client.Get(url)
+		g.Expect(err).NotTo(HaveOccurred())
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	off := startStandalone(t, env, []string{tok})
+	for _, addr := range []string{off.auth, off.probe, off.metrics} {
+		g.Expect(get("http://"+addr+"/debug/pprof/cmdline")).NotTo(Equal(http.StatusOK), addr)
+	}
+
+	pprofAddr := freeAddr(t)
+	on := startStandalone(t, env, []string{tok}, "--pprof-bind-address", pprofAddr)
+	resp, err := client.Get("http://" + pprofAddr + "/debug/pprof/cmdline")
+	g.Expect(err).NotTo(HaveOccurred())
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	g.Expect(string(body)).To(ContainSubstring("--standalone"))
+	g.Expect(get("http://" + on.auth + "/debug/pprof/cmdline")).NotTo(Equal(http.StatusOK))
+}
+
 func TestHelp(t *testing.T) {
 	g := NewWithT(t)
 	p := startProc(t, nil, nil, "--help")
 	g.Expect(p.exitCode(10 * time.Second)).To(Equal(0))
 	out := p.stdout.String() + p.stderr.String()
-	for _, f := range []string{"metrics-bind-address", "health-probe-bind-address", "leader-elect", "kubeconfig", "auth-bind-address", "standalone"} {
+	for _, f := range []string{"metrics-bind-address", "health-probe-bind-address", "leader-elect", "kubeconfig", "auth-bind-address", "standalone", "pprof-bind-address"} {
 		g.Expect(out).To(MatchRegexp(`(?m)^\s+--?`+f+`\b`), "--help lists --%s", f)
 	}
 }
