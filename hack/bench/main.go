@@ -49,6 +49,7 @@ type config struct {
 	microCount      int
 	out             string
 	keep            bool
+	pprof           bool
 	operatorArgs    string
 	registryAuthEnv string
 	binary          string
@@ -70,10 +71,12 @@ func main() {
 	flag.IntVar(&cfg.microCount, "micro-count", 5, "go test -count of the micro-benchmarks (the median is reported)")
 	flag.StringVar(&cfg.out, "out", "bench/results", "results directory (relative to the repository root)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (server logs, wrk scripts)")
+	flag.BoolVar(&cfg.pprof, "pprof", false, "scale: take a CPU profile of each operator process during each measured run, and a heap profile after, into the work directory (implies -keep)")
 	flag.StringVar(&cfg.operatorArgs, "operator-args", "", "extra space-separated flags for registry-auth in operator mode (rotation, scale), to try settings")
 	flag.StringVar(&cfg.registryAuthEnv, "registry-auth-env", "", "extra comma-separated KEY=VALUE environment for every registry-auth process; {port} becomes a free port per process")
 	flag.StringVar(&cfg.binary, "registry-auth", "", "use this registry-auth binary instead of building ./cmd (to measure a prototype)")
 	flag.Parse()
+	cfg.keep = cfg.keep || cfg.pprof
 	os.Exit(run(cfg))
 }
 

@@ -54,6 +54,7 @@ func runRotation(ctx context.Context, cfg config, bin binaries, k *kube, workDir
 type replica struct {
 	p                    *proc
 	auth, probe, metrics string
+	pprof                string // profiler address, with -pprof
 }
 
 func startOperator(cfg config, bin binaries, k *kube, workDir, name, leaseNS string, extra ...string) (*replica, error) {
@@ -66,6 +67,10 @@ func startOperator(cfg config, bin binaries, k *kube, workDir, name, leaseNS str
 		"--metrics-bind-address", r.metrics,
 		"--max-auth-failures=0",
 	}, extra...)
+	if cfg.pprof {
+		r.pprof = freeAddr()
+		args = append(args, "--pprof-bind-address", r.pprof)
+	}
 	args = append(args, strings.Fields(cfg.operatorArgs)...)
 	p, err := startProc(name, workDir, bin.registryAuth, args, extraEnv(cfg, name, nil))
 	if err != nil {

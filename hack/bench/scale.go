@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -128,8 +131,16 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 					return nil, err
 				}
 			}
+			name := fmt.Sprintf("%s-round%d", c.Name, round)
+			profiled := profileCPU(s.rep, workDir, name, cfg.duration)
 			r, err := runWrkCPU(ctx, workDir, wo, s.target, cfg.duration, s.rep.p)
 			if err != nil {
+				return nil, err
+			}
+			if err := <-profiled; err != nil {
+				return nil, err
+			}
+			if err := saveProfile(s.rep, workDir, name, "heap", ""); err != nil {
 				return nil, err
 			}
 			if err := checkStatuses(c, warm, r); err != nil {
@@ -232,4 +243,45 @@ end
 	}
 	hb.WriteString("}\n")
 	return wrkTarget{URL: "http://" + s.rep.auth + "/validate", Lua: hb.String() + b.String()}
+}
+
+// profileCPU takes a CPU profile of the replica while the measured run
+// lasts (with -pprof; else it does nothing) and writes it to
+// <workDir>/<name>.cpu.pprof. The result arrives on the channel.
+func profileCPU(rep *replica, workDir, name string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		secs := max(int(d/time.Second)-1, 1)
+		done <- saveProfile(rep, workDir, name, "profile", "seconds="+strconv.Itoa(secs))
+	}()
+	return done
+}
+
+// saveProfile fetches /debug/pprof/<kind> from the replica into
+// <workDir>/<name>.<kind>.pprof, if the replica has a profiler.
+func saveProfile(rep *replica, workDir, name, kind, query string) error {
+	if rep.pprof == "" {
+		return nil
+	}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 2 * time.Minute}
+	resp, err := c.Get("http://" + rep.pprof + "/debug/pprof/" + kind + "?" + query)
+	if err != nil {
+		return fmt.Errorf("%s profile of %s: %w", kind, rep.p.name, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s profile of %s: %s", kind, rep.p.name, resp.Status)
+	}
+	if kind == "profile" {
+		kind = "cpu"
+	}
+	f, err := os.Create(filepath.Join(workDir, name+"."+kind+".pprof"))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
