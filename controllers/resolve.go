@@ -63,8 +63,6 @@ type resolution struct {
 	creds map[string]credentialState
 	// stateSecret is the rotation state Secret as read (nil if absent).
 	stateSecret *corev1.Secret
-	// stored is the rotation state as read from stateSecret.
-	stored rotationState
 	// generation and uid identify the policy object resolved.
 	generation int64
 	uid        types.UID
@@ -136,12 +134,11 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	if err != nil {
 		return nil, err
 	}
+	stored := decodeState(nil)
 	if st != nil && isStateSecretOf(st, pol) {
 		res.stateSecret = st
-		res.stored = decodeState(st.Data[stateSecretKey])
+		stored = decodeState(st.Data[stateSecretKey])
 		secrets[st.Name] = st
-	} else {
-		res.stored = decodeState(nil)
 	}
 	remembered := r.memory.get(pol.Namespace + "/" + pol.Name)
 	res.creds = map[string]credentialState{}
@@ -153,7 +150,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 				current = &d
 			}
 		}
-		next := merge(advance(res.stored.Credentials[cred], current, changedAt, grace, now),
+		next := merge(advance(stored.Credentials[cred], current, changedAt, grace, now),
 			advance(remembered[cred], current, changedAt, grace, now))
 		if next.Current != "" {
 			res.creds[cred] = next

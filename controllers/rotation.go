@@ -20,7 +20,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -197,7 +196,8 @@ func (s credentialState) nextExpiry() time.Time {
 
 // rotationMemory is this replica's own view of each policy's credentials:
 // it covers the time before the leader has written the state Secret, and
-// clusters where no leader writes it.
+// clusters where no leader writes it. The maps it holds are the resolutions'
+// own and are never modified once stored, so they are shared, not copied.
 type rotationMemory struct {
 	mu sync.Mutex
 	m  map[string]map[string]credentialState // policy key -> credential -> state
@@ -210,13 +210,13 @@ func newRotationMemory() *rotationMemory {
 func (r *rotationMemory) get(policy string) map[string]credentialState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return maps.Clone(r.m[policy])
+	return r.m[policy]
 }
 
 func (r *rotationMemory) set(policy string, creds map[string]credentialState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[policy] = maps.Clone(creds)
+	r.m[policy] = creds
 }
 
 func (r *rotationMemory) forget(policy string) {

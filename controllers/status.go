@@ -164,6 +164,10 @@ func labelValue(s string) string {
 // recordRotations emits TokenRotated for each credential whose value changed
 // since the state Secret was last written.
 func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) {
+	var stored rotationState
+	if res.stateSecret != nil {
+		stored = decodeState(res.stateSecret.Data[stateSecretKey])
+	}
 	names := make([]string, 0, len(res.creds))
 	for c := range res.creds {
 		names = append(names, c)
@@ -171,7 +175,7 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 	sort.Strings(names)
 	for _, cred := range names {
 		next := res.creds[cred]
-		prev := res.stored.Credentials[cred]
+		prev := stored.Credentials[cred]
 		if prev.Current == "" || prev.Current == next.Current {
 			continue
 		}
