@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -101,12 +103,19 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 	}
 	// The load starts once each leader has written every policy's status,
 	// so it does not overlap with the start-up's API traffic.
-	for _, s := range res.Runs {
-		settled, err := waitStatuses(ctx, k, s, 180*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		s.SettledMS = ms(settled)
+	// Each process is watched at once, so each gets its own time.
+	settled := make([]time.Duration, len(res.Runs))
+	errs := make([]error, len(res.Runs))
+	var wg sync.WaitGroup
+	for i, s := range res.Runs {
+		wg.Go(func() { settled[i], errs[i] = waitStatuses(ctx, k, s, 180*time.Second) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, s := range res.Runs {
+		s.SettledMS = ms(settled[i])
 		saveMetrics(s.rep, workDir, "settled")
 		logf("%d policies: every status Ready %.2fs after start", s.Policies, s.SettledMS/1000)
 	}
