@@ -121,7 +121,9 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	}
 
 	res := &resolver{
-		secrets:  mgr.GetAPIReader(),
+		secrets: mgr.GetAPIReader(),
+		// The cache itself: the manager's client sends every Secret read,
+		// metadata included, to the API server (ClientOptions).
 		metadata: mgr.GetCache(),
 		health:   opts.WatchHealth,
 		states:   map[string]*corev1.Secret{},
