@@ -102,7 +102,7 @@ build: manifests generate fmt vet ## Build the registry-auth binary (bin/registr
 	go build -o $(LOCALBIN)/registry-auth ./cmd
 
 .PHONY: run
-run: manifests generate fmt vet envtest build ## Start a local control plane, apply config/samples and run bin/registry-auth (see hack/localup). RUN_ARGS="--no-operator" only starts the cluster.
+run: manifests generate fmt vet envtest crds build ## Start a local control plane, apply config/samples and run bin/registry-auth (see hack/localup). RUN_ARGS="--no-operator" only starts the cluster.
 	go build -o $(LOCALBIN)/localup ./hack/localup
 	exec $(LOCALBIN)/localup $(RUN_ARGS)
 

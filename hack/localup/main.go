@@ -28,10 +28,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -39,8 +41,15 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -52,10 +61,6 @@ const (
 	tokenSecretName      = "registry-api-token"
 	tokenSecretNamespace = "default"
 	tokenSecretKey       = "token"
-
-	authAddr    = "127.0.0.1:8888"
-	metricsAddr = "127.0.0.1:8080"
-	healthAddr  = "127.0.0.1:8081"
 
 	childStopGrace = 10 * time.Second
 )
@@ -71,6 +76,11 @@ func logln(format string, args ...any) {
 func run() int {
 	binary := flag.String("binary", "bin/registry-auth",
 		"registry-auth binary to run (relative paths are from the repository root)")
+	dir := flag.String("dir", "bin/local",
+		"directory for the kubeconfig, the token file and the control plane's data, which is recreated at every start (relative paths are from the repository root)")
+	authAddr := flag.String("auth-bind-address", "127.0.0.1:8888", "registry-auth's auth service address")
+	metricsAddr := flag.String("metrics-bind-address", "127.0.0.1:8080", "registry-auth's metrics address")
+	healthAddr := flag.String("health-probe-bind-address", "127.0.0.1:8081", "registry-auth's probe address")
 	noOperator := flag.Bool("no-operator", false,
 		"only start the control plane (and create the token Secret and samples); do not run registry-auth")
 	flag.Parse()
@@ -103,7 +113,10 @@ func run() int {
 			return 1
 		}
 	}
-	localDir := filepath.Join(root, "bin", "local")
+	localDir := *dir
+	if !filepath.IsAbs(localDir) {
+		localDir = filepath.Join(root, localDir)
+	}
 	if err := os.MkdirAll(localDir, 0o755); err != nil {
 		logln("%v", err)
 		return 1
@@ -133,6 +146,11 @@ func run() int {
 		env.ControlPlane.Etcd = &envtest.Etcd{}
 	}
 	env.ControlPlane.Etcd.DataDir = etcdDir
+	// The ingress controllers' CRDs (make crds), so that the Traefik and
+	// Envoy Gateway samples apply too.
+	if crds := filepath.Join(root, "bin", "crds"); dirExists(crds) {
+		env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
+	}
 	env.ControlPlane.GetAPIServer().CertDir = certDir
 	start := time.Now()
 	logln("starting etcd and kube-apiserver from %s ...", env.BinaryAssetsDirectory)
@@ -164,7 +182,7 @@ func run() int {
 		logln("creating the token Secret: %v", err)
 		return 1
 	}
-	if err := applySamples(root, kubeconfig); err != nil {
+	if err := applySamples(cfg, root, kubeconfig); err != nil {
 		logln("applying samples: %v", err)
 		return 1
 	}
@@ -185,9 +203,9 @@ func run() int {
 	if !*noOperator {
 		child = exec.Command(bin,
 			"--kubeconfig", kubeconfig,
-			"--auth-bind-address", authAddr,
-			"--metrics-bind-address", metricsAddr,
-			"--health-probe-bind-address", healthAddr,
+			"--auth-bind-address", *authAddr,
+			"--metrics-bind-address", *metricsAddr,
+			"--health-probe-bind-address", *healthAddr,
 			"--zap-devel",
 		)
 		child.Dir = root
@@ -204,7 +222,7 @@ func run() int {
 		go func() { childDone <- child.Wait() }()
 	}
 
-	printUsage(rel(kubeconfig), kubectl, rel(tokenFile), !*noOperator)
+	printUsage(rel(kubeconfig), kubectl, rel(tokenFile), *authAddr, !*noOperator)
 
 	select {
 	case sig := <-sigs:
@@ -332,8 +350,10 @@ func createTokenSecret(cfg *rest.Config, tokenFile string) error {
 }
 
 // applySamples applies every YAML in config/samples except kustomization.yaml
-// with the locally built kubectl, in sorted order.
-func applySamples(root, kubeconfig string) error {
+// with the locally built kubectl, in sorted order. A sample of a kind the
+// cluster does not serve (another project's CRD that is not installed) is
+// skipped with a message, not an error.
+func applySamples(cfg *rest.Config, root, kubeconfig string) error {
 	dir := filepath.Join(root, "config", "samples")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -354,8 +374,33 @@ func applySamples(root, kubeconfig string) error {
 		}
 	}
 	sort.Strings(files)
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	cl, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
 	kubectl := utils.KubectlPath()
 	for _, f := range files {
+		missing, namespaces, err := inspectManifest(mapper, f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if len(missing) > 0 {
+			logln("skipping %s: this cluster has no %s (run `make crds` to install the ingress controllers' CRDs)",
+				filepath.Base(f), strings.Join(missing, ", "))
+			continue
+		}
+		// A sample may live in the operator's namespace (which an install
+		// creates; this cluster has no install).
+		for _, ns := range namespaces {
+			if err := cl.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating namespace %s for %s: %w", ns, f, err)
+			}
+		}
 		cmd := exec.Command(kubectl, "--kubeconfig", kubeconfig, "apply", "-f", f)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -365,7 +410,49 @@ func applySamples(root, kubeconfig string) error {
 	return nil
 }
 
-func printUsage(kubeconfig, kubectl, tokenFile string, operator bool) {
+// inspectManifest lists the kinds in a manifest file that the API server
+// does not serve, and the namespaces its objects name.
+func inspectManifest(mapper meta.RESTMapper, file string) (missing, namespaces []string, err error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = f.Close() }()
+	add := func(list []string, s string) []string {
+		if s == "" || slices.Contains(list, s) {
+			return list
+		}
+		return append(list, s)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		var obj unstructured.Unstructured
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return missing, namespaces, nil
+			}
+			return nil, nil, err
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		namespaces = add(namespaces, obj.GetNamespace())
+		gvk := obj.GroupVersionKind()
+		if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			if !meta.IsNoMatchError(err) {
+				return nil, nil, err
+			}
+			missing = add(missing, gvk.Kind+" ("+gvk.GroupVersion().String()+")")
+		}
+	}
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+func printUsage(kubeconfig, kubectl, tokenFile, authAddr string, operator bool) {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("")
@@ -375,7 +462,11 @@ func printUsage(kubeconfig, kubectl, tokenFile string, operator bool) {
 	p("   token:      %s (mode 0600; also in Secret %s/%s)", tokenFile, tokenSecretNamespace, tokenSecretName)
 	p("")
 	p(" In another shell, from the repository root:")
-	p("   export KUBECONFIG=$PWD/%s", kubeconfig)
+	if filepath.IsAbs(kubeconfig) {
+		p("   export KUBECONFIG=%s", kubeconfig)
+	} else {
+		p("   export KUBECONFIG=$PWD/%s", kubeconfig)
+	}
 	p("   %s get rap", kubectl)
 	if operator {
 		p("")
