@@ -150,11 +150,21 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 				current = &d
 			}
 		}
-		next := merge(advance(stored.Credentials[cred], current, changedAt, grace, now),
-			advance(remembered[cred], current, changedAt, grace, now))
-		if next.Current != "" {
-			res.creds[cred] = next
+		// A view from before a reset the other view knows of is stale: the
+		// state Secret can lag behind this replica (the cache, or the leader
+		// not having written it yet), and this replica's memory behind the
+		// state Secret. Either would turn the revoked value into a previous
+		// one when a new value arrives.
+		fromState, fromMemory := stored.Credentials[cred], remembered[cred]
+		if fromMemory.supersedes(fromState) {
+			fromState = credentialState{}
 		}
+		if fromState.supersedes(fromMemory) {
+			fromMemory = credentialState{}
+		}
+		next := merge(advance(fromState, current, changedAt, grace, now),
+			advance(fromMemory, current, changedAt, grace, now))
+		res.creds[cred] = next
 		return next.previousDigests()
 	}
 

@@ -61,6 +61,20 @@ type credentialState struct {
 	RotatedAt time.Time `json:"rotatedAt,omitzero"`
 	// Previous values still inside their grace window.
 	Previous []previousState `json:"previous,omitempty"`
+	// RevokedAt marks a reset: the value became unavailable (Secret or key
+	// deleted, empty, weak) at this time, and Current and Previous are
+	// empty. It outlives the reset so that a view of the credential from
+	// before it (a state Secret read from a cache that lags, or a replica's
+	// memory) can be recognised as stale and cannot bring the revoked value
+	// back as a previous one.
+	RevokedAt time.Time `json:"revokedAt,omitzero"`
+}
+
+// supersedes reports whether a is a reset that b's knowledge predates: b
+// knew a value put in the Secret no later than a's reset, so nothing b knows
+// may be carried over.
+func (a credentialState) supersedes(b credentialState) bool {
+	return a.Current == "" && !a.RevokedAt.IsZero() && b.Current != "" && !b.RotatedAt.After(a.RevokedAt)
 }
 
 type previousState struct {
@@ -108,7 +122,8 @@ func (s rotationState) encode() []byte {
 //
 //   - current is the digest of the value now in the Secret, nil when the
 //     value is unavailable (Secret or key deleted, empty, weak). Then the
-//     credential is revoked: no current, no previous.
+//     credential is revoked: no current, no previous, and RevokedAt records
+//     when (the first time it was seen, kept while the value stays away).
 //   - changedAt is when the Secret last changed.
 //   - grace is the policy's rotationGracePeriod now. Lowering it shortens
 //     windows already running; raising it does not lengthen them.
@@ -116,7 +131,10 @@ func (s rotationState) encode() []byte {
 // advance is pure: same inputs, same state, on every replica.
 func advance(st credentialState, current *authserver.Digest, changedAt time.Time, grace time.Duration, now time.Time) credentialState {
 	if current == nil {
-		return credentialState{}
+		if st.Current == "" && !st.RevokedAt.IsZero() {
+			return st
+		}
+		return credentialState{RevokedAt: now}
 	}
 	cur := current.Hex()
 	next := credentialState{Current: cur, RotatedAt: st.RotatedAt}
@@ -148,8 +166,15 @@ func advance(st credentialState, current *authserver.Digest, changedAt time.Time
 
 // merge combines two views of the same credential computed by advance for the
 // same current value (the state Secret's and this replica's memory). Previous
-// entries are united; where both know an entry, the earlier expiry wins.
+// entries are united; where both know an entry, the earlier expiry wins. Of
+// two resets, the earlier is kept.
 func merge(a, b credentialState) credentialState {
+	if a.Current == "" && b.Current == "" {
+		if a.RevokedAt.IsZero() || (!b.RevokedAt.IsZero() && b.RevokedAt.Before(a.RevokedAt)) {
+			return b
+		}
+		return a
+	}
 	if a.Current != b.Current || b.Current == "" {
 		return a
 	}

@@ -176,7 +176,7 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 	for _, cred := range names {
 		next := res.creds[cred]
 		prev := stored.Credentials[cred]
-		if prev.Current == "" || prev.Current == next.Current {
+		if prev.Current == "" || next.Current == "" || prev.Current == next.Current {
 			continue
 		}
 		what, label := "static token", "static"

@@ -1,0 +1,174 @@
+/*
+Copyright 2026 The registry-auth-operator Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/authserver"
+)
+
+// secretReader serves Secrets from a map: the API server, or a cache that
+// lags behind it.
+type secretReader map[string]*corev1.Secret
+
+func (r secretReader) Get(_ context.Context, k client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	s, ok := r[k.Name]
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, k.Name)
+	}
+	switch o := obj.(type) {
+	case *corev1.Secret:
+		s.DeepCopyInto(o)
+	case *metav1.PartialObjectMetadata:
+		o.ObjectMeta = *s.ObjectMeta.DeepCopy()
+	}
+	return nil
+}
+
+func (r secretReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return nil
+}
+
+func TestSupersedes(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	live := func(at time.Time) credentialState { return credentialState{Current: "aa", RotatedAt: at} }
+	reset := func(at time.Time) credentialState { return credentialState{RevokedAt: at} }
+	for _, tc := range []struct {
+		name string
+		a, b credentialState
+		want bool
+	}{
+		{"reset after the value", reset(t0.Add(time.Minute)), live(t0), true},
+		{"reset in the same instant as the value", reset(t0), live(t0), true},
+		{"value put after the reset", reset(t0), live(t0.Add(time.Second)), false},
+		{"not a reset", live(t0.Add(time.Minute)), live(t0), false},
+		{"nothing known", credentialState{}, live(t0), false},
+		{"two resets", reset(t0.Add(time.Minute)), reset(t0), false},
+		{"reset against nothing", reset(t0), credentialState{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			NewWithT(t).Expect(tc.a.supersedes(tc.b)).To(Equal(tc.want))
+		})
+	}
+}
+
+// TestRevokedValueNeverComesBack: once a credential's value was revoked
+// (here: its Secret deleted), no later load may accept that value as a
+// previous one, whichever view of the rotation state is behind.
+func TestRevokedValueNeverComesBack(t *testing.T) {
+	const x, z = "0123456789abcdef0123456789abcdef-old", "fedcba9876543210fedcba9876543210-new"
+	grace := &metav1.Duration{Duration: time.Hour}
+	pol := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", Generation: 1}}
+	pol.Spec.StaticToken = &authv1alpha1.StaticTokenSpec{Enabled: true,
+		SecretRef: &authv1alpha1.SecretKeySelector{Name: "tok"}, RotationGracePeriod: grace}
+	owner := []metav1.OwnerReference{{UID: pol.UID, Kind: "RegistryAuthPolicy", Name: pol.Name,
+		APIVersion: authv1alpha1.GroupVersion.String(), Controller: ptr.To(true)}}
+	state := func(rv string, creds map[string]credentialState) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: stateSecretName("p"), ResourceVersion: rv,
+			OwnerReferences: owner}, Data: map[string][]byte{stateSecretKey: rotationState{Credentials: creds}.encode()}}
+	}
+	token := func(rv, v string, at time.Time) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv,
+			CreationTimestamp: metav1.NewTime(at)}, Data: map[string][]byte{"token": []byte(v)}}
+	}
+	digest := func(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
+	previous := func(res *resolution) []string {
+		var out []string
+		for _, p := range res.creds[credStaticToken].Previous {
+			out = append(out, p.Digest)
+		}
+		return out
+	}
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	newResolver := func(api, cache secretReader) *resolver {
+		return &resolver{secrets: api, metadata: cache, states: map[string]*corev1.Secret{},
+			memory: newRotationMemory(), now: func() time.Time { return now }}
+	}
+	resolve := func(g Gomega, r *resolver) *resolution {
+		res, err := r.resolve(context.Background(), pol)
+		g.Expect(err).NotTo(HaveOccurred())
+		return res
+	}
+	xState := map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: now.Add(-time.Hour)}}
+
+	t.Run("the state Secret in the cache is older than the reset this replica saw", func(t *testing.T) {
+		g := NewWithT(t)
+		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
+		cache := secretReader{"tok": api["tok"], stateSecretName("p"): api[stateSecretName("p")]}
+		r := newResolver(api, cache)
+		g.Expect(resolve(g, r).creds[credStaticToken].Current).To(Equal(digest(x)))
+
+		now = now.Add(time.Minute)
+		delete(api, "tok") // revoked
+		delete(cache, "tok")
+		res := resolve(g, r)
+		g.Expect(res.policy.Fingerprints().StaticToken).To(BeEmpty(), "nothing in force after the revocation")
+		g.Expect(res.creds[credStaticToken].RevokedAt).To(Equal(now))
+
+		// The leader writes the reset and the user creates a new token; the
+		// cache still holds the state Secret from before the reset.
+		now = now.Add(time.Second)
+		api[stateSecretName("p")] = state("3", res.creds)
+		api["tok"] = token("4", z, now)
+		res = resolve(g, r)
+		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(previous(res)).To(BeEmpty(), "the revoked token came back as a previous one")
+	})
+
+	t.Run("this replica's memory is older than the reset in the state Secret", func(t *testing.T) {
+		g := NewWithT(t)
+		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
+		r := newResolver(api, api)
+		g.Expect(resolve(g, r).creds[credStaticToken].Current).To(Equal(digest(x)))
+
+		// Another replica (the leader) saw the revocation and wrote it; this
+		// one only sees the new token.
+		now = now.Add(time.Minute)
+		api[stateSecretName("p")] = state("3", map[string]credentialState{credStaticToken: {RevokedAt: now}})
+		now = now.Add(time.Second)
+		api["tok"] = token("4", z, now)
+		res := resolve(g, r)
+		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(previous(res)).To(BeEmpty(), "the revoked token came back as a previous one")
+	})
+
+	t.Run("a rotation without a reset keeps the previous token for the grace period", func(t *testing.T) {
+		g := NewWithT(t)
+		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
+		r := newResolver(api, api)
+		g.Expect(resolve(g, r).creds[credStaticToken].Current).To(Equal(digest(x)))
+
+		now = now.Add(time.Minute)
+		api["tok"] = token("3", z, now)
+		res := resolve(g, r)
+		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(previous(res)).To(Equal([]string{digest(x)}))
+		g.Expect(res.creds[credStaticToken].Previous[0].ExpiresAt).To(Equal(now.Add(grace.Duration)))
+	})
+}
