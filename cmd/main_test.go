@@ -381,8 +381,11 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 
 	pprofAddr := freeAddr(t)
 	on := startStandalone(t, env, []string{tok}, "--pprof-bind-address", pprofAddr)
-	resp, err := client.Get("http://" + pprofAddr + "/debug/pprof/cmdline")
-	g.Expect(err).NotTo(HaveOccurred())
+	var resp *http.Response
+	g.Eventually(func() (err error) { // its own listener, started next to the others
+		resp, err = client.Get("http://" + pprofAddr + "/debug/pprof/cmdline")
+		return err
+	}, 5*time.Second, 20*time.Millisecond).Should(Succeed())
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))

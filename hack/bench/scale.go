@@ -149,7 +149,7 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 			if err := <-profiled; err != nil {
 				return nil, err
 			}
-			if err := saveProfile(s.rep, workDir, name, "heap", ""); err != nil {
+			if err := saveProfile(s.rep, workDir, name, "heap", "", time.Minute); err != nil {
 				return nil, err
 			}
 			if err := checkStatuses(c, warm, r); err != nil {
@@ -261,18 +261,18 @@ func profileCPU(rep *replica, workDir, name string, d time.Duration) <-chan erro
 	done := make(chan error, 1)
 	go func() {
 		secs := max(int(d/time.Second)-1, 1)
-		done <- saveProfile(rep, workDir, name, "profile", "seconds="+strconv.Itoa(secs))
+		done <- saveProfile(rep, workDir, name, "profile", "seconds="+strconv.Itoa(secs), d+30*time.Second)
 	}()
 	return done
 }
 
 // saveProfile fetches /debug/pprof/<kind> from the replica into
 // <workDir>/<name>.<kind>.pprof, if the replica has a profiler.
-func saveProfile(rep *replica, workDir, name, kind, query string) error {
+func saveProfile(rep *replica, workDir, name, kind, query string, timeout time.Duration) error {
 	if rep.pprof == "" {
 		return nil
 	}
-	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 2 * time.Minute}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: timeout}
 	resp, err := c.Get("http://" + rep.pprof + "/debug/pprof/" + kind + "?" + query)
 	if err != nil {
 		return fmt.Errorf("%s profile of %s: %w", kind, rep.p.name, err)

@@ -77,7 +77,7 @@ func run() int {
 	binary := flag.String("binary", "bin/registry-auth",
 		"registry-auth binary to run (relative paths are from the repository root)")
 	dir := flag.String("dir", "bin/local",
-		"directory for the kubeconfig, the token file and the control plane's data, which is recreated at every start (relative paths are from the repository root)")
+		"directory for the kubeconfig, the token file and the control plane's data (its etcd/ and apiserver/ are recreated at every start; relative paths are from the repository root)")
 	authAddr := flag.String("auth-bind-address", "127.0.0.1:8888", "registry-auth's auth service address")
 	metricsAddr := flag.String("metrics-bind-address", "127.0.0.1:8080", "registry-auth's metrics address")
 	healthAddr := flag.String("health-probe-bind-address", "127.0.0.1:8081", "registry-auth's probe address")
