@@ -426,6 +426,37 @@ func TestRevocationByDeletingSecret(t *testing.T) {
 	g.Consistently(func() bool { return m.allows(ns, "registry", tok) }, time.Second, 50*time.Millisecond).Should(BeFalse())
 }
 
+// TestRevocationByRecreatingSecret: a Secret deleted and created again at
+// once, faster than the operator can load the deletion, still revokes the
+// deleted token, grace period or not (the Secret's UID changed).
+func TestRevocationByRecreatingSecret(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	old := randomToken(t)
+	createSecret(t, ns, "api-token", old)
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+	})
+	m := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func(g Gomega) {
+		g.Expect(m.allows(ns, "registry", old)).To(BeTrue())
+		g.Expect(getPolicy(g, ns, "registry").Status.StaticToken).NotTo(BeNil())
+	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+
+	tok := randomToken(t)
+	g.Expect(adminClient.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"}})).To(Succeed())
+	createSecret(t, ns, "api-token", tok)
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, inForce, 5*time.Millisecond).Should(BeTrue())
+	g.Expect(m.allows(ns, "registry", old)).To(BeFalse(), "the deleted Secret's token is not a previous token")
+	g.Eventually(func(g Gomega) {
+		st := getPolicy(g, ns, "registry").Status.StaticToken
+		g.Expect(st).NotTo(BeNil())
+		g.Expect(st.Fingerprint).To(Equal(fp(tok)))
+		g.Expect(st.PreviousFingerprint).To(BeEmpty())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Consistently(func() bool { return m.allows(ns, "registry", old) }, time.Second, 50*time.Millisecond).Should(BeFalse())
+}
+
 func TestPolicyDeleted(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)

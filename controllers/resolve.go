@@ -99,29 +99,32 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		secrets[name] = &s
 		return &s, nil
 	}
-	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, time.Time, error) {
+	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, valueSource, error) {
 		key := ref.Key
 		if key == "" {
 			key = "token"
 		}
+		src := valueSource{secret: ref.Name}
 		s, err := read(ref.Name)
 		if err != nil {
-			return authserver.SecretValue{}, time.Time{}, err
+			return authserver.SecretValue{}, src, err
 		}
 		if s == nil {
 			return authserver.SecretValue{Problem: &authserver.Problem{
 				Reason: authserver.ProblemSecretNotFound, Field: field,
 				Message: fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, pol.Namespace),
-			}}, time.Time{}, nil
+			}}, src, nil
 		}
+		src.uid = string(s.UID)
 		v, ok := s.Data[key]
 		if !ok {
 			return authserver.SecretValue{Problem: &authserver.Problem{
 				Reason: authserver.ProblemKeyMissing, Field: field,
 				Message: fmt.Sprintf("Secret %q has no key %q", ref.Name, key),
-			}}, time.Time{}, nil
+			}}, src, nil
 		}
-		return authserver.SecretValue{Value: v}, lastChanged(s, now), nil
+		src.changedAt = lastChanged(s, now)
+		return authserver.SecretValue{Value: v}, src, nil
 	}
 
 	// Rotation state: the state Secret, then this replica's memory. The
@@ -142,7 +145,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 	remembered := r.memory.get(pol.Namespace + "/" + pol.Name)
 	res.creds = map[string]credentialState{}
-	rotate := func(cred string, sv *authserver.SecretValue, changedAt time.Time, grace time.Duration) []authserver.PreviousDigest {
+	rotate := func(cred string, sv *authserver.SecretValue, src valueSource, grace time.Duration) []authserver.PreviousDigest {
 		var current *authserver.Digest
 		if sv.Problem == nil {
 			if v := authserver.CleanSecret(sv.Value); authserver.SecretUsable(v) {
@@ -162,8 +165,24 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		if fromState.supersedes(fromMemory) {
 			fromMemory = credentialState{}
 		}
-		next := merge(advance(fromState, current, changedAt, grace, now),
-			advance(fromMemory, current, changedAt, grace, now))
+		// A Secret deleted and created again is a revocation too, however
+		// fast: nothing from the deleted one carries over. A view that
+		// does not know the Secret's UID (a state Secret written before
+		// UIDs were kept) but holds the same value as one that does is
+		// the same stale view.
+		stateGone := fromState.replacedBy(src) || (fromMemory.replacedBy(src) && fromState.Current == fromMemory.Current)
+		memoryGone := fromMemory.replacedBy(src) || (fromState.replacedBy(src) && fromMemory.Current == fromState.Current)
+		if stateGone {
+			fromState = credentialState{}
+		}
+		if memoryGone {
+			fromMemory = credentialState{}
+		}
+		next := merge(advance(fromState, current, src.changedAt, grace, now),
+			advance(fromMemory, current, src.changedAt, grace, now))
+		if next.Current != "" {
+			next.Secret, next.SecretUID = src.secret, src.uid
+		}
 		res.creds[cred] = next
 		return next.previousDigests()
 	}
@@ -180,14 +199,14 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		cfg.RegistryPathPrefixes = st.PathPrefixes
 		cfg.SessionCookieName = st.SessionCookieName
 		if st.Enabled && st.SecretRef != nil {
-			sv, changed, err := value(*st.SecretRef, "spec.staticToken.secretRef")
+			sv, src, err := value(*st.SecretRef, "spec.staticToken.secretRef")
 			if err != nil {
 				return nil, err
 			}
 			cfg.StaticToken = &authserver.StaticTokenConfig{
 				Enabled:  true,
 				Token:    sv,
-				Previous: rotate(credStaticToken, &sv, changed, durationOf(st.RotationGracePeriod)),
+				Previous: rotate(credStaticToken, &sv, src, durationOf(st.RotationGracePeriod)),
 				Identity: authserver.IdentityConfig{
 					Username: st.Identity.Username,
 					ClientID: st.Identity.ClientID,
@@ -198,14 +217,14 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 	}
 	for _, k := range spec.APIKeys {
-		sv, changed, err := value(k.SecretRef, fmt.Sprintf("spec.apiKeys[%s].secretRef", k.Name))
+		sv, src, err := value(k.SecretRef, fmt.Sprintf("spec.apiKeys[%s].secretRef", k.Name))
 		if err != nil {
 			return nil, err
 		}
 		cfg.APIKeys = append(cfg.APIKeys, authserver.APIKeyConfig{
 			Name:         k.Name,
 			Key:          sv,
-			Previous:     rotate(credAPIKeyPrefix+k.Name, &sv, changed, durationOf(k.RotationGracePeriod)),
+			Previous:     rotate(credAPIKeyPrefix+k.Name, &sv, src, durationOf(k.RotationGracePeriod)),
 			Groups:       k.Groups,
 			PathPrefixes: k.PathPrefixes,
 			Methods:      k.Methods,

@@ -68,6 +68,24 @@ type credentialState struct {
 	// memory) can be recognised as stale and cannot bring the revoked value
 	// back as a previous one.
 	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	// Secret and SecretUID name the Secret that holds Current: the same
+	// name with another UID means it was deleted and created again, which
+	// revokes like a deletion that was seen.
+	Secret    string `json:"secret,omitempty"`
+	SecretUID string `json:"secretUID,omitempty"`
+}
+
+// valueSource is where a credential's value was read: its Secret's name and
+// UID (empty when there is none) and when that Secret last changed.
+type valueSource struct {
+	secret, uid string
+	changedAt   time.Time
+}
+
+// replacedBy reports whether src is a new Secret of the same name as the one
+// that held s's value.
+func (s credentialState) replacedBy(src valueSource) bool {
+	return s.Current != "" && s.SecretUID != "" && src.uid != "" && s.Secret == src.secret && s.SecretUID != src.uid
 }
 
 // supersedes reports whether a is a reset that b's knowledge predates: b

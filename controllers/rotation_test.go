@@ -94,7 +94,7 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 			OwnerReferences: owner}, Data: map[string][]byte{stateSecretKey: rotationState{Credentials: creds}.encode()}}
 	}
 	token := func(rv, v string, at time.Time) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv,
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: "uid-tok",
 			CreationTimestamp: metav1.NewTime(at)}, Data: map[string][]byte{"token": []byte(v)}}
 	}
 	digest := func(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
@@ -156,6 +156,34 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		res := resolve(g, r)
 		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
 		g.Expect(previous(res)).To(BeEmpty(), "the revoked token came back as a previous one")
+	})
+
+	t.Run("the Secret deleted and created again before any load saw it gone", func(t *testing.T) {
+		g := NewWithT(t)
+		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
+		r := newResolver(api, api)
+		g.Expect(resolve(g, r).creds[credStaticToken].SecretUID).To(Equal("uid-tok"))
+
+		now = now.Add(time.Minute)
+		recreated := token("4", z, now)
+		recreated.UID = "uid-tok-2"
+		api["tok"] = recreated
+		res := resolve(g, r)
+		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(res.creds[credStaticToken].SecretUID).To(Equal("uid-tok-2"))
+		g.Expect(previous(res)).To(BeEmpty(), "a deleted Secret's token came back as a previous one")
+	})
+
+	t.Run("a restarted replica, the Secret created again while it was down", func(t *testing.T) {
+		g := NewWithT(t)
+		withUID := map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: now.Add(-time.Hour),
+			Secret: "tok", SecretUID: "uid-tok"}}
+		recreated := token("4", z, now)
+		recreated.UID = "uid-tok-2"
+		api := secretReader{"tok": recreated, stateSecretName("p"): state("1", withUID)}
+		res := resolve(g, newResolver(api, api))
+		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(previous(res)).To(BeEmpty(), "a deleted Secret's token came back as a previous one")
 	})
 
 	t.Run("a rotation without a reset keeps the previous token for the grace period", func(t *testing.T) {
