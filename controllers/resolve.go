@@ -115,7 +115,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 				Message: fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, pol.Namespace),
 			}}, src, nil
 		}
-		src.uid = string(s.UID)
+		src.uid, src.created = string(s.UID), s.CreationTimestamp.Time
 		v, ok := s.Data[key]
 		if !ok {
 			return authserver.SecretValue{Problem: &authserver.Problem{
@@ -168,10 +168,12 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		// A Secret deleted and created again is a revocation too, however
 		// fast: nothing from the deleted one carries over. A view that
 		// does not know the Secret's UID (a state Secret written before
-		// UIDs were kept) but holds the same value as one that does is
-		// the same stale view.
-		stateGone := fromState.replacedBy(src) || (fromMemory.replacedBy(src) && fromState.Current == fromMemory.Current)
-		memoryGone := fromMemory.replacedBy(src) || (fromState.replacedBy(src) && fromMemory.Current == fromState.Current)
+		// UIDs were kept) but holds the same value as one that was
+		// replaced is the same stale view.
+		stateGone := fromState.replacedBy(src) ||
+			(fromState.SecretUID == "" && fromMemory.replacedBy(src) && fromState.Current == fromMemory.Current)
+		memoryGone := fromMemory.replacedBy(src) ||
+			(fromMemory.SecretUID == "" && fromState.replacedBy(src) && fromMemory.Current == fromState.Current)
 		if stateGone {
 			fromState = credentialState{}
 		}

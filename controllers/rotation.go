@@ -75,17 +75,29 @@ type credentialState struct {
 	SecretUID string `json:"secretUID,omitempty"`
 }
 
-// valueSource is where a credential's value was read: its Secret's name and
-// UID (empty when there is none) and when that Secret last changed.
+// valueSource is where a credential's value was read: its Secret's name,
+// UID and creation time (empty when there is none) and when that Secret last
+// changed.
 type valueSource struct {
-	secret, uid string
-	changedAt   time.Time
+	secret, uid        string
+	created, changedAt time.Time
 }
 
 // replacedBy reports whether src is a new Secret of the same name as the one
-// that held s's value.
+// that held s's value. A view without the Secret's name and UID (written
+// before they were kept) knows when its value was put in: a Secret created
+// later is another one.
 func (s credentialState) replacedBy(src valueSource) bool {
-	return s.Current != "" && s.SecretUID != "" && src.uid != "" && s.Secret == src.secret && s.SecretUID != src.uid
+	switch {
+	case s.Current == "" || src.uid == "":
+		return false
+	case s.Secret != "" && s.Secret != src.secret:
+		return false // secretRef now names another Secret: a rotation
+	case s.SecretUID != "":
+		return s.SecretUID != src.uid
+	default:
+		return src.created.After(s.RotatedAt)
+	}
 }
 
 // supersedes reports whether a is a reset that b's knowledge predates: b
@@ -152,7 +164,10 @@ func advance(st credentialState, current *authserver.Digest, changedAt time.Time
 		if st.Current == "" && !st.RevokedAt.IsZero() {
 			return st
 		}
-		return credentialState{RevokedAt: now}
+		// Not before the value revoked was put in: RotatedAt comes from the
+		// API server's clock, now from this replica's, and a reset must
+		// supersede what it revokes even when this clock is behind.
+		return credentialState{RevokedAt: laterOf(now, st.RotatedAt)}
 	}
 	cur := current.Hex()
 	next := credentialState{Current: cur, RotatedAt: st.RotatedAt}
@@ -185,10 +200,10 @@ func advance(st credentialState, current *authserver.Digest, changedAt time.Time
 // merge combines two views of the same credential computed by advance for the
 // same current value (the state Secret's and this replica's memory). Previous
 // entries are united; where both know an entry, the earlier expiry wins. Of
-// two resets, the earlier is kept.
+// two resets, the later is kept: it supersedes more.
 func merge(a, b credentialState) credentialState {
 	if a.Current == "" && b.Current == "" {
-		if a.RevokedAt.IsZero() || (!b.RevokedAt.IsZero() && b.RevokedAt.Before(a.RevokedAt)) {
+		if b.RevokedAt.After(a.RevokedAt) {
 			return b
 		}
 		return a
@@ -266,4 +281,11 @@ func (r *rotationMemory) forget(policy string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.m, policy)
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -199,4 +200,138 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		g.Expect(previous(res)).To(Equal([]string{digest(x)}))
 		g.Expect(res.creds[credStaticToken].Previous[0].ExpiresAt).To(Equal(now.Add(grace.Duration)))
 	})
+}
+
+// TestRotationStateEdgeCases: the views of a credential's rotation state
+// disagree after a Secret was recreated, a clock is behind, or a state
+// Secret predates the fields that tell.
+func TestRotationStateEdgeCases(t *testing.T) {
+	const x, y = "0123456789abcdef0123456789abcdef-old", "fedcba9876543210fedcba9876543210-new"
+	grace := &metav1.Duration{Duration: time.Hour}
+	pol := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", Generation: 1}}
+	pol.Spec.StaticToken = &authv1alpha1.StaticTokenSpec{Enabled: true,
+		SecretRef: &authv1alpha1.SecretKeySelector{Name: "tok"}, RotationGracePeriod: grace}
+	owner := []metav1.OwnerReference{{UID: pol.UID, Kind: "RegistryAuthPolicy", Name: pol.Name,
+		APIVersion: authv1alpha1.GroupVersion.String(), Controller: ptr.To(true)}}
+	state := func(rv string, creds map[string]credentialState) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: stateSecretName("p"), ResourceVersion: rv,
+			OwnerReferences: owner}, Data: map[string][]byte{stateSecretKey: rotationState{Credentials: creds}.encode()}}
+	}
+	tokenAt := func(rv, uid, v string, created, changed time.Time) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: types.UID(uid),
+			CreationTimestamp: metav1.NewTime(created)}, Data: map[string][]byte{"token": []byte(v)}}
+		if !changed.IsZero() {
+			s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: ptr.To(metav1.NewTime(changed))}}
+		}
+		return s
+	}
+	digest := func(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
+	previous := func(res *resolution) []string {
+		out := []string{}
+		for _, p := range res.creds[credStaticToken].Previous {
+			out = append(out, p.Digest)
+		}
+		return out
+	}
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	var now time.Time
+	newResolver := func(api secretReader) *resolver {
+		return &resolver{secrets: api, metadata: api, states: map[string]*corev1.Secret{},
+			memory: newRotationMemory(), now: func() time.Time { return now }}
+	}
+	resolve := func(g Gomega, r *resolver) *resolution {
+		res, err := r.resolve(context.Background(), pol)
+		g.Expect(err).NotTo(HaveOccurred())
+		return res
+	}
+
+	// (b) kubectl replace --force with the same value, then an in-place
+	// rotation before this replica's view of the state Secret shows the
+	// leader's write of the new UID: the "same value as a replaced view" rule
+	// also drops the view that knows the new UID, and with it the legitimate
+	// previous token.
+	t.Run("same-value recreate, then in-place rotation, state Secret behind", func(t *testing.T) {
+		g := NewWithT(t)
+		now = t0
+		stale := state("1", map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: t0.Add(-time.Hour),
+			Secret: "tok", SecretUID: "uid-1"}})
+		api := secretReader{"tok": tokenAt("2", "uid-1", x, t0.Add(-time.Hour), time.Time{}), stateSecretName("p"): stale}
+		r := newResolver(api)
+		resolve(g, r)
+
+		now = t0.Add(10 * time.Second)
+		api["tok"] = tokenAt("5", "uid-2", x, now, time.Time{}) // replace --force, same value
+		g.Expect(resolve(g, r).creds[credStaticToken].SecretUID).To(Equal("uid-2"))
+
+		now = now.Add(time.Second)
+		api["tok"] = tokenAt("6", "uid-2", y, now.Add(-time.Second), now) // kubectl apply: x -> y in place
+		res := resolve(g, r)
+		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(y)))
+		g.Expect(previous(res)).To(Equal([]string{digest(x)}), "in-place rotation lost its previous token")
+	})
+
+	t.Run("same-value recreate, then in-place rotation, memory behind", func(t *testing.T) {
+		g := NewWithT(t)
+		now = t0
+		api := secretReader{"tok": tokenAt("2", "uid-1", x, t0.Add(-time.Hour), time.Time{}),
+			stateSecretName("p"): state("1", map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: t0.Add(-time.Hour), Secret: "tok", SecretUID: "uid-1"}})}
+		r := newResolver(api)
+		resolve(g, r) // memory: x, uid-1
+
+		// The leader saw the recreate (same value) and wrote it; this replica
+		// sees only the following in-place rotation.
+		now = t0.Add(10 * time.Second)
+		api[stateSecretName("p")] = state("7", map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: now.Add(-time.Second),
+			Secret: "tok", SecretUID: "uid-2"}})
+		api["tok"] = tokenAt("6", "uid-2", y, now.Add(-time.Second), now)
+		res := resolve(g, r)
+		g.Expect(previous(res)).To(Equal([]string{digest(x)}), "in-place rotation lost its previous token")
+	})
+
+	// (a) Clock skew: this replica's clock is 2 s behind the API server; the
+	// key is emptied 0.5 s after x was put; the state Secret in its cache
+	// still shows x. RevokedAt (replica clock) < RotatedAt (server clock).
+	t.Run("replica clock behind the API server", func(t *testing.T) {
+		g := NewWithT(t)
+		skew := -2 * time.Second
+		put := t0
+		now = put.Add(200*time.Millisecond + skew)
+		api := secretReader{"tok": tokenAt("2", "uid-1", x, t0.Add(-time.Hour), put),
+			stateSecretName("p"): state("1", map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: put, Secret: "tok", SecretUID: "uid-1"}})}
+		r := newResolver(api)
+		resolve(g, r)
+		now = put.Add(500*time.Millisecond + skew)
+		api["tok"] = tokenAt("3", "uid-1", "", t0.Add(-time.Hour), put) // emptied (managedFields: same second)
+		resolve(g, r)
+		now = put.Add(3*time.Second + skew)
+		api["tok"] = tokenAt("4", "uid-1", y, t0.Add(-time.Hour), put.Add(3*time.Second))
+		res := resolve(g, r)
+		g.Expect(previous(res)).To(BeEmpty(), "x came back: RevokedAt from the replica clock predates RotatedAt from the server")
+	})
+	// Upgrade: a state Secret written before UIDs were kept, the replica
+	// restarted (new version), the Secret deleted and created again while
+	// it was down.
+	t.Run("legacy state without UID, Secret recreated during the upgrade", func(t *testing.T) {
+		g := NewWithT(t)
+		now = t0
+		legacy := state("1", map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: t0.Add(-time.Hour)}})
+		api := secretReader{"tok": tokenAt("4", "uid-2", y, t0.Add(-time.Minute), time.Time{}), stateSecretName("p"): legacy}
+		res := resolve(g, newResolver(api))
+		g.Expect(previous(res)).To(BeEmpty(), "the deleted Secret's token is previous (creationTimestamp > RotatedAt would tell)")
+	})
+}
+
+// TestRotationStateConverges: a reset written to the state Secret and read
+// back is what the next load computes, so the leader does not rewrite it.
+func TestRotationStateConverges(t *testing.T) {
+	g := NewWithT(t)
+	for _, tz := range []*time.Location{time.UTC, time.FixedZone("X", 3600+1800)} {
+		now := time.Now().In(tz)
+		st := map[string]credentialState{credStaticToken: advance(credentialState{Current: "aa", RotatedAt: now.Add(-time.Hour)}, nil, time.Time{}, time.Hour, now)}
+		b := rotationState{Credentials: st}.encode()
+		back := decodeState(b)
+		again := merge(advance(back.Credentials[credStaticToken], nil, time.Time{}, time.Hour, now.Add(time.Minute)),
+			advance(st[credStaticToken], nil, time.Time{}, time.Hour, now.Add(time.Minute)))
+		g.Expect(rotationState{Credentials: map[string]credentialState{credStaticToken: again}}.encode()).To(Equal(b))
+	}
 }
