@@ -578,7 +578,13 @@ func TestRotationReadsFromTheWatchCache(t *testing.T) {
 		g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
 		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
 	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
-	reqs.take() // start-up's reads are not the point
+	// Start-up's reads are not the point: wait until the leader's write of
+	// the state Secret has been loaded and nothing reads any more.
+	g.Eventually(func(g Gomega) {
+		var st corev1.Secret
+		g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &st)).To(Succeed())
+	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+	g.Eventually(func() int { return len(reqs.take()) }, 10*time.Second, 500*time.Millisecond).Should(BeZero())
 
 	const rotations = 3
 	for i := range rotations {
