@@ -473,11 +473,14 @@ func TestPolicyDeleted(t *testing.T) {
 func TestAPIKeysAndHosts(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
+	// Hosts are cluster-wide: one per test run (namespaces of earlier runs
+	// stay in envtest, there is no namespace controller).
+	host := ns + ".registry.test"
 	readKey, tok := randomToken(t), randomToken(t)
 	createSecret(t, ns, "api-token", tok)
 	createSecret(t, ns, "ci-read", readKey)
 	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
-		p.Spec.Hosts = []string{"registry.test"}
+		p.Spec.Hosts = []string{host}
 		p.Spec.APIKeys = []authv1alpha1.APIKeySpec{{
 			Name: "ci-read", SecretRef: authv1alpha1.SecretKeySelector{Name: "ci-read"},
 			Groups: []string{"readers"}, Methods: []string{"GET", "HEAD"},
@@ -487,7 +490,7 @@ func TestAPIKeysAndHosts(t *testing.T) {
 	m := startManager(t, managerOpts{leaderElect: true})
 	byHost := func(token, method string) authserver.Decision {
 		return authserver.Decide(context.Background(), m.store.Load(), &authserver.Request{
-			OriginalURL: "http://registry.test/api/servers", OriginalMethod: method, Authorization: []string{"Bearer " + token},
+			OriginalURL: "http://" + host + "/api/servers", OriginalMethod: method, Authorization: []string{"Bearer " + token},
 		}, time.Now())
 	}
 	g.Eventually(func() bool { return byHost(readKey, "GET").Allowed() }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
@@ -507,7 +510,7 @@ func TestAPIKeysAndHosts(t *testing.T) {
 	// plain /validate for the host is refused; by name both still work.
 	createSecret(t, ns, "other-token", randomToken(t))
 	createPolicy(t, ns, "other", "other-token", func(p *authv1alpha1.RegistryAuthPolicy) {
-		p.Spec.Hosts = []string{"registry.test"}
+		p.Spec.Hosts = []string{host}
 	})
 	g.Eventually(func() authserver.Reason { return byHost(tok, "GET").Reason }, inForce, 10*time.Millisecond).Should(Equal(authserver.ReasonHostConflict))
 	for _, name := range []string{"registry", "other"} {
@@ -519,7 +522,7 @@ func TestAPIKeysAndHosts(t *testing.T) {
 	g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
 	// Resolving the conflict clears it on the other policy too.
 	other := getPolicy(g, ns, "other")
-	other.Spec.Hosts = []string{"other.test"}
+	other.Spec.Hosts = []string{"other." + host}
 	g.Expect(adminClient.Update(context.Background(), other)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
