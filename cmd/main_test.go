@@ -17,7 +17,6 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -29,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,28 +72,9 @@ func newToken(t *testing.T) string {
 // freeAddr returns a 127.0.0.1 address nothing listens on (right now).
 func freeAddr(t *testing.T) string { return utils.FreeAddr(t) }
 
-// syncBuffer is a bytes.Buffer the process's output goroutine and the test
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *utils.SyncBuffer
 	done           chan struct{}
 	waitErr        error
 	auth, probe    string
@@ -163,7 +142,7 @@ func testEnv(extra map[string]string) []string {
 func startProc(t *testing.T, env map[string]string, secrets []string, args ...string) *proc {
 	t.Helper()
 	utils.RecordModuleSources(t)
-	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{stdout: &utils.SyncBuffer{}, stderr: &utils.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
 	utils.DieWithTest(p.cmd)
 	p.cmd.Env = testEnv(env)

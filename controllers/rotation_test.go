@@ -56,6 +56,60 @@ func (r secretReader) List(context.Context, client.ObjectList, ...client.ListOpt
 	return nil
 }
 
+// The rotation tests resolve one policy: a static token in Secret "tok"
+// with a grace period of rotationGrace.
+var (
+	rotationGrace  = &metav1.Duration{Duration: time.Hour}
+	rotationPolicy = func() *authv1alpha1.RegistryAuthPolicy {
+		pol := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", Generation: 1}}
+		pol.Spec.StaticToken = &authv1alpha1.StaticTokenSpec{Enabled: true,
+			SecretRef: &authv1alpha1.SecretKeySelector{Name: "tok"}, RotationGracePeriod: rotationGrace}
+		return pol
+	}()
+)
+
+// rotationStateSecret is the policy's state Secret holding creds.
+func rotationStateSecret(rv string, creds map[string]credentialState) *corev1.Secret {
+	owner := []metav1.OwnerReference{{UID: rotationPolicy.UID, Kind: "RegistryAuthPolicy", Name: rotationPolicy.Name,
+		APIVersion: authv1alpha1.GroupVersion.String(), Controller: ptr.To(true)}}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: stateSecretName("p"), ResourceVersion: rv,
+		OwnerReferences: owner}, Data: map[string][]byte{stateSecretKey: rotationState{Credentials: creds}.encode()}}
+}
+
+// tokenSecret is Secret "tok" holding v, created at created and, unless
+// changed is zero, last written at changed (its managedFields time).
+func tokenSecret(rv, uid, v string, created, changed time.Time) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: types.UID(uid),
+		CreationTimestamp: metav1.NewTime(created)}, Data: map[string][]byte{"token": []byte(v)}}
+	if !changed.IsZero() {
+		s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: ptr.To(metav1.NewTime(changed))}}
+	}
+	return s
+}
+
+// rotationResolver reads Secrets from api and versions from cache, at the
+// test's clock.
+func rotationResolver(api, cache secretReader, now func() time.Time) *resolver {
+	return &resolver{secrets: api, metadata: cache, states: map[string]*corev1.Secret{}, memory: newRotationMemory(), now: now}
+}
+
+func resolveRotation(g Gomega, r *resolver) *resolution {
+	res, err := r.resolve(context.Background(), rotationPolicy)
+	g.Expect(err).NotTo(HaveOccurred())
+	return res
+}
+
+func digestHex(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
+
+// previousDigests are the static token's previous digests after res.
+func previousDigests(res *resolution) []string {
+	out := []string{}
+	for _, p := range res.creds[credStaticToken].Previous {
+		out = append(out, p.Digest)
+	}
+	return out
+}
+
 func TestSupersedes(t *testing.T) {
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	live := func(at time.Time) credentialState { return credentialState{Current: "aa", RotatedAt: at} }
@@ -84,38 +138,13 @@ func TestSupersedes(t *testing.T) {
 // previous one, whichever view of the rotation state is behind.
 func TestRevokedValueNeverComesBack(t *testing.T) {
 	const x, z = "0123456789abcdef0123456789abcdef-old", "fedcba9876543210fedcba9876543210-new"
-	grace := &metav1.Duration{Duration: time.Hour}
-	pol := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", Generation: 1}}
-	pol.Spec.StaticToken = &authv1alpha1.StaticTokenSpec{Enabled: true,
-		SecretRef: &authv1alpha1.SecretKeySelector{Name: "tok"}, RotationGracePeriod: grace}
-	owner := []metav1.OwnerReference{{UID: pol.UID, Kind: "RegistryAuthPolicy", Name: pol.Name,
-		APIVersion: authv1alpha1.GroupVersion.String(), Controller: ptr.To(true)}}
-	state := func(rv string, creds map[string]credentialState) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: stateSecretName("p"), ResourceVersion: rv,
-			OwnerReferences: owner}, Data: map[string][]byte{stateSecretKey: rotationState{Credentials: creds}.encode()}}
-	}
-	token := func(rv, v string, at time.Time) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: "uid-tok",
-			CreationTimestamp: metav1.NewTime(at)}, Data: map[string][]byte{"token": []byte(v)}}
-	}
-	digest := func(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
-	previous := func(res *resolution) []string {
-		var out []string
-		for _, p := range res.creds[credStaticToken].Previous {
-			out = append(out, p.Digest)
-		}
-		return out
-	}
+	grace := rotationGrace
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	token := func(rv, v string, at time.Time) *corev1.Secret { return tokenSecret(rv, "uid-tok", v, at, time.Time{}) }
 	newResolver := func(api, cache secretReader) *resolver {
-		return &resolver{secrets: api, metadata: cache, states: map[string]*corev1.Secret{},
-			memory: newRotationMemory(), now: func() time.Time { return now }}
+		return rotationResolver(api, cache, func() time.Time { return now })
 	}
-	resolve := func(g Gomega, r *resolver) *resolution {
-		res, err := r.resolve(context.Background(), pol)
-		g.Expect(err).NotTo(HaveOccurred())
-		return res
-	}
+	state, resolve, digest, previous := rotationStateSecret, resolveRotation, digestHex, previousDigests
 	xState := map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: now.Add(-time.Hour)}}
 
 	t.Run("the state Secret in the cache is older than the reset this replica saw", func(t *testing.T) {
@@ -207,43 +236,10 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 // Secret predates the fields that tell.
 func TestRotationStateEdgeCases(t *testing.T) {
 	const x, y = "0123456789abcdef0123456789abcdef-old", "fedcba9876543210fedcba9876543210-new"
-	grace := &metav1.Duration{Duration: time.Hour}
-	pol := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", Generation: 1}}
-	pol.Spec.StaticToken = &authv1alpha1.StaticTokenSpec{Enabled: true,
-		SecretRef: &authv1alpha1.SecretKeySelector{Name: "tok"}, RotationGracePeriod: grace}
-	owner := []metav1.OwnerReference{{UID: pol.UID, Kind: "RegistryAuthPolicy", Name: pol.Name,
-		APIVersion: authv1alpha1.GroupVersion.String(), Controller: ptr.To(true)}}
-	state := func(rv string, creds map[string]credentialState) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: stateSecretName("p"), ResourceVersion: rv,
-			OwnerReferences: owner}, Data: map[string][]byte{stateSecretKey: rotationState{Credentials: creds}.encode()}}
-	}
-	tokenAt := func(rv, uid, v string, created, changed time.Time) *corev1.Secret {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: types.UID(uid),
-			CreationTimestamp: metav1.NewTime(created)}, Data: map[string][]byte{"token": []byte(v)}}
-		if !changed.IsZero() {
-			s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: ptr.To(metav1.NewTime(changed))}}
-		}
-		return s
-	}
-	digest := func(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
-	previous := func(res *resolution) []string {
-		out := []string{}
-		for _, p := range res.creds[credStaticToken].Previous {
-			out = append(out, p.Digest)
-		}
-		return out
-	}
 	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	var now time.Time
-	newResolver := func(api secretReader) *resolver {
-		return &resolver{secrets: api, metadata: api, states: map[string]*corev1.Secret{},
-			memory: newRotationMemory(), now: func() time.Time { return now }}
-	}
-	resolve := func(g Gomega, r *resolver) *resolution {
-		res, err := r.resolve(context.Background(), pol)
-		g.Expect(err).NotTo(HaveOccurred())
-		return res
-	}
+	newResolver := func(api secretReader) *resolver { return rotationResolver(api, api, func() time.Time { return now }) }
+	state, tokenAt, resolve, digest, previous := rotationStateSecret, tokenSecret, resolveRotation, digestHex, previousDigests
 
 	// (b) kubectl replace --force with the same value, then an in-place
 	// rotation before this replica's view of the state Secret shows the

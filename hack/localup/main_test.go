@@ -17,7 +17,6 @@ limitations under the License.
 package main
 
 import (
-	"bytes"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,7 +24,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,23 +33,6 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestMakeRun runs what `make run` runs, the README's first command: a local
 // control plane with config/samples applied and registry-auth serving the
@@ -69,7 +50,7 @@ func TestMakeRun(t *testing.T) {
 
 	dir := t.TempDir()
 	auth, metrics, probe := utils.FreeAddr(t), utils.FreeAddr(t), utils.FreeAddr(t)
-	out := &syncBuffer{}
+	out := &utils.SyncBuffer{}
 	cmd := exec.Command(localup, "-dir", dir, "-binary", registryAuth,
 		"-auth-bind-address", auth, "-metrics-bind-address", metrics, "-health-probe-bind-address", probe)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -24,7 +24,6 @@ limitations under the License.
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -116,25 +115,6 @@ func freeAddr(t testing.TB) string {
 	return "127.0.0.1:" + strconv.Itoa(freePort(t))
 }
 
-// syncBuffer is a bytes.Buffer shared by the process's output copier and the
-// test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // secretSet is the credentials a test uses; they are redacted from anything
 // logged and searched for in the binary's output.
 type secretSet struct {
@@ -208,7 +188,7 @@ func assertNoLeak(t testing.TB, what, text string, secrets []string) {
 type proc struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *utils.SyncBuffer
 	done    chan struct{}
 	waitErr error
 	secrets *secretSet
@@ -295,7 +275,7 @@ func startBinary(t *testing.T, args []string, env map[string]string, secrets *se
 }
 
 func tryStart(t *testing.T, args []string, env map[string]string, secrets *secretSet, readyTimeout time.Duration) (*proc, error) {
-	p := &proc{t: t, out: &syncBuffer{}, done: make(chan struct{}), secrets: secrets}
+	p := &proc{t: t, out: &utils.SyncBuffer{}, done: make(chan struct{}), secrets: secrets}
 	p.auth, p.probe, p.metrics = freeAddr(t), freeAddr(t), freeAddr(t)
 	all := append([]string{
 		"--auth-bind-address", p.auth,

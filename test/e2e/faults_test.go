@@ -222,7 +222,7 @@ func (c *faultCluster) apiServerUp(ns string) bool {
 func faultLaunch(t *testing.T, auth, probeAddr, metrics string, args []string, secrets *secretSet) *proc {
 	t.Helper()
 	recordSourcesOnce.Do(func() { recordSources(t) })
-	p := &proc{t: t, out: &syncBuffer{}, done: make(chan struct{}), secrets: secrets, auth: auth, probe: probeAddr, metrics: metrics}
+	p := &proc{t: t, out: &utils.SyncBuffer{}, done: make(chan struct{}), secrets: secrets, auth: auth, probe: probeAddr, metrics: metrics}
 	all := append([]string{
 		"--auth-bind-address", auth,
 		"--health-probe-bind-address", probeAddr,
