@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -240,22 +241,12 @@ func writeThroughput(dir string, bin binaries, cfg config, r *throughputResult, 
 	b.WriteString("\nServer CPU per request is the server process's user+system CPU time during the measured run (from /proc/<pid>/stat) divided by the requests wrk completed: less sensitive than requests/s to what else runs on the machine, since wrk and the server share the cores.\n")
 	b.WriteString("\n![requests/s and p99 per case](throughput.png)\n\n## Targets\n\n")
 	b.WriteString(targetsMarkdown(ts))
-	b.WriteString("\n## Every round\n\nrequests/s, p99 (µs) per round; the table above has the medians.\n\n| case |")
-	for i := 1; i <= cfg.rounds; i++ {
-		fmt.Fprintf(&b, " round %d |", i)
-	}
-	b.WriteString("\n|---|")
-	for i := 1; i <= cfg.rounds; i++ {
-		b.WriteString("---:|")
-	}
-	b.WriteString("\n")
+	b.WriteString("\n## Every round\n\nrequests/s, p99 (µs) per round; the table above has the medians.\n\n")
+	rows := make([]roundsRow, 0, len(r.Cases))
 	for _, c := range r.Cases {
-		fmt.Fprintf(&b, "| %s |", c.Name)
-		for _, x := range c.Rounds {
-			fmt.Fprintf(&b, " %.0f, %.0f |", x.RPS(), x.P99US)
-		}
-		b.WriteString("\n")
+		rows = append(rows, roundsRow{c.Name, c.Rounds})
 	}
+	writeRoundsTable(&b, "case", "---", cfg.rounds, rows)
 	b.WriteString("\n## Cases\n\n")
 	for _, c := range r.Cases {
 		fmt.Fprintf(&b, "- **%s** (%s): %s.\n", c.Name, c.Server, c.What)
@@ -361,22 +352,12 @@ func writeScale(dir string, cfg config, r *scaleResult, ts []target) error {
 			float64(s.RSSReadyKiB)/1024, float64(s.RSSLoadKiB)/1024, float64(s.HWMKiB)/1024, s.RPS, fmtUS(s.P50US), fmtUS(s.P99US), s.CPUUS)
 	}
 	fmt.Fprintf(&b, "\nRatio %d policies ÷ 1 (median of the rounds' ratios): requests/s %s, p50 %s, p99 %s, server CPU per request %s.\n", many.Policies, f2(pairedRounds(many.Rounds, one.Rounds, rps)), f2(pairedRounds(many.Rounds, one.Rounds, p50)), f2(pairedRounds(many.Rounds, one.Rounds, p99)), f2(pairedRounds(many.Rounds, one.Rounds, cpu)))
-	b.WriteString("\n## Every round\n\nrequests/s, p99 (µs); rounds alternate which process goes first.\n\n| policies |")
-	for i := 1; i <= cfg.rounds; i++ {
-		fmt.Fprintf(&b, " round %d |", i)
-	}
-	b.WriteString("\n|---:|")
-	for i := 1; i <= cfg.rounds; i++ {
-		b.WriteString("---:|")
-	}
-	b.WriteString("\n")
+	b.WriteString("\n## Every round\n\nrequests/s, p99 (µs); rounds alternate which process goes first.\n\n")
+	rows := make([]roundsRow, 0, len(r.Runs))
 	for _, s := range r.Runs {
-		fmt.Fprintf(&b, "| %d |", s.Policies)
-		for _, x := range s.Rounds {
-			fmt.Fprintf(&b, " %.0f, %.0f |", x.RPS(), x.P99US)
-		}
-		b.WriteString("\n")
+		rows = append(rows, roundsRow{strconv.Itoa(s.Policies), s.Rounds})
 	}
+	writeRoundsTable(&b, "policies", "---:", cfg.rounds, rows)
 	b.WriteString("\n## Targets\n\n")
 	b.WriteString(targetsMarkdown(ts))
 	fmt.Fprintf(&b, "\n\"Unchanged within noise\" is taken as a p99 at most %.2f× the 1-policy p99 of the same run.\n", scaleNoise)
@@ -407,3 +388,26 @@ func writeMicro(dir string, cfg config, r *microResult, ts []target) error {
 }
 
 func f2(x float64) string { return fmt.Sprintf("%.2f", x) }
+
+// roundsRow is one line of an "every round" table.
+type roundsRow struct {
+	name   string
+	rounds []wrkResult
+}
+
+// writeRoundsTable writes a Markdown table of each row's requests/s and p99
+// per round; align is the first column's alignment cell.
+func writeRoundsTable(b *strings.Builder, first, align string, rounds int, rows []roundsRow) {
+	fmt.Fprintf(b, "| %s |", first)
+	for i := 1; i <= rounds; i++ {
+		fmt.Fprintf(b, " round %d |", i)
+	}
+	b.WriteString("\n|" + align + "|" + strings.Repeat("---:|", rounds) + "\n")
+	for _, row := range rows {
+		fmt.Fprintf(b, "| %s |", row.name)
+		for _, x := range row.rounds {
+			fmt.Fprintf(b, " %.0f, %.0f |", x.RPS(), x.P99US)
+		}
+		b.WriteString("\n")
+	}
+}

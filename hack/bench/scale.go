@@ -121,7 +121,6 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 	}
 	time.Sleep(time.Second)
 
-	wo := wrkOptions{Threads: cfg.threads, Connections: cfg.connections, Timeout: 5 * time.Second}
 	for round := 1; round <= cfg.rounds; round++ {
 		order := res.Runs
 		if round%2 == 0 {
@@ -129,37 +128,20 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 		}
 		for _, s := range order {
 			c := &tpCase{Name: fmt.Sprintf("scale_%d", s.Policies), target: s.target, wantStatus: 200, wantReason: "static_token"}
-			metricsURL := "http://" + s.rep.metrics + "/metrics"
-			before, err := scrapeDecisions(metricsURL)
-			if err != nil {
-				return nil, err
-			}
-			var warm wrkResult
-			if cfg.warmup > 0 {
-				if warm, err = runWrk(ctx, workDir, wo, s.target, cfg.warmup); err != nil {
-					return nil, err
+			name := fmt.Sprintf("%s-round%d", c.Name, round)
+			var profiled <-chan error
+			r, err := measureCase(ctx, cfg, workDir, c, s.rep.p, "http://"+s.rep.metrics+"/metrics", func() {
+				profiled = profileCPU(s.rep, workDir, name, cfg.duration)
+			})
+			if profiled != nil {
+				if perr := <-profiled; err == nil {
+					err = perr
 				}
 			}
-			name := fmt.Sprintf("%s-round%d", c.Name, round)
-			profiled := profileCPU(s.rep, workDir, name, cfg.duration)
-			r, err := runWrkCPU(ctx, workDir, wo, s.target, cfg.duration, s.rep.p)
 			if err != nil {
-				return nil, err
-			}
-			if err := <-profiled; err != nil {
 				return nil, err
 			}
 			if err := saveProfile(s.rep, workDir, name, "heap", "", time.Minute); err != nil {
-				return nil, err
-			}
-			if err := checkStatuses(c, warm, r); err != nil {
-				return nil, err
-			}
-			after, err := scrapeDecisions(metricsURL)
-			if err != nil {
-				return nil, err
-			}
-			if err := checkDecisions(c, before, after, warm.Requests+r.Requests, int64(2*cfg.connections)); err != nil {
 				return nil, err
 			}
 			r.Round = round
@@ -168,11 +150,7 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 		}
 	}
 	for _, s := range res.Runs {
-		var rps, p50, p99, cpu []float64
-		for _, r := range s.Rounds {
-			rps, p50, p99, cpu = append(rps, r.RPS()), append(p50, r.P50US), append(p99, r.P99US), append(cpu, r.ServerCPUUS)
-		}
-		s.RPS, s.P50US, s.P99US, s.CPUUS = median(rps), median(p50), median(p99), median(cpu)
+		s.RPS, s.P50US, s.P99US, s.CPUUS = medians(s.Rounds)
 		var err error
 		if s.RSSLoadKiB, s.HWMKiB, err = rssKiB(s.rep.p.Pid()); err != nil {
 			return nil, err

@@ -252,40 +252,19 @@ func runThroughput(ctx context.Context, cfg config, bin binaries, workDir string
 	}
 
 	metricsURL := "http://" + ra.metrics + "/metrics"
-	wo := wrkOptions{Threads: cfg.threads, Connections: cfg.connections, Timeout: 5 * time.Second}
 	for round := 1; round <= cfg.rounds; round++ {
 		// Each round starts at a different case, so no case is always
 		// measured first or right after the same neighbour.
 		shift := (round - 1) * len(res.Cases) / max(cfg.rounds, 1)
 		order := append(slices.Clone(res.Cases[shift:]), res.Cases[:shift]...)
 		for _, c := range order {
-			var before map[string]float64
+			url := ""
 			if c.Server == serverRegistryAuth {
-				if before, err = scrapeDecisions(metricsURL); err != nil {
-					return nil, err
-				}
+				url = metricsURL
 			}
-			var warm wrkResult
-			if cfg.warmup > 0 {
-				if warm, err = runWrk(ctx, workDir, wo, c.target, cfg.warmup); err != nil {
-					return nil, err
-				}
-			}
-			r, err := runWrkCPU(ctx, workDir, wo, c.target, cfg.duration, c.proc)
+			r, err := measureCase(ctx, cfg, workDir, c, c.proc, url, nil)
 			if err != nil {
 				return nil, err
-			}
-			if err := checkStatuses(c, warm, r); err != nil {
-				return nil, err
-			}
-			if c.Server == serverRegistryAuth {
-				after, err := scrapeDecisions(metricsURL)
-				if err != nil {
-					return nil, err
-				}
-				if err := checkDecisions(c, before, after, warm.Requests+r.Requests, int64(2*cfg.connections)); err != nil {
-					return nil, err
-				}
 			}
 			r.Round = round
 			c.Rounds = append(c.Rounds, r)
@@ -293,11 +272,7 @@ func runThroughput(ctx context.Context, cfg config, bin binaries, workDir string
 		}
 	}
 	for _, c := range res.Cases {
-		var rps, p50, p99, cpu []float64
-		for _, r := range c.Rounds {
-			rps, p50, p99, cpu = append(rps, r.RPS()), append(p50, r.P50US), append(p99, r.P99US), append(cpu, r.ServerCPUUS)
-		}
-		c.RPS, c.P50US, c.P99US, c.CPUUS = median(rps), median(p50), median(p99), median(cpu)
+		c.RPS, c.P50US, c.P99US, c.CPUUS = medians(c.Rounds)
 	}
 	for _, p := range []*proc{raProc, ceilProc, sameProc, o2Proc} {
 		if p.exited() {
@@ -365,6 +340,57 @@ func checkOnce(c *tpCase) error {
 
 // checkStatuses checks wrk's counts: no socket error, and every response
 // 2xx (cases that allow) or every response >= 400 (cases that deny).
+// measureCase runs a case's warm-up and measured run against p, checks the
+// status of every answer and, when metricsURL is set, that the server
+// counted every request under the case's reason. started, if set, runs just
+// before the measured run.
+func measureCase(ctx context.Context, cfg config, workDir string, c *tpCase, p *proc, metricsURL string, started func()) (wrkResult, error) {
+	wo := wrkOptions{Threads: cfg.threads, Connections: cfg.connections, Timeout: 5 * time.Second}
+	var before map[string]float64
+	var err error
+	if metricsURL != "" {
+		if before, err = scrapeDecisions(metricsURL); err != nil {
+			return wrkResult{}, err
+		}
+	}
+	var warm wrkResult
+	if cfg.warmup > 0 {
+		if warm, err = runWrk(ctx, workDir, wo, c.target, cfg.warmup); err != nil {
+			return wrkResult{}, err
+		}
+	}
+	if started != nil {
+		started()
+	}
+	r, err := runWrkCPU(ctx, workDir, wo, c.target, cfg.duration, p)
+	if err != nil {
+		return wrkResult{}, err
+	}
+	if err := checkStatuses(c, warm, r); err != nil {
+		return wrkResult{}, err
+	}
+	if metricsURL != "" {
+		after, err := scrapeDecisions(metricsURL)
+		if err != nil {
+			return wrkResult{}, err
+		}
+		if err := checkDecisions(c, before, after, warm.Requests+r.Requests, int64(2*cfg.connections)); err != nil {
+			return wrkResult{}, err
+		}
+	}
+	return r, nil
+}
+
+// medians are the medians over rounds of requests/s, p50, p99 and server CPU
+// per request.
+func medians(rounds []wrkResult) (rps, p50, p99, cpu float64) {
+	var r, a, b, c []float64
+	for _, x := range rounds {
+		r, a, b, c = append(r, x.RPS()), append(a, x.P50US), append(b, x.P99US), append(c, x.ServerCPUUS)
+	}
+	return median(r), median(a), median(b), median(c)
+}
+
 func checkStatuses(c *tpCase, runs ...wrkResult) error {
 	for _, r := range runs {
 		if r.Requests == 0 && r.DurationUS == 0 {
