@@ -136,20 +136,7 @@ func (c *faultCluster) createPolicy(ns, token string) {
 	c.t.Helper()
 	c.k.run(nil, "create", "namespace", ns)
 	c.k.run(faultSecretManifest(ns, tokenSecretName, map[string]string{"token": token}), "create", "-f", "-")
-	policy := fmt.Sprintf(`apiVersion: auth.registryauth.io/v1alpha1
-kind: RegistryAuthPolicy
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  hosts: [%s]
-  staticToken:
-    enabled: true
-    secretRef:
-      name: %s
-    rotationGracePeriod: 0s
-`, policyName, ns, registryHost, tokenSecretName)
-	c.k.run([]byte(policy), "apply", "-f", "-")
+	c.k.run(staticTokenPolicy(ns, 0), "apply", "-f", "-")
 }
 
 // faultSecretManifest is a Secret as JSON, for kubectl on stdin: tokens never go

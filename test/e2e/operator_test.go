@@ -100,21 +100,8 @@ func TestOperatorRotation(t *testing.T) {
 	const ns = "registry-e2e"
 	k.run(nil, "create", "namespace", ns)
 	k.run(nil, "-n", ns, "create", "secret", "generic", tokenSecretName, "--from-literal=token="+tokens[0])
-	policy := fmt.Sprintf(`apiVersion: auth.registryauth.io/v1alpha1
-kind: RegistryAuthPolicy
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  hosts: [%s]
-  staticToken:
-    enabled: true
-    secretRef:
-      name: %s
-    rotationGracePeriod: %s
-`, policyName, ns, registryHost, tokenSecretName, rotationGrace)
 	policyFile := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyFile, []byte(policy), 0o600); err != nil {
+	if err := os.WriteFile(policyFile, staticTokenPolicy(ns, rotationGrace), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	k.run(nil, "apply", "-f", policyFile)
@@ -344,4 +331,22 @@ spec:
 
 	p.Stop()
 	assertNoLeak(t, "registry-auth output", p.Output(), secrets.all())
+}
+
+// staticTokenPolicy is the e2e tests' policy: registryHost, the static token
+// in tokenSecretName, with the given rotation grace period.
+func staticTokenPolicy(ns string, grace time.Duration) []byte {
+	return fmt.Appendf(nil, `apiVersion: auth.registryauth.io/v1alpha1
+kind: RegistryAuthPolicy
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  hosts: [%s]
+  staticToken:
+    enabled: true
+    secretRef:
+      name: %s
+    rotationGracePeriod: %s
+`, policyName, ns, registryHost, tokenSecretName, grace)
 }
