@@ -153,38 +153,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 				current = &d
 			}
 		}
-		// A view from before a reset the other view knows of is stale: the
-		// state Secret can lag behind this replica (the cache, or the leader
-		// not having written it yet), and this replica's memory behind the
-		// state Secret. Either would turn the revoked value into a previous
-		// one when a new value arrives.
-		fromState, fromMemory := stored.Credentials[cred], remembered[cred]
-		if fromMemory.supersedes(fromState) {
-			fromState = credentialState{}
-		}
-		if fromState.supersedes(fromMemory) {
-			fromMemory = credentialState{}
-		}
-		// A Secret deleted and created again is a revocation too, however
-		// fast: nothing from the deleted one carries over. A view that
-		// does not know the Secret's UID (a state Secret written before
-		// UIDs were kept) but holds the same value as one that was
-		// replaced is the same stale view.
-		stateGone := fromState.replacedBy(src) ||
-			(fromState.SecretUID == "" && fromMemory.replacedBy(src) && fromState.Current == fromMemory.Current)
-		memoryGone := fromMemory.replacedBy(src) ||
-			(fromMemory.SecretUID == "" && fromState.replacedBy(src) && fromMemory.Current == fromState.Current)
-		if stateGone {
-			fromState = credentialState{}
-		}
-		if memoryGone {
-			fromMemory = credentialState{}
-		}
-		next := merge(advance(fromState, current, src.changedAt, grace, now),
-			advance(fromMemory, current, src.changedAt, grace, now))
-		if next.Current != "" {
-			next.Secret, next.SecretUID = src.secret, src.uid
-		}
+		next := nextState(stored.Credentials[cred], remembered[cred], current, src, grace, now)
 		res.creds[cred] = next
 		return next.previousDigests()
 	}

@@ -197,6 +197,42 @@ func advance(st credentialState, current *authserver.Digest, changedAt time.Time
 	return next
 }
 
+// nextState is a credential's state after a load, from the two views of its
+// history: the state Secret's and this replica's memory.
+//
+// A view from before a reset the other view knows of is stale: the state
+// Secret can lag behind this replica (the cache, or the leader not having
+// written it yet), and this replica's memory behind the state Secret. Either
+// would turn the revoked value into a previous one when a new value arrives.
+// A Secret deleted and created again is a revocation too, however fast:
+// nothing from the deleted one carries over. A view that does not know the
+// Secret's UID (a state Secret written before UIDs were kept) but holds the
+// same value as one that was replaced is the same stale view.
+func nextState(fromState, fromMemory credentialState, current *authserver.Digest, src valueSource, grace time.Duration, now time.Time) credentialState {
+	if fromMemory.supersedes(fromState) {
+		fromState = credentialState{}
+	}
+	if fromState.supersedes(fromMemory) {
+		fromMemory = credentialState{}
+	}
+	stateGone := fromState.replacedBy(src) ||
+		(fromState.SecretUID == "" && fromMemory.replacedBy(src) && fromState.Current == fromMemory.Current)
+	memoryGone := fromMemory.replacedBy(src) ||
+		(fromMemory.SecretUID == "" && fromState.replacedBy(src) && fromMemory.Current == fromState.Current)
+	if stateGone {
+		fromState = credentialState{}
+	}
+	if memoryGone {
+		fromMemory = credentialState{}
+	}
+	next := merge(advance(fromState, current, src.changedAt, grace, now),
+		advance(fromMemory, current, src.changedAt, grace, now))
+	if next.Current != "" {
+		next.Secret, next.SecretUID = src.secret, src.uid
+	}
+	return next
+}
+
 // merge combines two views of the same credential computed by advance for the
 // same current value (the state Secret's and this replica's memory). Previous
 // entries are united; where both know an entry, the earlier expiry wins. Of
