@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,7 +238,7 @@ func writeThroughput(dir string, bin binaries, cfg config, r *throughputResult, 
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %.1f µs |\n", c.Name, c.Server, c.RPS, fmtUS(c.P50US), fmtUS(c.P99US), vsCeil, p99Ceil, vsO2, c.CPUUS)
 	}
-	b.WriteString("\nrequests/s, p50, p99 and CPU are medians over the rounds; each ratio is the median over the rounds of that round's ratio (the two cases ran minutes apart at most, so a slow phase of the machine hits both).\n")
+	b.WriteString("\nrequests/s, p50, p99 and CPU are medians over the runs. The ceiling is measured before the first case of each round and after every case, so each case ran between two ceiling runs: its ratios to the ceiling are the median over the rounds of the case's run divided by the mean of those two (a slow phase of the machine, which lasts minutes, hits both sides). The ratios to oauth2-proxy are the median over the rounds of that round's ratio.\n")
 	b.WriteString("\nServer CPU per request is the server process's user+system CPU time during the measured run (from /proc/<pid>/stat) divided by the requests wrk completed: less sensitive than requests/s to what else runs on the machine, since wrk and the server share the cores.\n")
 	b.WriteString("\n![requests/s and p99 per case](throughput.png)\n\n## Targets\n\n")
 	b.WriteString(targetsMarkdown(ts))
@@ -405,8 +406,23 @@ func writeRoundsTable(b *strings.Builder, first, align string, rounds int, rows 
 	b.WriteString("\n|" + align + "|" + strings.Repeat("---:|", rounds) + "\n")
 	for _, row := range rows {
 		fmt.Fprintf(b, "| %s |", row.name)
-		for _, x := range row.rounds {
-			fmt.Fprintf(b, " %.0f, %.0f |", x.RPS(), x.P99US)
+		for i := 1; i <= rounds; i++ {
+			var rs, p99s []float64
+			for _, x := range row.rounds {
+				if x.Round == i {
+					rs, p99s = append(rs, x.RPS()), append(p99s, x.P99US)
+				}
+			}
+			switch len(rs) {
+			case 0:
+				b.WriteString(" – |")
+			case 1:
+				fmt.Fprintf(b, " %.0f, %.0f |", rs[0], p99s[0])
+			default:
+				// The ceiling, measured around every case: the median of
+				// the round's runs and their range.
+				fmt.Fprintf(b, " %.0f, %.0f (%d runs, %.0f–%.0f) |", median(rs), median(p99s), len(rs), slices.Min(rs), slices.Max(rs))
+			}
 		}
 		b.WriteString("\n")
 	}

@@ -50,23 +50,50 @@ type throughputResult struct {
 	Cases []*tpCase `json:"cases"`
 }
 
-// pairedRatio is the median over rounds of f(a's round) / f(b's same
-// round): the two were measured minutes apart at most, so a slow phase of the
-// machine affects both. 0 when a round is missing.
+// pairedRatio is the median over rounds of f(a's run) / f(b's runs next to
+// it): a slow phase of the machine then affects both sides. The ceiling is
+// measured before the first case of each round and after every case (see
+// runThroughput), so a ratio to the ceiling compares a run with the mean of
+// the two ceiling runs around it; cases that did not run next to each other
+// (another pair of cases, the scale phase's processes) are compared within
+// their round. 0 when a round is missing; 1 for a case against itself.
 func pairedRatio(a, b *tpCase, f func(wrkResult) float64) float64 {
+	if a == b {
+		return 1
+	}
 	return pairedRounds(a.Rounds, b.Rounds, f)
 }
 
 func pairedRounds(as, bs []wrkResult, f func(wrkResult) float64) float64 {
 	var xs []float64
 	for _, ra := range as {
+		var next, round []float64
 		for _, rb := range bs {
-			if ra.Round == rb.Round && f(rb) != 0 {
-				xs = append(xs, f(ra)/f(rb))
+			if rb.Round != ra.Round || f(rb) == 0 {
+				continue
 			}
+			round = append(round, f(rb))
+			if d := rb.Seq - ra.Seq; d == 1 || d == -1 {
+				next = append(next, f(rb))
+			}
+		}
+		ref := next
+		if len(ref) == 0 {
+			ref = round
+		}
+		if len(ref) > 0 {
+			xs = append(xs, f(ra)/mean(ref))
 		}
 	}
 	return median(xs)
+}
+
+func mean(xs []float64) float64 {
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
 }
 
 func rps(r wrkResult) float64 { return r.RPS() }
@@ -252,23 +279,51 @@ func runThroughput(ctx context.Context, cfg config, bin binaries, workDir string
 	}
 
 	metricsURL := "http://" + ra.metrics + "/metrics"
+	// The ceiling is the reference of the ratios that matter most, and the
+	// machine's speed drifts over minutes (other tenants, thermal state): it
+	// is measured before the first case of each round and again after every
+	// case, so every case has a ceiling run on each side, 13 s away.
+	ceil := res.get("ceiling")
+	var others []*tpCase
+	for _, c := range res.Cases {
+		if c != ceil {
+			others = append(others, c)
+		}
+	}
 	for round := 1; round <= cfg.rounds; round++ {
-		// Each round starts at a different case, so no case is always
-		// measured first or right after the same neighbour.
-		shift := (round - 1) * len(res.Cases) / max(cfg.rounds, 1)
-		order := append(slices.Clone(res.Cases[shift:]), res.Cases[:shift]...)
-		for _, c := range order {
+		seq := 0
+		measure := func(c *tpCase) error {
 			url := ""
 			if c.Server == serverRegistryAuth {
 				url = metricsURL
 			}
 			r, err := measureCase(ctx, cfg, workDir, c, c.proc, url, nil)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			r.Round = round
+			r.Round, r.Seq = round, seq
+			seq++
 			c.Rounds = append(c.Rounds, r)
 			logf("round %d/%d %-20s %9.0f req/s  p50 %7s  p99 %7s  server CPU %5.1fµs/req", round, cfg.rounds, c.Name, r.RPS(), fmtUS(r.P50US), fmtUS(r.P99US), r.ServerCPUUS)
+			return nil
+		}
+		if ceil != nil {
+			if err := measure(ceil); err != nil {
+				return nil, err
+			}
+		}
+		// Each round starts at a different case, so no case is always
+		// measured first or right after the same neighbour.
+		shift := (round - 1) * len(others) / max(cfg.rounds, 1)
+		for _, c := range append(slices.Clone(others[shift:]), others[:shift]...) {
+			if err := measure(c); err != nil {
+				return nil, err
+			}
+			if ceil != nil {
+				if err := measure(ceil); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	for _, c := range res.Cases {

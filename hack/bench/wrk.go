@@ -44,8 +44,10 @@ type wrkResult struct {
 	// ServerCPUUS is the CPU time the server process used during the run,
 	// per request (microseconds); 0 when not measured.
 	ServerCPUUS float64 `json:"server_cpu_us_per_request"`
-	// Round is the round of the run (throughput and scale).
+	// Round is the round of the run (throughput and scale), and Seq its
+	// place in the round (throughput).
 	Round int `json:"round,omitempty"`
+	Seq   int `json:"seq,omitempty"`
 }
 
 // RPS is requests per second over the run.
