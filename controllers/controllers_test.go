@@ -182,7 +182,17 @@ func TestRotationWithKubectl(t *testing.T) {
 				p := getPolicy(g, ns, "registry")
 				g.Expect(p.Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
 				g.Expect(p.Status.StaticToken.PreviousFingerprint).To(BeEmpty(), "no grace period: no previous token")
-				g.Expect(hasEvent(events(g, ns, "registry"), EventTokenRotated, fp(old)+" to "+fp(tok))).To(BeTrue())
+				var rotated *eventsv1.Event
+				for _, e := range events(g, ns, "registry") {
+					if e.Reason == EventTokenRotated && strings.Contains(e.Note, fp(old)+" to "+fp(tok)) {
+						rotated = &e
+					}
+				}
+				g.Expect(rotated).NotTo(BeNil(), "a TokenRotated event for this rotation")
+				// The event names the Secret that changed.
+				g.Expect(rotated.Related).NotTo(BeNil())
+				g.Expect(rotated.Related.Kind).To(Equal("Secret"))
+				g.Expect(rotated.Related.Name).To(Equal("api-token"))
 			}, 5*time.Second, 50*time.Millisecond).Should(Succeed())
 		})
 	}

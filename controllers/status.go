@@ -30,6 +30,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -190,8 +191,25 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 				grace = "the previous value is accepted until " + p.ExpiresAt.UTC().Format(time.RFC3339)
 			}
 		}
-		s.recorder.Eventf(pol, nil, corev1.EventTypeNormal, EventTokenRotated, "Rotate",
+		s.recorder.Eventf(pol, rotatedSecret(pol, next), corev1.EventTypeNormal, EventTokenRotated, "Rotate",
 			"%s rotated from %s to %s; %s", what, fingerprintOfHex(prev.Current), fingerprintOfHex(next.Current), grace)
+	}
+}
+
+// rotatedSecret is the related object of a TokenRotated event: the Secret
+// that holds the new value (nil if unknown). Besides telling the reader
+// which Secret changed, it keeps the events of credentials in different
+// Secrets apart: the event recorder folds events with the same regarding
+// object (resourceVersion included), reason and action into one series that
+// shows only the first note, so the rotations of a static token and an API
+// key reported by one status write would otherwise show as one event.
+func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, c credentialState) *corev1.ObjectReference {
+	if c.Secret == "" {
+		return nil
+	}
+	return &corev1.ObjectReference{
+		APIVersion: "v1", Kind: "Secret",
+		Namespace: pol.Namespace, Name: c.Secret, UID: types.UID(c.SecretUID),
 	}
 }
 

@@ -72,9 +72,10 @@ var notesNotInSchema = strings.Join([]string{
 	"  problem's reason: `SecretNotFound`, `KeyMissing`, `TokenEmpty`,",
 	"  `TokenTooWeak`, `OIDCDiscoveryFailed`, `InvalidSpec`, `HostConflict`. See",
 	"  [troubleshooting.md](troubleshooting.md).",
-	"- Events on the policy: `PolicyLoaded` (Normal), `TokenRotated` (Normal),",
-	"  one Warning per problem reason when the condition changes,",
-	"  `StateSecretConflict` (Warning).",
+	"- Events on the policy: `PolicyLoaded` (Normal), `TokenRotated` (Normal,",
+	"  with the Secret that changed as its related object), one Warning per",
+	"  problem reason when the condition changes, `StateSecretConflict`",
+	"  (Warning).",
 }, "\n") + "\n"
 
 // conditionNote is appended to the description of a list of
