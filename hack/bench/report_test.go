@@ -12,19 +12,23 @@ func wr(round, seq int, rps float64) wrkResult {
 }
 
 func TestPairedRoundsUsesTheRunsNextToEachOther(t *testing.T) {
-	// Round 1: ceiling 100, case 90, ceiling 80, other 10, ceiling 60.
-	// Round 2: ceiling 50, other 5, ceiling 50, case 45, ceiling 50.
-	// Round 3: ceiling 200, case 100, ceiling 200.
-	ceiling := []wrkResult{wr(1, 0, 100), wr(1, 2, 80), wr(1, 4, 60), wr(2, 0, 50), wr(2, 2, 50), wr(2, 4, 50), wr(3, 0, 200), wr(3, 2, 200)}
-	cs := []wrkResult{wr(1, 1, 90), wr(2, 3, 45), wr(3, 1, 100)}
-	// Ratios to the mean of the neighbours: 90/90, 45/50, 100/200; median 0.9.
-	if got := pairedRounds(cs, ceiling, rps); math.Abs(got-0.9) > 1e-9 {
-		t.Errorf("case vs ceiling = %v, want 0.9", got)
+	// One round: ceiling 100, case 90, ceiling 80, other 10, ceiling 20.
+	// The case's neighbours average 90 (ratio 1); the round's ceiling runs
+	// average 66.7 (ratio 1.35).
+	ceiling := []wrkResult{wr(1, 0, 100), wr(1, 2, 80), wr(1, 4, 20)}
+	cs := []wrkResult{wr(1, 1, 90)}
+	if got := pairedRounds(cs, ceiling, rps); math.Abs(got-1) > 1e-9 {
+		t.Errorf("case vs ceiling = %v, want 1 (90 / mean of 100 and 80)", got)
 	}
-	// Against the round's whole ceiling (the old pairing) round 1 would give
-	// 90/80: the neighbours are what counts.
-	other := []wrkResult{wr(1, 3, 10), wr(2, 1, 5)}
-	// Runs that are not neighbours are compared within their round.
+	// The median over rounds: ratios 1, 0.9 (45 / 50) and 0.5 (100 / 200).
+	ceiling = append(ceiling, wr(2, 0, 50), wr(2, 2, 50), wr(3, 0, 200), wr(3, 2, 200))
+	cs = append(cs, wr(2, 1, 45), wr(3, 1, 100))
+	if got := pairedRounds(cs, ceiling, rps); math.Abs(got-0.9) > 1e-9 {
+		t.Errorf("median over rounds = %v, want 0.9", got)
+	}
+	// Runs that are not neighbours are compared within their round (the
+	// scale phase: every Seq is 0).
+	other := []wrkResult{wr(1, 3, 10), wr(2, 0, 5)}
 	if got := pairedRounds(cs[:2], other, rps); math.Abs(got-9) > 1e-9 {
 		t.Errorf("case vs other = %v, want 9 (90/10 and 45/5)", got)
 	}

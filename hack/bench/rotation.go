@@ -156,20 +156,26 @@ func rotateOn(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 		results := make(chan result, 2*len(reps))
 		for j := range reps {
 			go func() {
-				d, err := newPollers[j].until(cfg.poll, token, http.StatusOK, http.StatusUnauthorized, t0)
+				d, err := newPollers[j].until(ctx, cfg.poll, token, http.StatusOK, http.StatusUnauthorized, t0)
 				results <- result{j, true, d, err}
 			}()
 			go func() {
-				d, err := oldPollers[j].until(cfg.poll, old, http.StatusUnauthorized, http.StatusOK, t0)
+				d, err := oldPollers[j].until(ctx, cfg.poll, old, http.StatusUnauthorized, http.StatusOK, t0)
 				results <- result{j, false, d, err}
 			}()
 		}
 		perReplica := make([]time.Duration, len(reps))
 		var newMax, oldMax time.Duration
+		var firstErr error
+		// Every poller's answer, errors included, before anything else:
+		// the pollers' connections are closed when this returns.
 		for range 2 * len(reps) {
 			r := <-results
 			if r.err != nil {
-				return nil, fmt.Errorf("rotation %d on %d replicas: %w", i+1, replicas, r.err)
+				if firstErr == nil {
+					firstErr = fmt.Errorf("rotation %d on %d replicas: %w", i+1, replicas, r.err)
+				}
+				continue
 			}
 			perReplica[r.idx] = max(perReplica[r.idx], r.d)
 			if r.isNew {
@@ -177,6 +183,9 @@ func rotateOn(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 			} else {
 				oldMax = max(oldMax, r.d)
 			}
+		}
+		if firstErr != nil {
+			return nil, firstErr
 		}
 		if i >= 0 {
 			lo, hi := perReplica[0], perReplica[0]
@@ -252,8 +261,20 @@ func (p *poller) close() {
 	}
 }
 
-// check sends the token once and returns the status of the answer.
+// check sends the token once and returns the status of the answer. Like
+// http.Client, it sends the request again on a new connection when a kept-
+// alive one turns out to be closed (the server may drop an idle connection
+// at any time).
 func (p *poller) check(req []byte) (int, error) {
+	reused := p.conn != nil
+	status, err := p.send(req)
+	if err != nil && reused {
+		status, err = p.send(req)
+	}
+	return status, err
+}
+
+func (p *poller) send(req []byte) (int, error) {
 	if p.conn == nil {
 		c, err := net.DialTimeout("tcp", p.r.auth, 5*time.Second)
 		if err != nil {
@@ -285,7 +306,7 @@ func (p *poller) check(req []byte) (int, error) {
 // until sends the token every pollInterval until the replica answers want,
 // and returns when that answer arrived, from t0. Any status other than want
 // and before is an error.
-func (p *poller) until(pollInterval time.Duration, token string, want, before int, t0 time.Time) (time.Duration, error) {
+func (p *poller) until(ctx context.Context, pollInterval time.Duration, token string, want, before int, t0 time.Time) (time.Duration, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "GET /validate HTTP/1.1\r\nHost: %s\r\n", p.r.auth)
 	for k, v := range rotationHeader(p.host, token) {
@@ -310,6 +331,9 @@ func (p *poller) until(pollInterval time.Duration, token string, want, before in
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("%s did not answer %d within 30s of the Secret update", p.r.p.name, want)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
 		if d := pollInterval - time.Since(sent); d > 0 {
 			time.Sleep(d)

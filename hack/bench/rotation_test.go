@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +13,8 @@ import (
 
 // flipServer answers 401 to the first n requests carrying token, then 200;
 // it closes the connection after every closeEvery-th answer (0: never).
-func flipServer(t *testing.T, token string, n int64, closeEvery int64) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
+// idle, if not 0, is the server's IdleTimeout.
+func flipServer(t *testing.T, token string, n int64, closeEvery int64, idle time.Duration) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
 	t.Helper()
 	var seen, conns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,6 +39,7 @@ func flipServer(t *testing.T, token string, n int64, closeEvery int64) (*httptes
 		t.Fatal(err)
 	}
 	srv.Listener = ln
+	srv.Config.IdleTimeout = idle
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
@@ -52,11 +55,11 @@ func testPoller(srv *httptest.Server) *poller {
 }
 
 func TestPollerWaitsForTheWantedAnswer(t *testing.T) {
-	srv, seen, conns := flipServer(t, "new", 5, 0)
+	srv, seen, conns := flipServer(t, "new", 5, 0, 0)
 	p := testPoller(srv)
 	defer p.close()
 	t0 := time.Now()
-	d, err := p.until(time.Millisecond, "new", http.StatusOK, http.StatusUnauthorized, t0)
+	d, err := p.until(context.Background(), time.Millisecond, "new", http.StatusOK, http.StatusUnauthorized, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +79,10 @@ func TestPollerWaitsForTheWantedAnswer(t *testing.T) {
 }
 
 func TestPollerReconnectsWhenTheServerCloses(t *testing.T) {
-	srv, seen, conns := flipServer(t, "new", 4, 2)
+	srv, seen, conns := flipServer(t, "new", 4, 2, 0)
 	p := testPoller(srv)
 	defer p.close()
-	if _, err := p.until(time.Millisecond, "new", http.StatusOK, http.StatusUnauthorized, time.Now()); err != nil {
+	if _, err := p.until(context.Background(), time.Millisecond, "new", http.StatusOK, http.StatusUnauthorized, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if got := seen.Load(); got != 5 {
@@ -91,12 +94,30 @@ func TestPollerReconnectsWhenTheServerCloses(t *testing.T) {
 }
 
 func TestPollerFailsOnAnUnexpectedStatus(t *testing.T) {
-	srv, _, _ := flipServer(t, "new", 0, 0)
+	srv, _, _ := flipServer(t, "new", 0, 0, 0)
 	p := testPoller(srv)
 	defer p.close()
 	// The server answers 400 to any other token.
-	_, err := p.until(time.Millisecond, "other", http.StatusOK, http.StatusUnauthorized, time.Now())
+	_, err := p.until(context.Background(), time.Millisecond, "other", http.StatusOK, http.StatusUnauthorized, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "answered 400") {
 		t.Fatalf("err = %v, want an error naming the 400", err)
+	}
+}
+
+// A kept-alive connection the server closed without saying so (an idle
+// timeout) is retried once on a new connection, as http.Client does.
+func TestPollerRetriesAConnectionTheServerDropped(t *testing.T) {
+	srv, seen, conns := flipServer(t, "new", 2, 0, 50*time.Millisecond)
+	p := testPoller(srv)
+	defer p.close()
+	// Poll slower than the idle timeout: every reused connection is gone.
+	if _, err := p.until(context.Background(), 150*time.Millisecond, "new", http.StatusOK, http.StatusUnauthorized, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen.Load(); got != 3 {
+		t.Errorf("requests = %d, want 3", got)
+	}
+	if c := conns.Load(); c < 2 {
+		t.Errorf("connections = %d, want a new one after the idle timeout", c)
 	}
 }

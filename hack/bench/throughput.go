@@ -313,7 +313,7 @@ func runThroughput(ctx context.Context, cfg config, bin binaries, workDir string
 			}
 		}
 		// Each round starts at a different case, so no case is always
-		// measured first or right after the same neighbour.
+		// measured first, or last before the next round.
 		shift := (round - 1) * len(others) / max(cfg.rounds, 1)
 		for _, c := range append(slices.Clone(others[shift:]), others[:shift]...) {
 			if err := measure(c); err != nil {
