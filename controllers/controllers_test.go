@@ -681,3 +681,49 @@ func TestStateSecretNotTakenOver(t *testing.T) {
 	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)).To(Succeed())
 	g.Expect(string(s.Data["token"])).To(Equal("user data that must survive"))
 }
+
+// Credentials in one Secret, rotated by one update: an event each, told apart
+// by the related object's field path (the events recorder would otherwise
+// fold them into one series that shows only the first note).
+func TestRotationEventsPerCredential(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok, ci, deploy := randomToken(t), randomToken(t), randomToken(t)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"},
+		Data: map[string][]byte{"token": []byte(tok), "ci": []byte(ci), "deploy": []byte(deploy)}}
+	g.Expect(adminClient.Create(context.Background(), sec)).To(Succeed())
+	createPolicy(t, ns, "registry", "creds", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.APIKeys = []authv1alpha1.APIKeySpec{
+			{Name: "ci", SecretRef: authv1alpha1.SecretKeySelector{Name: "creds", Key: "ci"}},
+			{Name: "deploy", SecretRef: authv1alpha1.SecretKeySelector{Name: "creds", Key: "deploy"}},
+		}
+	})
+	startManager(t, managerOpts{})
+	g.Eventually(func(g Gomega) {
+		st := getPolicy(g, ns, "registry").Status.StaticToken
+		g.Expect(st).NotTo(BeNil())
+		g.Expect(st.Fingerprint).To(Equal(fp(tok)))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	newTok, newCI, newDeploy := randomToken(t), randomToken(t), randomToken(t)
+	sec.Data = map[string][]byte{"token": []byte(newTok), "ci": []byte(newCI), "deploy": []byte(newDeploy)}
+	g.Expect(adminClient.Update(context.Background(), sec)).To(Succeed())
+
+	want := map[string]string{ // field path -> note
+		"data[token]":  "static token rotated from " + fp(tok) + " to " + fp(newTok),
+		"data[ci]":     `API key "ci" rotated from ` + fp(ci) + " to " + fp(newCI),
+		"data[deploy]": `API key "deploy" rotated from ` + fp(deploy) + " to " + fp(newDeploy),
+	}
+	g.Eventually(func(g Gomega) {
+		got := map[string]string{}
+		for _, e := range events(g, ns, "registry") {
+			if e.Reason == EventTokenRotated && e.Related != nil && e.Related.Name == "creds" {
+				got[e.Related.FieldPath] = e.Note
+			}
+		}
+		g.Expect(got).To(HaveLen(3), "one event per credential")
+		for path, note := range want {
+			g.Expect(got[path]).To(ContainSubstring(note), path)
+		}
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+}

@@ -246,8 +246,9 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	return ready.Check, nil
 }
 
-// enqueueAfter enqueues the object of each generic event after d (the
-// queue keeps one entry per object: events in the meantime add nothing).
+// enqueueAfter enqueues the object of each generic event after d. An
+// object already waiting in the queue is not added twice: events in the
+// meantime fold into the entry that waits (or is ready already).
 func enqueueAfter(d time.Duration) handler.EventHandler {
 	return handler.Funcs{
 		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

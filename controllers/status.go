@@ -76,10 +76,11 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, nil
 	}
 	// Report what this replica's auth service holds: the loader's last
-	// resolution of this generation. Until the loader has it, wait: the
+	// resolution of this object and generation (a policy deleted and created
+	// again under its name is another object). Until the loader has it, wait: the
 	// loader notifies this controller after each load.
 	res := s.loader.latestResolution(key)
-	if res == nil || res.generation != pol.Generation {
+	if res == nil || res.generation != pol.Generation || res.uid != pol.UID {
 		return ctrl.Result{}, nil
 	}
 	conflicts, err := s.hostConflicts(ctx, &pol)
@@ -191,26 +192,43 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 				grace = "the previous value is accepted until " + p.ExpiresAt.UTC().Format(time.RFC3339)
 			}
 		}
-		s.recorder.Eventf(pol, rotatedSecret(pol, next), corev1.EventTypeNormal, EventTokenRotated, "Rotate",
+		s.recorder.Eventf(pol, rotatedSecret(pol, cred, next), corev1.EventTypeNormal, EventTokenRotated, "Rotate",
 			"%s rotated from %s to %s; %s", what, fingerprintOfHex(prev.Current), fingerprintOfHex(next.Current), grace)
 	}
 }
 
 // rotatedSecret is the related object of a TokenRotated event: the Secret
-// that holds the new value (nil if unknown). Besides telling the reader
-// which Secret changed, it keeps the events of credentials in different
-// Secrets apart: the event recorder folds events with the same regarding
-// object (resourceVersion included), reason and action into one series that
-// shows only the first note, so the rotations of a static token and an API
-// key reported by one status write would otherwise show as one event.
-func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, c credentialState) *corev1.ObjectReference {
+// that holds the new value, with the key as field path (nil if unknown).
+// Besides telling the reader what changed, it keeps the events of different
+// credentials apart: the event recorder folds events with the same regarding
+// object (resourceVersion included), reason, action and related object into
+// one series that shows only the first note, so the rotations of a static
+// token and an API key reported by one status write would otherwise show as
+// one event.
+func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, cred string, c credentialState) *corev1.ObjectReference {
 	if c.Secret == "" {
 		return nil
 	}
-	return &corev1.ObjectReference{
+	ref := &corev1.ObjectReference{
 		APIVersion: "v1", Kind: "Secret",
 		Namespace: pol.Namespace, Name: c.Secret, UID: types.UID(c.SecretUID),
 	}
+	key := ""
+	if cred == credStaticToken && pol.Spec.StaticToken != nil && pol.Spec.StaticToken.SecretRef != nil {
+		key = pol.Spec.StaticToken.SecretRef.Key
+	}
+	if name, ok := strings.CutPrefix(cred, credAPIKeyPrefix); ok {
+		for _, k := range pol.Spec.APIKeys {
+			if k.Name == name {
+				key = k.SecretRef.Key
+			}
+		}
+	}
+	if key == "" {
+		key = "token" // the default key (see resolve)
+	}
+	ref.FieldPath = "data[" + key + "]"
+	return ref
 }
 
 // recordReadiness emits an event when the Ready condition changes.

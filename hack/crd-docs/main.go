@@ -73,9 +73,9 @@ var notesNotInSchema = strings.Join([]string{
 	"  `TokenTooWeak`, `OIDCDiscoveryFailed`, `InvalidSpec`, `HostConflict`. See",
 	"  [troubleshooting.md](troubleshooting.md).",
 	"- Events on the policy: `PolicyLoaded` (Normal), `TokenRotated` (Normal,",
-	"  with the Secret that changed as its related object), one Warning per",
-	"  problem reason when the condition changes, `StateSecretConflict`",
-	"  (Warning).",
+	"  one per credential, with the Secret and key that changed as its related",
+	"  object), one Warning per problem reason when the condition changes,",
+	"  `StateSecretConflict` (Warning).",
 }, "\n") + "\n"
 
 // conditionNote is appended to the description of a list of
