@@ -280,7 +280,7 @@ type chartBar struct {
 
 func drawChart(dir string, bin binaries, r *throughputResult) error {
 	in := chartInput{Title: "registry-auth /validate vs a minimal net/http server and oauth2-proxy (wrk, 50 keep-alive connections)",
-		Subtitle: "medians of interleaved rounds; percentages: each run's requests/s over the mean of the ceiling runs around it (a minimal net/http server), median of the rounds"}
+		Subtitle: "medians of interleaved rounds; %: requests/s over the mean of the two ceiling runs around each run, median of the rounds"}
 	ceil := r.get("ceiling")
 	for _, c := range r.Cases {
 		note := ""
