@@ -100,10 +100,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		return &s, nil
 	}
 	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, valueSource, error) {
-		key := ref.Key
-		if key == "" {
-			key = "token"
-		}
+		key := ref.KeyOrDefault()
 		src := valueSource{secret: ref.Name}
 		s, err := read(ref.Name)
 		if err != nil {

@@ -213,21 +213,18 @@ func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, cred string, c credenti
 		APIVersion: "v1", Kind: "Secret",
 		Namespace: pol.Namespace, Name: c.Secret, UID: types.UID(c.SecretUID),
 	}
-	key := ""
-	if cred == credStaticToken && pol.Spec.StaticToken != nil && pol.Spec.StaticToken.SecretRef != nil {
-		key = pol.Spec.StaticToken.SecretRef.Key
+	var sel authv1alpha1.SecretKeySelector
+	if st := pol.Spec.StaticToken; cred == credStaticToken && st != nil && st.SecretRef != nil {
+		sel = *st.SecretRef
 	}
 	if name, ok := strings.CutPrefix(cred, credAPIKeyPrefix); ok {
 		for _, k := range pol.Spec.APIKeys {
 			if k.Name == name {
-				key = k.SecretRef.Key
+				sel = k.SecretRef
 			}
 		}
 	}
-	if key == "" {
-		key = "token" // the default key (see resolve)
-	}
-	ref.FieldPath = "data[" + key + "]"
+	ref.FieldPath = "data[" + sel.KeyOrDefault() + "]"
 	return ref
 }
 

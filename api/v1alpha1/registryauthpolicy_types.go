@@ -67,6 +67,18 @@ type SecretKeySelector struct {
 	Key string `json:"key,omitempty"`
 }
 
+// DefaultSecretKey is the key read when a SecretKeySelector names none (the
+// API server defaults it too; objects built in code may leave it empty).
+const DefaultSecretKey = "token"
+
+// KeyOrDefault is the key to read: Key, or DefaultSecretKey.
+func (s SecretKeySelector) KeyOrDefault() string {
+	if s.Key == "" {
+		return DefaultSecretKey
+	}
+	return s.Key
+}
+
 // IdentitySpec is the identity a request authenticated by the static token
 // is given. The auth service returns it to the ingress in X-User, X-Username,
 // X-Client-Id, X-Groups and X-Scopes.
