@@ -100,6 +100,13 @@ func (s credentialState) replacedBy(src valueSource) bool {
 	}
 }
 
+// goneWith reports whether s's value was held by a Secret that src shows
+// replaced: s knows so itself, or s does not know the Secret's UID and holds
+// the value of the other view, which knows it was replaced.
+func (s credentialState) goneWith(other credentialState, src valueSource) bool {
+	return s.replacedBy(src) || (s.SecretUID == "" && other.replacedBy(src) && s.Current == other.Current)
+}
+
 // supersedes reports whether a is a reset that b's knowledge predates: b
 // knew a value put in the Secret no later than a's reset, so nothing b knows
 // may be carried over.
@@ -215,10 +222,7 @@ func nextState(fromState, fromMemory credentialState, current *authserver.Digest
 	if fromState.supersedes(fromMemory) {
 		fromMemory = credentialState{}
 	}
-	stateGone := fromState.replacedBy(src) ||
-		(fromState.SecretUID == "" && fromMemory.replacedBy(src) && fromState.Current == fromMemory.Current)
-	memoryGone := fromMemory.replacedBy(src) ||
-		(fromMemory.SecretUID == "" && fromState.replacedBy(src) && fromMemory.Current == fromState.Current)
+	stateGone, memoryGone := fromState.goneWith(fromMemory, src), fromMemory.goneWith(fromState, src)
 	if stateGone {
 		fromState = credentialState{}
 	}
