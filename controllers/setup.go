@@ -84,12 +84,9 @@ type Options struct {
 	// Namespaces are the watched namespaces (empty: all), as given to
 	// CacheOptions.
 	Namespaces []string
-	// StatusDelay is how long after a load the status reconciler reports
-	// it (0: DefaultStatusDelay).
-	StatusDelay time.Duration
 }
 
-// DefaultStatusDelay is how long after a load the leader writes what it
+// StatusDelay is how long after a load the leader writes what it
 // means (status, events, the rotation state Secret). A change reaches every
 // replica at the same instant, and each one reads the policy's Secret from
 // the API server to load it; the leader's writes, made at once, would compete
@@ -98,7 +95,7 @@ type Options struct {
 // load. A tenth of a second later they come after the loads, cost no one's
 // latency, and several loads of one policy in that time make one write.
 // Nothing waits on them: a load is in force as soon as it is in the store.
-const DefaultStatusDelay = 100 * time.Millisecond
+const StatusDelay = 100 * time.Millisecond
 
 // Setup registers the field indexes, the loader (every replica), the status
 // reconciler (leader only) and the readiness tracking with mgr. The returned
@@ -114,9 +111,6 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.StatusDelay <= 0 {
-		opts.StatusDelay = DefaultStatusDelay
 	}
 	if opts.Leader == nil {
 		opts.Leader = AlwaysLeader()
@@ -204,7 +198,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
 		// Status follows the loader, StatusDelay later: it reports what
 		// was loaded.
-		WatchesRawSource(source.Channel(loader.loaded, enqueueAfter(opts.StatusDelay))).
+		WatchesRawSource(source.Channel(loader.loaded, enqueueAfter(StatusDelay))).
 		// A policy's hosts decide other policies' HostConflict condition.
 		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))
