@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,18 +15,22 @@ import (
 // Label values are bounded: policy is a loaded policy's key (series of a
 // removed policy are deleted), method and reason come from fixed sets, and
 // credential is "static" or an API key name of a loaded policy.
+//
+// The two per-policy series every policy has, decisions and last load time,
+// are kept in one counts block per policy (policyCounts) and turned into
+// series when scraped, instead of a client_golang child per series: a block
+// is one allocation without pointers, so a thousand policies add nothing
+// for the garbage collector to scan, and a decision costs one map lookup and
+// one atomic add. The rarer series (previous-token uses, brute-force
+// refusals) are ordinary vectors.
 type Metrics struct {
-	decisions     *prometheus.CounterVec
+	perPolicy     perPolicyCollector
 	duration      *prometheus.HistogramVec
 	previousUses  *prometheus.CounterVec
 	generation    prometheus.Gauge
 	policies      prometheus.Gauge
-	lastLoad      *prometheus.GaugeVec
 	bruteRefusals *prometheus.CounterVec
 
-	// counters caches the child counters, so a decision costs one map
-	// lookup and no allocation.
-	counters sync.Map // decisionKey -> prometheus.Counter
 	allowObs prometheus.Observer
 	denyObs  prometheus.Observer
 
@@ -33,18 +38,72 @@ type Metrics struct {
 	known map[string]*Policy // policy key -> policy in the last snapshot
 }
 
-type decisionKey struct {
-	policy, method string
-	reason         Reason
+// policyCounts are one policy's decisions by reason (indexed like
+// allReasons) and when it was last loaded, in Unix nanoseconds (0: never;
+// the block for decisions without a policy).
+type policyCounts struct {
+	decisions [len(allReasons)]atomic.Uint64
+	loadedAt  atomic.Int64
+}
+
+// perPolicyCollector exposes the policyCounts blocks, keyed by policy key
+// ("" for decisions made before a policy was chosen).
+type perPolicyCollector struct {
+	counts   sync.Map // string -> *policyCounts
+	decided  *prometheus.Desc
+	lastLoad *prometheus.Desc
+}
+
+func (c *perPolicyCollector) of(key string) *policyCounts {
+	if v, ok := c.counts.Load(key); ok {
+		return v.(*policyCounts)
+	}
+	v, _ := c.counts.LoadOrStore(key, &policyCounts{})
+	return v.(*policyCounts)
+}
+
+// Describe implements prometheus.Collector.
+func (c *perPolicyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.decided
+	ch <- c.lastLoad
+}
+
+// Collect implements prometheus.Collector: a series for each policy and
+// reason counted at least once, and the load time of each loaded policy.
+func (c *perPolicyCollector) Collect(ch chan<- prometheus.Metric) {
+	c.counts.Range(func(k, v any) bool {
+		key, pc := k.(string), v.(*policyCounts)
+		for i := range pc.decisions {
+			n := pc.decisions[i].Load()
+			if n == 0 {
+				continue
+			}
+			r := allReasons[i]
+			method, allowed := allowMethod[r]
+			result := "deny"
+			if allowed {
+				result = "allow"
+			}
+			ch <- prometheus.MustNewConstMetric(c.decided, prometheus.CounterValue, float64(n), key, string(method), result, string(r))
+		}
+		if t := pc.loadedAt.Load(); t != 0 {
+			ch <- prometheus.MustNewConstMetric(c.lastLoad, prometheus.GaugeValue, float64(t)/1e9, key)
+		}
+		return true
+	})
 }
 
 // NewMetrics creates the metrics; call Register to expose them.
 func NewMetrics() *Metrics {
 	m := &Metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "registry_auth_decisions_total",
-			Help: "Auth decisions by policy, authentication method (network-trusted, api-key, session, oidc; empty when denied), result (allow, deny) and reason.",
-		}, []string{"policy", "method", "result", "reason"}),
+		perPolicy: perPolicyCollector{
+			decided: prometheus.NewDesc("registry_auth_decisions_total",
+				"Auth decisions by policy, authentication method (network-trusted, api-key, session, oidc; empty when denied), result (allow, deny) and reason.",
+				[]string{"policy", "method", "result", "reason"}, nil),
+			lastLoad: prometheus.NewDesc("registry_auth_policy_last_load_timestamp_seconds",
+				"When each policy was last (re)loaded into this process, as a Unix time.",
+				[]string{"policy"}, nil),
+		},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "registry_auth_decision_duration_seconds",
 			Help:    "Time to decide and answer one /validate request.",
@@ -62,10 +121,6 @@ func NewMetrics() *Metrics {
 			Name: "registry_auth_policies",
 			Help: "Number of policies in force in this process.",
 		}),
-		lastLoad: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "registry_auth_policy_last_load_timestamp_seconds",
-			Help: "When each policy was last (re)loaded into this process, as a Unix time.",
-		}, []string{"policy"}),
 		bruteRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "registry_auth_bruteforce_refusals_total",
 			Help: "Requests refused without comparing credentials because their client failed too often.",
@@ -79,7 +134,7 @@ func NewMetrics() *Metrics {
 
 // Register registers the metrics with reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.decisions, m.duration, m.previousUses, m.generation, m.policies, m.lastLoad, m.bruteRefusals} {
+	for _, c := range []prometheus.Collector{&m.perPolicy, m.duration, m.previousUses, m.generation, m.policies, m.bruteRefusals} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -89,47 +144,43 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 
 // ObserveDecision implements Observer.
 func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
-	k := decisionKey{reason: d.Reason}
+	key := ""
 	if d.Policy != nil {
-		k.policy = d.Policy.key
+		key = d.Policy.key
 	}
 	if d.Identity != nil {
-		k.method = string(d.Identity.Method)
 		m.allowObs.Observe(elapsed.Seconds())
 	} else {
 		m.denyObs.Observe(elapsed.Seconds())
 	}
-	c, ok := m.counters.Load(k)
-	if !ok {
-		result := "deny"
-		if d.Identity != nil {
-			result = "allow"
-		}
-		c, _ = m.counters.LoadOrStore(k, m.decisions.WithLabelValues(k.policy, k.method, result, string(k.reason)))
+	if i, ok := reasonIndex[d.Reason]; ok {
+		m.perPolicy.of(key).decisions[i].Add(1)
 	}
-	c.(prometheus.Counter).Inc()
 	switch d.Reason {
 	case ReasonAllowedStaticTokenPrevious:
-		m.previousUses.WithLabelValues(k.policy, "static").Inc()
+		m.previousUses.WithLabelValues(key, "static").Inc()
 	case ReasonAllowedAPIKeyPrevious:
-		m.previousUses.WithLabelValues(k.policy, d.CredentialName).Inc()
+		m.previousUses.WithLabelValues(key, d.CredentialName).Inc()
 	case ReasonTooManyFailures:
-		m.bruteRefusals.WithLabelValues(k.policy).Inc()
+		m.bruteRefusals.WithLabelValues(key).Inc()
 	}
 }
 
 // ObserveSnapshot records a newly published snapshot: the generation, the
 // load time of each policy that changed, and it deletes the series of
 // policies that are gone. Hook it to Store.OnPublish.
+//
+// A request that chose a policy from the snapshot before can still count a
+// decision for it after it is gone; the next snapshot deletes that again.
 func (m *Metrics) ObserveSnapshot(s *Snapshot) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.generation.Set(float64(s.generation))
 	m.policies.Set(float64(len(s.policies)))
-	now := float64(time.Now().UnixNano()) / 1e9
+	now := time.Now().UnixNano()
 	for key, p := range s.policies {
 		if m.known[key] != p {
-			m.lastLoad.WithLabelValues(key).Set(now)
+			m.perPolicy.of(key).loadedAt.Store(now)
 		}
 	}
 	for key := range m.known {
@@ -137,6 +188,12 @@ func (m *Metrics) ObserveSnapshot(s *Snapshot) {
 			m.forget(key)
 		}
 	}
+	m.perPolicy.counts.Range(func(k, _ any) bool {
+		if key := k.(string); key != "" && s.policies[key] == nil {
+			m.perPolicy.counts.Delete(key)
+		}
+		return true
+	})
 	m.known = make(map[string]*Policy, len(s.policies))
 	for key, p := range s.policies {
 		m.known[key] = p
@@ -145,14 +202,7 @@ func (m *Metrics) ObserveSnapshot(s *Snapshot) {
 
 func (m *Metrics) forget(key string) {
 	labels := prometheus.Labels{"policy": key}
-	m.decisions.DeletePartialMatch(labels)
 	m.previousUses.DeletePartialMatch(labels)
-	m.lastLoad.DeletePartialMatch(labels)
 	m.bruteRefusals.DeletePartialMatch(labels)
-	m.counters.Range(func(k, _ any) bool {
-		if k.(decisionKey).policy == key {
-			m.counters.Delete(k)
-		}
-		return true
-	})
+	m.perPolicy.counts.Delete(key)
 }

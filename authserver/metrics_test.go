@@ -1,8 +1,10 @@
 package authserver
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +48,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 
 	const key = "team/registry"
 	count := func(method, result string, reason Reason) float64 {
-		return testutil.ToFloat64(m.decisions.WithLabelValues(key, method, result, string(reason)))
+		return gathered(t, reg, "registry_auth_decisions_total")[fmt.Sprintf("method=%s,policy=%s,reason=%s,result=%s", method, key, reason, result)]
 	}
 	g.Expect(count("network-trusted", "allow", ReasonAllowedStaticToken)).To(Equal(3.0))
 	g.Expect(count("network-trusted", "allow", ReasonAllowedStaticTokenPrevious)).To(Equal(2.0))
@@ -58,7 +60,10 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	g.Expect(testutil.CollectAndCount(m.duration)).To(Equal(2)) // allow and deny series
 	g.Expect(testutil.ToFloat64(m.generation)).To(Equal(float64(store.Load().Generation())))
 	g.Expect(testutil.ToFloat64(m.policies)).To(Equal(1.0))
-	g.Expect(testutil.ToFloat64(m.lastLoad.WithLabelValues(key))).To(BeNumerically("~", float64(time.Now().Unix()), 5))
+	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")).To(
+		HaveKeyWithValue("policy="+key, BeNumerically("~", float64(time.Now().Unix()), 5)))
+	// Only the reasons counted have series.
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveLen(6))
 
 	// The exposition never holds a secret.
 	body := scrape(t, reg)
@@ -67,11 +72,93 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	}
 	g.Expect(body).To(ContainSubstring(`registry_auth_decisions_total{method="network-trusted",policy="team/registry",reason="static_token",result="allow"} 3`))
 
+	// A reload keeps the counts and moves the load time.
+	before := gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")["policy="+key]
+	time.Sleep(10 * time.Millisecond)
+	store.Put(compileOK(t, cfg))
+	g.Expect(count("network-trusted", "allow", ReasonAllowedStaticToken)).To(Equal(3.0))
+	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")["policy="+key]).To(BeNumerically(">", before))
+
 	// A removed policy's series go away.
 	store.Delete(key)
-	g.Expect(testutil.CollectAndCount(m.decisions)).To(Equal(0))
-	g.Expect(testutil.CollectAndCount(m.lastLoad)).To(Equal(0))
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(BeEmpty())
+	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")).To(BeEmpty())
+	g.Expect(testutil.CollectAndCount(m.previousUses)).To(Equal(0))
 	g.Expect(testutil.ToFloat64(m.policies)).To(Equal(0.0))
+
+	// A decision made on the snapshot before the removal, counted after
+	// it, is gone again with the next snapshot.
+	old := compileOK(t, cfg)
+	m.ObserveDecision(Decision{Policy: old, Reason: ReasonNoCredentials}, time.Microsecond)
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveLen(1))
+	other := basePolicy()
+	other.Name = "other"
+	other.Hosts = []string{"other.example.com"}
+	store.Put(compileOK(t, other))
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(BeEmpty())
+	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")).To(HaveLen(1))
+}
+
+// Decisions made before a policy was chosen count under policy "".
+func TestMetricsCountWithoutPolicy(t *testing.T) {
+	g := NewWithT(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics()
+	g.Expect(m.Register(reg)).To(Succeed())
+	store := NewStore(StoreOptions{})
+	store.OnPublish(m.ObserveSnapshot)
+	h := NewHandler(store, HandlerOptions{Observer: m})
+	for range 2 {
+		r := httptest.NewRequest("GET", "/validate", nil)
+		r.Header.Set("X-Original-URL", "http://nobody.example.com/api/servers")
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(Equal(map[string]float64{
+		"method=,policy=,reason=no_policy,result=deny": 2,
+	}))
+	// Not deleted by a snapshot: it belongs to no policy.
+	store.Put(compileOK(t, basePolicy()))
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveKeyWithValue("method=,policy=,reason=no_policy,result=deny", 2.0))
+}
+
+// Every reason has a counter, and the allow reasons a method.
+func TestEveryReasonIsCounted(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(reasonIndex).To(HaveLen(len(allReasons)), "a reason is listed twice in allReasons")
+	for r := range denyReasons {
+		g.Expect(reasonIndex).To(HaveKey(r), "deny reason %q is not in allReasons", r)
+		g.Expect(allowMethod).NotTo(HaveKey(r))
+	}
+	for _, r := range allReasons {
+		if _, deny := denyReasons[r]; !deny {
+			g.Expect(allowMethod).To(HaveKey(r), "allow reason %q has no method", r)
+		}
+	}
+}
+
+// gathered returns the series of one metric family of reg, by their labels
+// ("name=value" joined with commas, sorted by name).
+func gathered(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			var labels []string
+			for _, lp := range mt.GetLabel() {
+				labels = append(labels, lp.GetName()+"="+lp.GetValue())
+			}
+			v := mt.GetCounter().GetValue() + mt.GetGauge().GetValue()
+			out[strings.Join(labels, ",")] = v
+		}
+	}
+	return out
 }
 
 // scrape returns the text exposition of reg, as Prometheus reads it.

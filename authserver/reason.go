@@ -47,6 +47,40 @@ const (
 	ReasonOIDCIssuerNotDiscovered Reason = "oidc_issuer_unavailable"
 )
 
+// allReasons lists every reason, those for allowing first. Its length is a
+// constant: the metrics keep one counter per reason in a fixed-size array.
+var allReasons = [...]Reason{
+	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
+	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
+
+	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
+	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonMalformedAuthorization,
+	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway,
+	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
+	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
+	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
+	ReasonUntrustedProxy,
+}
+
+// allowMethod is the authentication method of each reason for allowing.
+var allowMethod = map[Reason]Method{
+	ReasonAllowedStaticToken:         MethodNetworkTrusted,
+	ReasonAllowedStaticTokenPrevious: MethodNetworkTrusted,
+	ReasonAllowedAPIKey:              MethodAPIKey,
+	ReasonAllowedAPIKeyPrevious:      MethodAPIKey,
+	ReasonAllowedSession:             MethodSession,
+	ReasonAllowedOIDC:                MethodOIDC,
+}
+
+// reasonIndex is each reason's position in allReasons.
+var reasonIndex = func() map[Reason]int {
+	m := make(map[Reason]int, len(allReasons))
+	for i, r := range allReasons {
+		m[r] = i
+	}
+	return m
+}()
+
 // denyReason is a deny reason's status and message, with the JSON body built
 // once.
 type denyReason struct {
