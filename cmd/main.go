@@ -120,12 +120,11 @@ type authRunnable struct {
 	what   string
 	server *http.Server
 	delay  time.Duration // keep serving this long after ctx ends
-	// wrapConns: the auth service's connections (authserver.WrapListener)
-	// answer only 200/401/403, even to requests with control bytes, and
-	// update the write deadline less often.
-	wrapConns bool
-	grace     time.Duration
-	log       logr.Logger
+	// sanitize: the auth service answers only 200/401/403, even to
+	// requests with control bytes (see authserver.SanitizeListener).
+	sanitize bool
+	grace    time.Duration
+	log      logr.Logger
 }
 
 func (a *authRunnable) Start(ctx context.Context) error {
@@ -133,8 +132,8 @@ func (a *authRunnable) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.what, err)
 	}
-	if a.wrapConns {
-		ln = authserver.WrapListener(ln)
+	if a.sanitize {
+		ln = authserver.SanitizeListener(ln)
 	}
 	a.log.Info(a.what+" listening", "address", ln.Addr().String())
 	errc := make(chan error, 1)
@@ -180,7 +179,7 @@ func newAuthRunnable(o options, store *authserver.Store, log logr.Logger) (*auth
 	})
 	srv := authserver.NewServer(o.authAddr, h)
 	srv.ErrorLog = nil
-	return &authRunnable{what: "auth service", server: srv, delay: o.shutdownDelay, grace: o.shutdownGrace, wrapConns: true, log: log}, nil
+	return &authRunnable{what: "auth service", server: srv, delay: o.shutdownDelay, grace: o.shutdownGrace, sanitize: true, log: log}, nil
 }
 
 func runOperator(ctx context.Context, o options, log logr.Logger) error {
