@@ -153,9 +153,9 @@ func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
 	} else {
 		m.denyObs.Observe(elapsed.Seconds())
 	}
-	if i, ok := reasonIndex[d.Reason]; ok {
-		m.perPolicy.of(key).decisions[i].Add(1)
-	}
+	// The rare series first, the policy's counts block last: a decision
+	// for a policy just removed then always leaves a block behind, and
+	// the next snapshot, finding it, deletes the rare series with it.
 	switch d.Reason {
 	case ReasonAllowedStaticTokenPrevious:
 		m.previousUses.WithLabelValues(key, "static").Inc()
@@ -164,6 +164,11 @@ func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
 	case ReasonTooManyFailures:
 		m.bruteRefusals.WithLabelValues(key).Inc()
 	}
+	i, ok := reasonIndex[d.Reason]
+	if !ok {
+		i = reasonIndex[reasonUnlisted]
+	}
+	m.perPolicy.of(key).decisions[i].Add(1)
 }
 
 // ObserveSnapshot records a newly published snapshot: the generation, the
@@ -183,14 +188,11 @@ func (m *Metrics) ObserveSnapshot(s *Snapshot) {
 			m.perPolicy.of(key).loadedAt.Store(now)
 		}
 	}
-	for key := range m.known {
-		if _, ok := s.policies[key]; !ok {
-			m.forget(key)
-		}
-	}
+	// Every policy of the last snapshot has a block, and so does any
+	// policy a late decision counted for.
 	m.perPolicy.counts.Range(func(k, _ any) bool {
 		if key := k.(string); key != "" && s.policies[key] == nil {
-			m.perPolicy.counts.Delete(key)
+			m.forget(key)
 		}
 		return true
 	})

@@ -2,8 +2,13 @@ package authserver
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,15 +92,18 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	g.Expect(testutil.ToFloat64(m.policies)).To(Equal(0.0))
 
 	// A decision made on the snapshot before the removal, counted after
-	// it, is gone again with the next snapshot.
+	// it, is gone again with the next snapshot, with the series of a
+	// previous token's use.
 	old := compileOK(t, cfg)
-	m.ObserveDecision(Decision{Policy: old, Reason: ReasonNoCredentials}, time.Microsecond)
+	m.ObserveDecision(Decision{Policy: old, Reason: ReasonAllowedStaticTokenPrevious, Identity: &Identity{}}, time.Microsecond)
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveLen(1))
+	g.Expect(testutil.CollectAndCount(m.previousUses)).To(Equal(1))
 	other := basePolicy()
 	other.Name = "other"
 	other.Hosts = []string{"other.example.com"}
 	store.Put(compileOK(t, other))
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(BeEmpty())
+	g.Expect(testutil.CollectAndCount(m.previousUses)).To(Equal(0))
 	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")).To(HaveLen(1))
 }
 
@@ -121,19 +129,65 @@ func TestMetricsCountWithoutPolicy(t *testing.T) {
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveKeyWithValue("method=,policy=,reason=no_policy,result=deny", 2.0))
 }
 
-// Every reason has a counter, and the allow reasons a method.
+// Every Reason constant of the package (read from its source) has a
+// counter, and each reason for allowing a method.
 func TestEveryReasonIsCounted(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(reasonIndex).To(HaveLen(len(allReasons)), "a reason is listed twice in allReasons")
-	for r := range denyReasons {
-		g.Expect(reasonIndex).To(HaveKey(r), "deny reason %q is not in allReasons", r)
-		g.Expect(allowMethod).NotTo(HaveKey(r))
-	}
-	for _, r := range allReasons {
-		if _, deny := denyReasons[r]; !deny {
-			g.Expect(allowMethod).To(HaveKey(r), "allow reason %q has no method", r)
+
+	files, err := filepath.Glob("*.go")
+	g.Expect(err).NotTo(HaveOccurred())
+	var declared []Reason
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Reason" {
+					continue
+				}
+				for _, v := range vs.Values {
+					lit, ok := v.(*ast.BasicLit)
+					g.Expect(ok).To(BeTrue(), "a Reason constant that is not a string literal")
+					val, err := strconv.Unquote(lit.Value)
+					g.Expect(err).NotTo(HaveOccurred())
+					declared = append(declared, Reason(val))
+				}
+			}
 		}
 	}
+	g.Expect(len(declared)).To(BeNumerically(">", 25), "the source scan found too few reasons")
+	for _, r := range declared {
+		g.Expect(reasonIndex).To(HaveKey(r), "reason %q is not in allReasons", r)
+		_, deny := denyReasons[r]
+		if r != reasonUnlisted && r != ReasonUntrustedProxy && !deny {
+			g.Expect(allowMethod).To(HaveKey(r), "reason %q neither denies nor has a method", r)
+		}
+	}
+	g.Expect(allReasons).To(HaveLen(len(declared)), "allReasons lists a reason that is not declared")
+	for r := range allowMethod {
+		g.Expect(denyReasons).NotTo(HaveKey(r))
+	}
+}
+
+// A reason missing from allReasons is still counted, under "unlisted".
+func TestMetricsCountUnlistedReason(t *testing.T) {
+	g := NewWithT(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics()
+	g.Expect(m.Register(reg)).To(Succeed())
+	m.ObserveDecision(Decision{Reason: "made_up"}, time.Microsecond)
+	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(Equal(map[string]float64{
+		"method=,policy=,reason=unlisted,result=deny": 1,
+	}))
 }
 
 // gathered returns the series of one metric family of reg, by their labels

@@ -60,7 +60,12 @@ var allReasons = [...]Reason{
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
 	ReasonUntrustedProxy,
+	reasonUnlisted,
 }
+
+// reasonUnlisted counts, in the metrics, a reason missing from allReasons
+// (a bug TestEveryReasonIsCounted is there to catch).
+const reasonUnlisted Reason = "unlisted"
 
 // allowMethod is the authentication method of each reason for allowing.
 var allowMethod = map[Reason]Method{
