@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // rotationRun is the rotation latency on one replica count. Each slice has
@@ -41,14 +43,46 @@ type rotationResult struct {
 	Runs []*rotationRun `json:"runs"`
 }
 
+// runRotation measures both deployments (1 and 3 replicas) side by side:
+// both run for the whole phase and their rotations alternate (1, 3, then
+// 3, 1, ...), so the machine's drift over minutes falls on both alike, as
+// the ceiling runs around every throughput case do.
 func runRotation(ctx context.Context, cfg config, bin binaries, k *kube, workDir string) (*rotationResult, error) {
-	res := &rotationResult{}
+	var sets []*rotationSet
+	defer func() {
+		for _, set := range sets {
+			set.close()
+		}
+	}()
 	for _, n := range []int{1, 3} {
-		r, err := rotateOn(ctx, cfg, bin, k, workDir, n)
+		set, err := startRotationSet(ctx, cfg, bin, k, workDir, n)
 		if err != nil {
 			return nil, err
 		}
-		res.Runs = append(res.Runs, r)
+		sets = append(sets, set)
+	}
+	const warmups = 2
+	for i := -warmups; i < cfg.rotations; i++ {
+		order := sets
+		if i%2 != 0 {
+			order = []*rotationSet{sets[1], sets[0]}
+		}
+		for _, set := range order {
+			if err := set.rotate(ctx, cfg, i); err != nil {
+				return nil, err
+			}
+			// Let the leader's status writes settle; a random pause keeps
+			// the rotations out of step with anything periodic.
+			time.Sleep(150*time.Millisecond + rand.N(100*time.Millisecond))
+		}
+	}
+	res := &rotationResult{}
+	for _, set := range sets {
+		run, err := set.finish()
+		if err != nil {
+			return nil, err
+		}
+		res.Runs = append(res.Runs, run)
 	}
 	return res, nil
 }
@@ -82,131 +116,147 @@ func startOperator(cfg config, bin binaries, k *kube, workDir, name, leaseNS str
 	return r, nil
 }
 
-func rotateOn(ctx context.Context, cfg config, bin binaries, k *kube, workDir string, replicas int) (*rotationRun, error) {
-	ns := "rotation-" + strconv.Itoa(replicas)
-	host := ns + ".bench"
-	if err := k.createNamespace(ctx, ns); err != nil {
-		return nil, err
-	}
-	token := randomHex(32)
-	if err := k.createPolicy(ctx, ns, "registry", host, token); err != nil {
-		return nil, err
-	}
-	var reps []*replica
+// rotationSet is one deployment of the rotation phase: a namespace with one
+// policy, its replicas, and two pollers per replica (new token, old token).
+type rotationSet struct {
+	replicas   int
+	ns, host   string
+	token      string
+	reps       []*replica
+	newPollers []*poller
+	oldPollers []*poller
+	secrets    typedcorev1.SecretInterface
+	sec        *corev1.Secret
+	run        *rotationRun
+}
+
+func startRotationSet(ctx context.Context, cfg config, bin binaries, k *kube, workDir string, replicas int) (_ *rotationSet, err error) {
+	set := &rotationSet{replicas: replicas, ns: "rotation-" + strconv.Itoa(replicas)}
+	set.host = set.ns + ".bench"
 	defer func() {
-		for _, r := range reps {
-			r.p.Stop()
+		if err != nil {
+			set.close()
 		}
 	}()
+	if err := k.createNamespace(ctx, set.ns); err != nil {
+		return nil, err
+	}
+	set.token = randomHex(32)
+	if err := k.createPolicy(ctx, set.ns, "registry", set.host, set.token); err != nil {
+		return nil, err
+	}
 	for i := 0; i < replicas; i++ {
-		r, err := startOperator(cfg, bin, k, workDir, fmt.Sprintf("operator-%dr-%d", replicas, i), ns)
+		r, err := startOperator(cfg, bin, k, workDir, fmt.Sprintf("operator-%dr-%d", replicas, i), set.ns, "--namespace", set.ns)
 		if err != nil {
 			return nil, err
 		}
-		reps = append(reps, r)
+		set.reps = append(set.reps, r)
 	}
-	for _, r := range reps {
+	for _, r := range set.reps {
 		if _, err := waitHTTP(r.p, "http://"+r.probe+"/readyz", http.StatusOK, 20*time.Millisecond, 60*time.Second, nil); err != nil {
 			return nil, err
 		}
-		if _, err := waitHTTP(r.p, "http://"+r.auth+"/validate", http.StatusOK, 20*time.Millisecond, 30*time.Second, rotationHeader(host, token)); err != nil {
+		if _, err := waitHTTP(r.p, "http://"+r.auth+"/validate", http.StatusOK, 20*time.Millisecond, 30*time.Second, rotationHeader(set.host, set.token)); err != nil {
 			return nil, err
 		}
 	}
-
-	secrets := k.clientset.CoreV1().Secrets(ns)
-	sec, err := secrets.Get(ctx, "registry-token", metav1.GetOptions{})
-	if err != nil {
+	set.secrets = k.clientset.CoreV1().Secrets(set.ns)
+	if set.sec, err = set.secrets.Get(ctx, "registry-token", metav1.GetOptions{}); err != nil {
 		return nil, err
 	}
 	// One poller per replica and token, each on its own keep-alive
 	// connection.
-	var newPollers, oldPollers []*poller
-	defer func() {
-		for _, p := range append(newPollers, oldPollers...) {
-			p.close()
-		}
-	}()
-	for _, r := range reps {
-		newPollers = append(newPollers, &poller{r: r, host: host})
-		oldPollers = append(oldPollers, &poller{r: r, host: host})
+	for _, r := range set.reps {
+		set.newPollers = append(set.newPollers, &poller{r: r, host: set.host})
+		set.oldPollers = append(set.oldPollers, &poller{r: r, host: set.host})
 	}
+	set.run = &rotationRun{Replicas: replicas, PerReplica: make([][]float64, replicas), Leader: -1}
+	return set, nil
+}
 
-	run := &rotationRun{Replicas: replicas, PerReplica: make([][]float64, replicas), Leader: -1}
-	const warmups = 2
-	for i := -warmups; i < cfg.rotations; i++ {
-		old := token
-		token = randomHex(32)
-		sec = sec.DeepCopy()
-		sec.Data = map[string][]byte{"token": []byte(token)}
-		begin := time.Now()
-		updated, err := secrets.Update(ctx, sec, metav1.UpdateOptions{})
-		t0 := time.Now()
-		if err != nil {
-			return nil, fmt.Errorf("updating the Secret: %w", err)
-		}
-		sec = updated
-
-		type result struct {
-			idx   int
-			isNew bool
-			d     time.Duration
-			err   error
-		}
-		results := make(chan result, 2*len(reps))
-		for j := range reps {
-			go func() {
-				d, err := newPollers[j].until(ctx, cfg.poll, token, http.StatusOK, http.StatusUnauthorized, t0)
-				results <- result{j, true, d, err}
-			}()
-			go func() {
-				d, err := oldPollers[j].until(ctx, cfg.poll, old, http.StatusUnauthorized, http.StatusOK, t0)
-				results <- result{j, false, d, err}
-			}()
-		}
-		perReplica := make([]time.Duration, len(reps))
-		var newMax, oldMax time.Duration
-		var firstErr error
-		// Every poller's answer, errors included, before anything else:
-		// the pollers' connections are closed when this returns.
-		for range 2 * len(reps) {
-			r := <-results
-			if r.err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("rotation %d on %d replicas: %w", i+1, replicas, r.err)
-				}
-				continue
-			}
-			perReplica[r.idx] = max(perReplica[r.idx], r.d)
-			if r.isNew {
-				newMax = max(newMax, r.d)
-			} else {
-				oldMax = max(oldMax, r.d)
-			}
-		}
-		if firstErr != nil {
-			return nil, firstErr
-		}
-		if i >= 0 {
-			lo, hi := perReplica[0], perReplica[0]
-			for _, d := range perReplica {
-				lo, hi = min(lo, d), max(hi, d)
-			}
-			run.NewOK = append(run.NewOK, ms(newMax))
-			run.OldDeny = append(run.OldDeny, ms(oldMax))
-			run.Complete = append(run.Complete, ms(max(newMax, oldMax)))
-			run.Spread = append(run.Spread, ms(hi-lo))
-			run.UpdateMS = append(run.UpdateMS, ms(t0.Sub(begin)))
-			run.T0 = append(run.T0, t0.UnixNano())
-			for j, d := range perReplica {
-				run.PerReplica[j] = append(run.PerReplica[j], ms(d))
-			}
-		}
-		// Let the leader's status writes settle; a random pause keeps the
-		// rotations out of step with anything periodic.
-		time.Sleep(150*time.Millisecond + rand.N(100*time.Millisecond))
+// rotate rotates the set's token once and waits until every replica
+// answers 200 for the new token and 401 for the old one. Rotation i < 0 is
+// a warm-up, not recorded.
+func (set *rotationSet) rotate(ctx context.Context, cfg config, i int) error {
+	old := set.token
+	set.token = randomHex(32)
+	token := set.token
+	sec := set.sec.DeepCopy()
+	sec.Data = map[string][]byte{"token": []byte(token)}
+	begin := time.Now()
+	updated, err := set.secrets.Update(ctx, sec, metav1.UpdateOptions{})
+	t0 := time.Now()
+	if err != nil {
+		return fmt.Errorf("updating the Secret: %w", err)
 	}
-	for j, r := range reps {
+	set.sec = updated
+
+	type result struct {
+		idx   int
+		isNew bool
+		d     time.Duration
+		err   error
+	}
+	reps := set.reps
+	results := make(chan result, 2*len(reps))
+	for j := range reps {
+		go func() {
+			d, err := set.newPollers[j].until(ctx, cfg.poll, token, http.StatusOK, http.StatusUnauthorized, t0)
+			results <- result{j, true, d, err}
+		}()
+		go func() {
+			d, err := set.oldPollers[j].until(ctx, cfg.poll, old, http.StatusUnauthorized, http.StatusOK, t0)
+			results <- result{j, false, d, err}
+		}()
+	}
+	perReplica := make([]time.Duration, len(reps))
+	var newMax, oldMax time.Duration
+	var firstErr error
+	// Every poller's answer, errors included, before anything else: the
+	// pollers' connections are closed when the phase fails.
+	for range 2 * len(reps) {
+		r := <-results
+		if r.err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("rotation %d on %d replicas: %w", i+1, set.replicas, r.err)
+			}
+			continue
+		}
+		perReplica[r.idx] = max(perReplica[r.idx], r.d)
+		if r.isNew {
+			newMax = max(newMax, r.d)
+		} else {
+			oldMax = max(oldMax, r.d)
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if i < 0 {
+		return nil
+	}
+	run := set.run
+	lo, hi := perReplica[0], perReplica[0]
+	for _, d := range perReplica {
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	run.NewOK = append(run.NewOK, ms(newMax))
+	run.OldDeny = append(run.OldDeny, ms(oldMax))
+	run.Complete = append(run.Complete, ms(max(newMax, oldMax)))
+	run.Spread = append(run.Spread, ms(hi-lo))
+	run.UpdateMS = append(run.UpdateMS, ms(t0.Sub(begin)))
+	run.T0 = append(run.T0, t0.UnixNano())
+	for j, d := range perReplica {
+		run.PerReplica[j] = append(run.PerReplica[j], ms(d))
+	}
+	return nil
+}
+
+// finish checks that every replica is still running, finds the leader, and
+// returns the set's measurements.
+func (set *rotationSet) finish() (*rotationRun, error) {
+	run := set.run
+	for j, r := range set.reps {
 		if r.p.exited() {
 			return nil, fmt.Errorf("%s exited: %v\n%s", r.p.name, r.p.waitErr, r.p.tail(20))
 		}
@@ -214,9 +264,18 @@ func rotateOn(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 			run.Leader = j
 		}
 	}
-	logf("%d replica(s): %d rotations, complete p50 %.1fms p99 %.1fms max %.1fms", replicas, len(run.Complete),
+	logf("%d replica(s): %d rotations, complete p50 %.1fms p99 %.1fms max %.1fms", set.replicas, len(run.Complete),
 		median(run.Complete), percentile(run.Complete, 99), percentile(run.Complete, 100))
 	return run, nil
+}
+
+func (set *rotationSet) close() {
+	for _, p := range append(set.newPollers, set.oldPollers...) {
+		p.close()
+	}
+	for _, r := range set.reps {
+		r.p.Stop()
+	}
 }
 
 // extraEnv adds -registry-auth-env to env.
