@@ -119,7 +119,6 @@ func startOperator(cfg config, bin binaries, k *kube, workDir, name, leaseNS str
 // rotationSet is one deployment of the rotation phase: a namespace with one
 // policy, its replicas, and two pollers per replica (new token, old token).
 type rotationSet struct {
-	replicas   int
 	ns, host   string
 	token      string
 	reps       []*replica
@@ -131,7 +130,7 @@ type rotationSet struct {
 }
 
 func startRotationSet(ctx context.Context, cfg config, bin binaries, k *kube, workDir string, replicas int) (_ *rotationSet, err error) {
-	set := &rotationSet{replicas: replicas, ns: "rotation-" + strconv.Itoa(replicas)}
+	set := &rotationSet{ns: "rotation-" + strconv.Itoa(replicas)}
 	set.host = set.ns + ".bench"
 	defer func() {
 		if err != nil {
@@ -218,7 +217,7 @@ func (set *rotationSet) rotate(ctx context.Context, cfg config, i int) error {
 		r := <-results
 		if r.err != nil {
 			if firstErr == nil {
-				firstErr = fmt.Errorf("rotation %d on %d replicas: %w", i+1, set.replicas, r.err)
+				firstErr = fmt.Errorf("rotation %d on %d replicas: %w", i+1, set.run.Replicas, r.err)
 			}
 			continue
 		}
@@ -264,7 +263,7 @@ func (set *rotationSet) finish() (*rotationRun, error) {
 			run.Leader = j
 		}
 	}
-	logf("%d replica(s): %d rotations, complete p50 %.1fms p99 %.1fms max %.1fms", set.replicas, len(run.Complete),
+	logf("%d replica(s): %d rotations, complete p50 %.1fms p99 %.1fms max %.1fms", run.Replicas, len(run.Complete),
 		median(run.Complete), percentile(run.Complete, 99), percentile(run.Complete, 100))
 	return run, nil
 }
