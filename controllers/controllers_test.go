@@ -235,6 +235,12 @@ func TestRotationGracePeriodSurvivesRestart(t *testing.T) {
 	g.Expect(string(state.Data[stateSecretKey])).To(ContainSubstring(authserver.DigestOf([]byte(oldTok)).Hex()))
 	g.Expect(string(state.Data[stateSecretKey])).NotTo(ContainSubstring(oldTok))
 	g.Expect(string(state.Data[stateSecretKey])).NotTo(ContainSubstring(newTok))
+	// Written again after the rotation, it is still the policy's own, so
+	// it goes away with the policy and the next load trusts it.
+	owner := metav1.GetControllerOf(&state)
+	g.Expect(owner).NotTo(BeNil())
+	g.Expect(owner.UID).To(Equal(getPolicy(g, ns, "registry").UID))
+	g.Expect(state.Labels).To(HaveKeyWithValue("auth.registryauth.io/policy", "registry"))
 
 	// Restart the operator inside the window: the old token is still valid.
 	m.stop()

@@ -128,7 +128,7 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	// expired previous token, but the compiled policy, the status and the
 	// state Secret should drop it too.
 	for _, c := range res.creds {
-		if t := c.nextExpiry(); !t.IsZero() {
+		if t := c.state.nextExpiry(); !t.IsZero() {
 			after := max(time.Until(t), 0) + 100*time.Millisecond
 			if result.RequeueAfter == 0 || after < result.RequeueAfter {
 				result.RequeueAfter = after

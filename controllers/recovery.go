@@ -202,8 +202,8 @@ func (r *recoveryResync) send(ctx context.Context, p *authv1alpha1.RegistryAuthP
 // sameSecrets reports whether every Secret a policy was loaded from still
 // has the version it had (absent then and now counts as the same).
 func sameSecrets(res *resolution, versions map[string]string) bool {
-	for _, name := range res.secretNames {
-		if res.secretVersions[name] != versions[res.namespace+"/"+name] {
+	for i, name := range res.secretNames {
+		if res.secretVersions[i] != versions[res.namespace+"/"+name] {
 			return false
 		}
 	}

@@ -52,7 +52,20 @@ type resolver struct {
 	now     func() time.Time
 
 	stateMu sync.Mutex
-	states  map[string]*corev1.Secret // rotation state Secrets by "namespace/name"
+	states  map[string]*stateRecord // rotation state Secrets by "namespace/name"
+}
+
+// stateRecord is what a replica keeps of a policy's rotation state Secret
+// between loads: its version, to know when it must be read again, its owner,
+// and its value. Keeping the Secret itself (strings, labels, owner
+// references) would cost about twenty heap objects per policy for the life
+// of every replica, all of them for the garbage collector to mark.
+type stateRecord struct {
+	resourceVersion string
+	// owner is the UID of the policy that controls the Secret ("" if none):
+	// a Secret of someone else's that has the name is not rotation state.
+	owner types.UID
+	data  []byte // the stateSecretKey value
 }
 
 // resolution is one compiled policy and what went into it.
@@ -60,18 +73,19 @@ type resolution struct {
 	policy   *authserver.Policy
 	problems []authserver.Problem
 	// creds is the rotation state of each credential, after this resolution.
-	creds map[string]credentialState
-	// stateSecret is the rotation state Secret as read (nil if absent).
-	stateSecret *corev1.Secret
+	creds credentialStates
+	// state is the policy's rotation state Secret as read, nil if it has
+	// none (absent, or not owned by the policy).
+	state *stateRecord
 	// generation and uid identify the policy object resolved.
 	generation int64
 	uid        types.UID
-	// secretNames are the Secrets the policy reads; secretVersions the
-	// resourceVersions of those found, by name (recovery compares them
-	// with the API server's).
+	// secretNames are the Secrets the policy reads, and secretVersions
+	// their resourceVersions in the same order, "" for one not found
+	// (recovery compares them with the API server's).
 	namespace      string
 	secretNames    []string
-	secretVersions map[string]string
+	secretVersions []string
 }
 
 // resolve reads and compiles a policy. It returns an error only when the
@@ -135,13 +149,12 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		return nil, err
 	}
 	stored := decodeState(nil)
-	if st != nil && isStateSecretOf(st, pol) {
-		res.stateSecret = st
-		stored = decodeState(st.Data[stateSecretKey])
-		secrets[st.Name] = st
+	if st != nil && st.owner == pol.UID {
+		res.state = st
+		stored = decodeState(st.data)
 	}
 	remembered := r.memory.get(pol.Namespace + "/" + pol.Name)
-	res.creds = map[string]credentialState{}
+	res.creds = make(credentialStates, 0, 1+len(pol.Spec.APIKeys))
 	rotate := func(cred string, sv *authserver.SecretValue, src valueSource, grace time.Duration) []authserver.PreviousDigest {
 		var current *authserver.Digest
 		if sv.Problem == nil {
@@ -150,8 +163,8 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 				current = &d
 			}
 		}
-		next := nextState(stored.Credentials[cred], remembered[cred], current, src, grace, now)
-		res.creds[cred] = next
+		next := nextState(stored.Credentials[cred], remembered.get(cred), current, src, grace, now)
+		res.creds.set(cred, next)
 		return next.previousDigests()
 	}
 
@@ -229,9 +242,11 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		cfg.OIDC = oc
 	}
 
-	res.secretVersions = make(map[string]string, len(secrets))
-	for name, s := range secrets {
-		res.secretVersions[name] = s.ResourceVersion
+	res.secretVersions = make([]string, len(res.secretNames))
+	for i, name := range res.secretNames {
+		if s := secrets[name]; s != nil {
+			res.secretVersions[i] = s.ResourceVersion
+		}
 	}
 	res.policy, res.problems = authserver.Compile(cfg, r.opts)
 	r.memory.set(pol.Namespace+"/"+pol.Name, res.creds)
@@ -258,8 +273,7 @@ func (r *resolver) freshEnough(ctx context.Context, key types.NamespacedName) cl
 
 // stateSecret returns a policy's rotation state Secret (nil when there is
 // none), from memory when the metadata cache shows the version remembered.
-// What is kept is trimmed to what status writes need.
-func (r *resolver) stateSecret(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, read func(string) (*corev1.Secret, error)) (*corev1.Secret, error) {
+func (r *resolver) stateSecret(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, read func(string) (*corev1.Secret, error)) (*stateRecord, error) {
 	name := stateSecretName(pol.Name)
 	key := pol.Namespace + "/" + name
 	rv := ""
@@ -278,25 +292,21 @@ func (r *resolver) stateSecret(ctx context.Context, pol *authv1alpha1.RegistryAu
 	r.stateMu.Lock()
 	cached := r.states[key]
 	r.stateMu.Unlock()
-	if cached != nil && rv != "" && cached.ResourceVersion == rv {
+	if cached != nil && rv != "" && cached.resourceVersion == rv {
 		return cached, nil
 	}
 	st, err := read(name)
 	if err != nil || st == nil {
 		return nil, err
 	}
-	trimmed := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: st.Namespace, Name: st.Name, UID: st.UID, ResourceVersion: st.ResourceVersion,
-			Labels: st.Labels, OwnerReferences: st.OwnerReferences,
-		},
-		Type: st.Type,
-		Data: map[string][]byte{stateSecretKey: st.Data[stateSecretKey]},
+	rec := &stateRecord{resourceVersion: st.ResourceVersion, data: st.Data[stateSecretKey]}
+	if isStateSecretOf(st, pol) {
+		rec.owner = pol.UID
 	}
 	r.stateMu.Lock()
-	r.states[key] = trimmed
+	r.states[key] = rec
 	r.stateMu.Unlock()
-	return trimmed, nil
+	return rec, nil
 }
 
 func (r *resolver) forgetState(key string) {

@@ -53,6 +53,47 @@ type rotationState struct {
 	Credentials map[string]credentialState `json:"credentials,omitempty"`
 }
 
+// credentialStates are a policy's credentials' states, by credential name, in
+// the policy's order. A policy has a handful of credentials; a Go map with
+// this value type would take a whole 8-slot group (about 1 KB) per policy,
+// for the replica's lifetime, so it is a slice.
+type credentialStates []namedCredentialState
+
+type namedCredentialState struct {
+	name  string
+	state credentialState
+}
+
+// get is the state of the named credential, zero if it has none.
+func (c credentialStates) get(name string) credentialState {
+	for i := range c {
+		if c[i].name == name {
+			return c[i].state
+		}
+	}
+	return credentialState{}
+}
+
+// set records the named credential's state, replacing an earlier one.
+func (c *credentialStates) set(name string, st credentialState) {
+	for i := range *c {
+		if (*c)[i].name == name {
+			(*c)[i].state = st
+			return
+		}
+	}
+	*c = append(*c, namedCredentialState{name: name, state: st})
+}
+
+// asState is the content of the state Secret holding c.
+func (c credentialStates) asState() rotationState {
+	st := rotationState{Credentials: make(map[string]credentialState, len(c))}
+	for _, n := range c {
+		st.Credentials[n.name] = n.state
+	}
+	return st
+}
+
 // credentialState is one credential's rotation history.
 type credentialState struct {
 	// Current is the hex SHA-256 of the value in force.
@@ -294,24 +335,25 @@ func (s credentialState) nextExpiry() time.Time {
 
 // rotationMemory is this replica's own view of each policy's credentials:
 // it covers the time before the leader has written the state Secret, and
-// clusters where no leader writes it. The maps it holds are the resolutions'
-// own and are never modified once stored, so they are shared, not copied.
+// clusters where no leader writes it. The states it holds are the
+// resolutions' own and are never modified once stored, so they are shared,
+// not copied.
 type rotationMemory struct {
 	mu sync.Mutex
-	m  map[string]map[string]credentialState // policy key -> credential -> state
+	m  map[string]credentialStates // by policy key
 }
 
 func newRotationMemory() *rotationMemory {
-	return &rotationMemory{m: map[string]map[string]credentialState{}}
+	return &rotationMemory{m: map[string]credentialStates{}}
 }
 
-func (r *rotationMemory) get(policy string) map[string]credentialState {
+func (r *rotationMemory) get(policy string) credentialStates {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.m[policy]
 }
 
-func (r *rotationMemory) set(policy string, creds map[string]credentialState) {
+func (r *rotationMemory) set(policy string, creds credentialStates) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.m[policy] = creds

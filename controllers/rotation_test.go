@@ -90,7 +90,7 @@ func tokenSecret(rv, uid, v string, created, changed time.Time) *corev1.Secret {
 // rotationResolver reads Secrets from api and versions from cache, at the
 // test's clock.
 func rotationResolver(api, cache secretReader, now func() time.Time) *resolver {
-	return &resolver{secrets: api, metadata: cache, states: map[string]*corev1.Secret{}, memory: newRotationMemory(), now: now}
+	return &resolver{secrets: api, metadata: cache, states: map[string]*stateRecord{}, memory: newRotationMemory(), now: now}
 }
 
 func resolveRotation(g Gomega, r *resolver) *resolution {
@@ -104,10 +104,31 @@ func digestHex(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
 // previousDigests are the static token's previous digests after res.
 func previousDigests(res *resolution) []string {
 	out := []string{}
-	for _, p := range res.creds[credStaticToken].Previous {
+	for _, p := range res.creds.get(credStaticToken).Previous {
 		out = append(out, p.Digest)
 	}
 	return out
+}
+
+func TestCredentialStates(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	var c credentialStates
+	g.Expect(c.get(credStaticToken)).To(BeZero())
+	c.set(credStaticToken, credentialState{Current: "aa", RotatedAt: t0})
+	c.set(credAPIKeyPrefix+"ci", credentialState{Current: "bb"})
+	c.set(credStaticToken, credentialState{Current: "cc", RotatedAt: t0})
+	g.Expect(c).To(HaveLen(2), "set replaces")
+	g.Expect(c.get(credStaticToken).Current).To(Equal("cc"))
+	g.Expect(c.get(credAPIKeyPrefix + "ci").Current).To(Equal("bb"))
+	g.Expect(c.get(credAPIKeyPrefix + "deploy")).To(BeZero())
+
+	// The state Secret's content is the same as a map's would be.
+	back := decodeState(c.asState().encode())
+	g.Expect(back.Credentials).To(Equal(map[string]credentialState{
+		credStaticToken:         {Current: "cc", RotatedAt: t0},
+		credAPIKeyPrefix + "ci": {Current: "bb"},
+	}))
 }
 
 func TestSupersedes(t *testing.T) {
@@ -152,22 +173,22 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
 		cache := secretReader{"tok": api["tok"], stateSecretName("p"): api[stateSecretName("p")]}
 		r := newResolver(api, cache)
-		g.Expect(resolve(g, r).creds[credStaticToken].Current).To(Equal(digest(x)))
+		g.Expect(resolve(g, r).creds.get(credStaticToken).Current).To(Equal(digest(x)))
 
 		now = now.Add(time.Minute)
 		delete(api, "tok") // revoked
 		delete(cache, "tok")
 		res := resolve(g, r)
 		g.Expect(res.policy.Fingerprints().StaticToken).To(BeEmpty(), "nothing in force after the revocation")
-		g.Expect(res.creds[credStaticToken].RevokedAt).To(Equal(now))
+		g.Expect(res.creds.get(credStaticToken).RevokedAt).To(Equal(now))
 
 		// The leader writes the reset and the user creates a new token; the
 		// cache still holds the state Secret from before the reset.
 		now = now.Add(time.Second)
-		api[stateSecretName("p")] = state("3", res.creds)
+		api[stateSecretName("p")] = state("3", res.creds.asState().Credentials)
 		api["tok"] = token("4", z, now)
 		res = resolve(g, r)
-		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
 		g.Expect(previous(res)).To(BeEmpty(), "the revoked token came back as a previous one")
 	})
 
@@ -175,7 +196,7 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		g := NewWithT(t)
 		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
 		r := newResolver(api, api)
-		g.Expect(resolve(g, r).creds[credStaticToken].Current).To(Equal(digest(x)))
+		g.Expect(resolve(g, r).creds.get(credStaticToken).Current).To(Equal(digest(x)))
 
 		// Another replica (the leader) saw the revocation and wrote it; this
 		// one only sees the new token.
@@ -184,7 +205,7 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		now = now.Add(time.Second)
 		api["tok"] = token("4", z, now)
 		res := resolve(g, r)
-		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
 		g.Expect(previous(res)).To(BeEmpty(), "the revoked token came back as a previous one")
 	})
 
@@ -192,15 +213,15 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		g := NewWithT(t)
 		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
 		r := newResolver(api, api)
-		g.Expect(resolve(g, r).creds[credStaticToken].SecretUID).To(Equal("uid-tok"))
+		g.Expect(resolve(g, r).creds.get(credStaticToken).SecretUID).To(Equal("uid-tok"))
 
 		now = now.Add(time.Minute)
 		recreated := token("4", z, now)
 		recreated.UID = "uid-tok-2"
 		api["tok"] = recreated
 		res := resolve(g, r)
-		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
-		g.Expect(res.creds[credStaticToken].SecretUID).To(Equal("uid-tok-2"))
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
+		g.Expect(res.creds.get(credStaticToken).SecretUID).To(Equal("uid-tok-2"))
 		g.Expect(previous(res)).To(BeEmpty(), "a deleted Secret's token came back as a previous one")
 	})
 
@@ -212,7 +233,7 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		recreated.UID = "uid-tok-2"
 		api := secretReader{"tok": recreated, stateSecretName("p"): state("1", withUID)}
 		res := resolve(g, newResolver(api, api))
-		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
 		g.Expect(previous(res)).To(BeEmpty(), "a deleted Secret's token came back as a previous one")
 	})
 
@@ -220,14 +241,14 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		g := NewWithT(t)
 		api := secretReader{"tok": token("2", x, now.Add(-time.Hour)), stateSecretName("p"): state("1", xState)}
 		r := newResolver(api, api)
-		g.Expect(resolve(g, r).creds[credStaticToken].Current).To(Equal(digest(x)))
+		g.Expect(resolve(g, r).creds.get(credStaticToken).Current).To(Equal(digest(x)))
 
 		now = now.Add(time.Minute)
 		api["tok"] = token("3", z, now)
 		res := resolve(g, r)
-		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(z)))
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
 		g.Expect(previous(res)).To(Equal([]string{digest(x)}))
-		g.Expect(res.creds[credStaticToken].Previous[0].ExpiresAt).To(Equal(now.Add(grace.Duration)))
+		g.Expect(res.creds.get(credStaticToken).Previous[0].ExpiresAt).To(Equal(now.Add(grace.Duration)))
 	})
 }
 
@@ -257,12 +278,12 @@ func TestRotationStateEdgeCases(t *testing.T) {
 
 		now = t0.Add(10 * time.Second)
 		api["tok"] = tokenAt("5", "uid-2", x, now, time.Time{}) // replace --force, same value
-		g.Expect(resolve(g, r).creds[credStaticToken].SecretUID).To(Equal("uid-2"))
+		g.Expect(resolve(g, r).creds.get(credStaticToken).SecretUID).To(Equal("uid-2"))
 
 		now = now.Add(time.Second)
 		api["tok"] = tokenAt("6", "uid-2", y, now.Add(-time.Second), now) // kubectl apply: x -> y in place
 		res := resolve(g, r)
-		g.Expect(res.creds[credStaticToken].Current).To(Equal(digest(y)))
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(y)))
 		g.Expect(previous(res)).To(Equal([]string{digest(x)}), "in-place rotation lost its previous token")
 	})
 

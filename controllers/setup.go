@@ -137,7 +137,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		// metadata included, to the API server (ClientOptions).
 		metadata: mgr.GetCache(),
 		health:   opts.WatchHealth,
-		states:   map[string]*corev1.Secret{},
+		states:   map[string]*stateRecord{},
 		issuers:  opts.Issuers,
 		memory:   newRotationMemory(),
 		opts:     opts.Compile,

@@ -115,16 +115,11 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 // writeState creates or updates the rotation state Secret when it changed.
 func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, res *resolution) error {
-	want := rotationState{Credentials: res.creds}.encode()
-	if res.stateSecret != nil {
-		if bytes.Equal(res.stateSecret.Data[stateSecretKey], want) {
-			return nil
-		}
-		sec := res.stateSecret.DeepCopy()
-		sec.Data = map[string][]byte{stateSecretKey: want}
-		return s.client.Update(ctx, sec)
+	want := res.creds.asState().encode()
+	if res.state != nil && bytes.Equal(res.state.data, want) {
+		return nil
 	}
-	if len(res.creds) == 0 {
+	if res.state == nil && len(res.creds) == 0 {
 		return nil
 	}
 	sec := &corev1.Secret{
@@ -141,6 +136,13 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 	}
 	if err := controllerutil.SetControllerReference(pol, sec, s.client.Scheme()); err != nil {
 		return err
+	}
+	if res.state != nil {
+		// The Secret is this policy's (resolve checked its owner): written
+		// whole, as created, at the version read. A write in between is
+		// a conflict, and the load it causes brings the policy back.
+		sec.ResourceVersion = res.state.resourceVersion
+		return s.client.Update(ctx, sec)
 	}
 	err := s.client.Create(ctx, sec)
 	if apierrors.IsAlreadyExists(err) {
@@ -167,16 +169,13 @@ func labelValue(s string) string {
 // since the state Secret was last written.
 func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) {
 	var stored rotationState
-	if res.stateSecret != nil {
-		stored = decodeState(res.stateSecret.Data[stateSecretKey])
+	if res.state != nil {
+		stored = decodeState(res.state.data)
 	}
-	names := make([]string, 0, len(res.creds))
-	for c := range res.creds {
-		names = append(names, c)
-	}
-	sort.Strings(names)
-	for _, cred := range names {
-		next := res.creds[cred]
+	creds := slices.Clone(res.creds)
+	slices.SortFunc(creds, func(a, b namedCredentialState) int { return strings.Compare(a.name, b.name) })
+	for _, c := range creds {
+		cred, next := c.name, c.state
 		prev := stored.Credentials[cred]
 		if prev.Current == "" || next.Current == "" || prev.Current == next.Current {
 			continue
@@ -297,10 +296,10 @@ func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 
-	st.StaticToken = credentialStatus(res.creds[credStaticToken])
+	st.StaticToken = credentialStatus(res.creds.get(credStaticToken))
 	st.APIKeys = nil
 	for _, k := range pol.Spec.APIKeys {
-		if cs := credentialStatus(res.creds[credAPIKeyPrefix+k.Name]); cs != nil {
+		if cs := credentialStatus(res.creds.get(credAPIKeyPrefix + k.Name)); cs != nil {
 			st.APIKeys = append(st.APIKeys, authv1alpha1.APIKeyStatus{Name: k.Name, CredentialStatus: *cs})
 		}
 	}
