@@ -45,9 +45,11 @@ import (
 // cache reports the watch failures it does see. While either failed within
 // recoveryWindow, the runnable compares, once a second, what the API server
 // says (a list of policies and a metadata-only list of Secrets, read
-// directly) with what each policy was last loaded from, and sends the
-// policies that differ to the loader. That costs two list calls a second,
-// only in the minutes after an outage; the loader reads Secrets directly.
+// directly, a page of 500 at a time) with what each policy was last loaded
+// from, and sends the policies that differ to the loader: at once when the
+// API server answers again, then once a second. That costs two lists a
+// second, only in the minutes after an outage; the loader reads Secrets
+// directly.
 
 // recoveryWindow is how long after the last watch failure the resync runs:
 // longer than client-go's reflector backoff reset (2 min) plus its largest
@@ -101,6 +103,8 @@ func (r *recoveryResync) Start(ctx context.Context) error {
 	// on every tick while recovering, so a return is noticed quickly.
 	t := time.NewTicker(r.interval / 4)
 	defer t.Stop()
+	var lastResync time.Time
+	pingFailed := false
 	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -116,12 +120,24 @@ func (r *recoveryResync) Start(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			r.health.failed()
+			pingFailed = true
 			continue
 		}
-		if recovering {
+		if shouldResync(recovering, pingFailed, time.Since(lastResync), r.interval) {
+			lastResync = time.Now()
 			r.resync(ctx)
 		}
+		pingFailed = false
 	}
+}
+
+// shouldResync says whether a tick whose ping succeeded compares the API
+// server's state with the loaded one: while recovering, at once when the
+// API server has just answered again, else once an interval. The lists
+// come when the API server may be struggling; they should not come four
+// times a second.
+func shouldResync(recovering, pingFailedBefore bool, sinceLast, interval time.Duration) bool {
+	return recovering && (pingFailedBefore || sinceLast >= interval)
 }
 
 // resync sends the loader every policy whose loaded state differs from the
@@ -150,14 +166,18 @@ func (r *recoveryResync) resync(ctx context.Context) {
 	// A referenced Secret that appeared, changed or went away.
 	versions := map[string]string{} // "namespace/name" -> resourceVersion
 	for _, ns := range scopes {
-		var sl metav1.PartialObjectMetadataList
-		sl.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-		if err := r.reader.List(ctx, &sl, client.InNamespace(ns)); err != nil {
+		err := listPages(ctx, r.reader, func() client.ObjectList {
+			sl := &metav1.PartialObjectMetadataList{}
+			sl.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+			return sl
+		}, ns, func(l client.ObjectList) {
+			for _, s := range l.(*metav1.PartialObjectMetadataList).Items {
+				versions[s.Namespace+"/"+s.Name] = s.ResourceVersion
+			}
+		})
+		if err != nil {
 			r.log.V(1).Info("resync: cannot list Secrets yet", "error", err.Error())
 			return
-		}
-		for _, s := range sl.Items {
-			versions[s.Namespace+"/"+s.Name] = s.ResourceVersion
 		}
 	}
 	for _, key := range r.loader.loadedKeys() {
@@ -170,24 +190,47 @@ func (r *recoveryResync) resync(ctx context.Context) {
 	// A policy that is new, changed or gone.
 	seen := map[string]bool{}
 	for _, ns := range scopes {
-		var pl authv1alpha1.RegistryAuthPolicyList
-		if err := r.reader.List(ctx, &pl, client.InNamespace(ns)); err != nil {
+		err := listPages(ctx, r.reader, func() client.ObjectList { return &authv1alpha1.RegistryAuthPolicyList{} }, ns, func(l client.ObjectList) {
+			pl := l.(*authv1alpha1.RegistryAuthPolicyList)
+			for i := range pl.Items {
+				p := &pl.Items[i]
+				seen[p.Namespace+"/"+p.Name] = true
+				res := r.loader.latestResolution(p.Namespace + "/" + p.Name)
+				if res == nil || res.generation != p.Generation || res.uid != p.UID {
+					send(p.Namespace, p.Name)
+				}
+			}
+		})
+		if err != nil {
 			r.log.V(1).Info("resync: cannot list policies yet", "error", err.Error())
 			return
-		}
-		for i := range pl.Items {
-			p := &pl.Items[i]
-			seen[p.Namespace+"/"+p.Name] = true
-			res := r.loader.latestResolution(p.Namespace + "/" + p.Name)
-			if res == nil || res.generation != p.Generation || res.uid != p.UID {
-				send(p.Namespace, p.Name)
-			}
 		}
 	}
 	for _, key := range r.loader.loadedKeys() {
 		if !seen[key] {
 			ns, name, _ := cutKey(key)
 			send(ns, name)
+		}
+	}
+}
+
+// recoveryPageSize bounds each list call of the resync: the API server
+// answers a page at a time instead of building one response of every Secret
+// in scope.
+const recoveryPageSize = 500
+
+// listPages lists a namespace (every namespace for "") a page at a time,
+// handing each page to each.
+func listPages(ctx context.Context, c client.Reader, newList func() client.ObjectList, ns string, each func(client.ObjectList)) error {
+	cont := ""
+	for {
+		l := newList()
+		if err := c.List(ctx, l, client.InNamespace(ns), client.Limit(recoveryPageSize), client.Continue(cont)); err != nil {
+			return err
+		}
+		each(l)
+		if cont = l.GetContinue(); cont == "" {
+			return nil
 		}
 	}
 }

@@ -17,9 +17,15 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 func TestSameSecrets(t *testing.T) {
@@ -40,5 +46,74 @@ func TestSameSecrets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			NewWithT(t).Expect(sameSecrets(res, tc.versions)).To(Equal(tc.want))
 		})
+	}
+}
+
+func TestShouldResync(t *testing.T) {
+	const interval = time.Second
+	for _, tc := range []struct {
+		name                   string
+		recovering, pingFailed bool
+		sinceLast              time.Duration
+		want                   bool
+	}{
+		{"healthy", false, false, time.Hour, false},
+		{"healthy, just back", false, true, time.Hour, false},
+		{"recovering, API server just answered again", true, true, 0, true},
+		{"recovering, resynced a tick ago", true, false, interval / 4, false},
+		{"recovering, resynced an interval ago", true, false, interval, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			NewWithT(t).Expect(shouldResync(tc.recovering, tc.pingFailed, tc.sinceLast, interval)).To(Equal(tc.want))
+		})
+	}
+}
+
+// pagedReader lists Secret metadata a page at a time, as the API server
+// does when asked for a limit.
+type pagedReader struct {
+	client.Reader
+	names []string
+	calls []client.ListOptions
+}
+
+func (p *pagedReader) List(_ context.Context, l client.ObjectList, opts ...client.ListOption) error {
+	var o client.ListOptions
+	o.ApplyOptions(opts)
+	p.calls = append(p.calls, o)
+	start := 0
+	if o.Continue != "" {
+		start, _ = strconv.Atoi(o.Continue)
+	}
+	end := min(start+int(o.Limit), len(p.names))
+	ml := l.(*metav1.PartialObjectMetadataList)
+	for _, n := range p.names[start:end] {
+		ml.Items = append(ml.Items, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: n}})
+	}
+	if end < len(p.names) {
+		ml.Continue = strconv.Itoa(end)
+	}
+	return nil
+}
+
+func TestListPages(t *testing.T) {
+	g := NewWithT(t)
+	r := &pagedReader{}
+	for i := range 2*recoveryPageSize + 1 {
+		r.names = append(r.names, fmt.Sprintf("s%d", i))
+	}
+	var got []string
+	err := listPages(context.Background(), r, func() client.ObjectList { return &metav1.PartialObjectMetadataList{} }, "ns",
+		func(l client.ObjectList) {
+			for _, s := range l.(*metav1.PartialObjectMetadataList).Items {
+				got = append(got, s.Name)
+			}
+		})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got).To(Equal(r.names))
+	g.Expect(r.calls).To(HaveLen(3))
+	for _, c := range r.calls {
+		g.Expect(c.Limit).To(BeEquivalentTo(recoveryPageSize))
+		g.Expect(c.Namespace).To(Equal("ns"))
 	}
 }
