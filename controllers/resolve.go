@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,9 +117,21 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, valueSource, error) {
 		key := ref.KeyOrDefault()
 		src := valueSource{secret: ref.Name}
+		reserved := authserver.SecretValue{Problem: &authserver.Problem{
+			Reason: authserver.ProblemInvalidSpec, Field: field,
+			Message: fmt.Sprintf("Secret %q holds the operator's rotation state; a credential cannot be read from it", ref.Name),
+		}}
+		// Reading a credential from a state Secret would feed each write of
+		// the state back into the next load: a rotation every load, for ever.
+		if ref.Name == stateSecretName(pol.Name) {
+			return reserved, src, nil
+		}
 		s, err := read(ref.Name)
 		if err != nil {
 			return authserver.SecretValue{}, src, err
+		}
+		if s != nil && isRotationStateSecret(s) {
+			return reserved, src, nil
 		}
 		if s == nil {
 			return authserver.SecretValue{Problem: &authserver.Problem{
@@ -339,6 +352,20 @@ func durationOf(d *metav1.Duration) time.Duration {
 		return 0
 	}
 	return d.Duration
+}
+
+// isRotationStateSecret reports whether s is a rotation state Secret the
+// operator made, for any policy.
+func isRotationStateSecret(s *corev1.Secret) bool {
+	if s.Labels[labelManagedBy] != managedByValue {
+		return false
+	}
+	for _, o := range s.OwnerReferences {
+		if o.Kind == "RegistryAuthPolicy" && strings.HasPrefix(o.APIVersion, authv1alpha1.GroupVersion.Group+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // isStateSecretOf reports whether s is the rotation state Secret the

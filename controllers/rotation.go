@@ -162,6 +162,10 @@ type previousState struct {
 }
 
 const (
+	// labelManagedBy and managedByValue mark the state Secrets.
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	managedByValue = "registry-auth-operator"
+
 	stateSecretKey    = "state.json"
 	credStaticToken   = "staticToken"
 	credAPIKeyPrefix  = "apiKey/"

@@ -352,3 +352,44 @@ func TestRotationStateConverges(t *testing.T) {
 		g.Expect(rotationState{Credentials: map[string]credentialState{credStaticToken: again}}.encode()).To(Equal(b))
 	}
 }
+
+// A credential read from a rotation state Secret would rotate on every
+// load: each state write changes the value the next load reads.
+func TestStateSecretIsNoCredential(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	// The other policy's state Secret, as the operator writes it.
+	other := rotationStateSecret("1", map[string]credentialState{credStaticToken: {Current: digestHex("x")}})
+	other.Name = stateSecretName("q")
+	other.Labels = map[string]string{labelManagedBy: managedByValue}
+	other.OwnerReferences[0].UID, other.OwnerReferences[0].Name = "uid-q", "q"
+	// A user's Secret whose name only looks like one.
+	lookalike := tokenSecret("2", "uid-l", "0123456789abcdef0123456789abcdef", now, time.Time{})
+	lookalike.Name = stateSecretName("r")
+	for _, tc := range []struct {
+		name, ref, key string
+		wantProblem    bool
+	}{
+		{"its own state Secret, not yet written", stateSecretName("p"), stateSecretKey, true},
+		{"another policy's state Secret", stateSecretName("q"), stateSecretKey, true},
+		{"a user's Secret named like a state Secret", stateSecretName("r"), "token", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			api := secretReader{other.Name: other, lookalike.Name: lookalike}
+			r := rotationResolver(api, api, func() time.Time { return now })
+			pol := rotationPolicy.DeepCopy()
+			pol.Spec.StaticToken.SecretRef = &authv1alpha1.SecretKeySelector{Name: tc.ref, Key: tc.key}
+			res, err := r.resolve(context.Background(), pol)
+			g.Expect(err).NotTo(HaveOccurred())
+			if !tc.wantProblem {
+				g.Expect(res.problems).To(BeEmpty())
+				g.Expect(res.policy.Fingerprints().StaticToken).NotTo(BeEmpty())
+				return
+			}
+			g.Expect(res.problems).To(ConsistOf(HaveField("Reason", authserver.ProblemInvalidSpec)))
+			g.Expect(res.problems[0].Message).To(ContainSubstring("rotation state"))
+			g.Expect(res.policy.Fingerprints().StaticToken).To(BeEmpty(), "nothing in force")
+			g.Expect(res.creds.get(credStaticToken).Current).To(BeEmpty())
+		})
+	}
+}

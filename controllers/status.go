@@ -127,8 +127,8 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 			Namespace: pol.Namespace,
 			Name:      stateSecretName(pol.Name),
 			Labels: map[string]string{
-				"app.kubernetes.io/managed-by": "registry-auth-operator",
-				"auth.registryauth.io/policy":  labelValue(pol.Name),
+				labelManagedBy:                managedByValue,
+				"auth.registryauth.io/policy": labelValue(pol.Name),
 			},
 		},
 		Type: corev1.SecretTypeOpaque,
