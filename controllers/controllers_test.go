@@ -31,7 +31,9 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -686,6 +688,33 @@ func TestStateSecretNotTakenOver(t *testing.T) {
 	var s corev1.Secret
 	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)).To(Succeed())
 	g.Expect(string(s.Data["token"])).To(Equal("user data that must survive"))
+}
+
+// A state Secret that cannot be written does not hold back the status: it
+// says what is in force, which does not depend on the state. A full
+// ResourceQuota refuses the state Secret (envtest runs no quota controller,
+// so the test writes the quota's usage itself).
+func TestStatusWrittenWhenStateSecretIsNot(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "secrets"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/secrets": resource.MustParse("1")}}}
+	g.Expect(adminClient.Create(context.Background(), quota)).To(Succeed())
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{"count/secrets": resource.MustParse("1")}}
+	g.Expect(adminClient.Status().Update(context.Background(), quota)).To(Succeed())
+	createPolicy(t, ns, "registry", "api-token")
+	m := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func(g Gomega) {
+		g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
+		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(getPolicy(g, ns, "registry").Status.StaticToken).NotTo(BeNil())
+		g.Expect(hasEvent(events(g, ns, "registry"), EventStateWriteFailed, "")).To(BeTrue())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	var s corev1.Secret
+	err := adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the quota refused the state Secret: %v", err)
 }
 
 // Credentials in one Secret, rotated by one update: an event each, told apart

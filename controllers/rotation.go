@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -179,7 +180,9 @@ func stateSecretName(policy string) string {
 		return name
 	}
 	sum := sha256.Sum256([]byte(policy))
-	return policy[:253-len(stateSecretSuffix)-9] + "-" + hex.EncodeToString(sum[:4]) + stateSecretSuffix
+	// Cut where a "." or "-" would be followed by the "-": a DNS subdomain's
+	// labels start and end with a letter or digit.
+	return strings.TrimRight(policy[:253-len(stateSecretSuffix)-9], ".-") + "-" + hex.EncodeToString(sum[:4]) + stateSecretSuffix
 }
 
 func decodeState(b []byte) rotationState {

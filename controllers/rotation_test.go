@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -391,5 +393,31 @@ func TestStateSecretIsNoCredential(t *testing.T) {
 			g.Expect(res.policy.Fingerprints().StaticToken).To(BeEmpty(), "nothing in force")
 			g.Expect(res.creds.get(credStaticToken).Current).To(BeEmpty())
 		})
+	}
+}
+
+// Every valid policy name gives a valid state Secret name and label value,
+// however it is cut.
+func TestStateSecretNameAndLabelAreValid(t *testing.T) {
+	g := NewWithT(t)
+	names := []string{"p", "registry", strings.Repeat("a", 63), strings.Repeat("a", 243), strings.Repeat("a", 253)}
+	// A "." or "-" at every position around both cuts (63 for the label,
+	// 233 for the name).
+	for _, sep := range []string{".", "-"} {
+		for i := 55; i < 70; i++ {
+			names = append(names, strings.Repeat("a", i)+sep+strings.Repeat("b", 80))
+		}
+		for i := 225; i < 245; i++ {
+			names = append(names, strings.Repeat("a", i)+sep+strings.Repeat("b", 252-i))
+		}
+	}
+	seen := map[string]string{}
+	for _, n := range names {
+		g.Expect(validation.IsDNS1123Subdomain(n)).To(BeEmpty(), "test input %q must be a valid policy name", n)
+		s := stateSecretName(n)
+		g.Expect(validation.IsDNS1123Subdomain(s)).To(BeEmpty(), "state Secret name %q of policy %q", s, n)
+		g.Expect(validation.IsValidLabelValue(labelValue(n))).To(BeEmpty(), "label value of policy %q", n)
+		g.Expect(seen).NotTo(HaveKey(s), "policies %q and %q share a state Secret", seen[s], n)
+		seen[s] = n
 	}
 }

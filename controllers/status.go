@@ -45,6 +45,9 @@ const (
 	EventTokenRotated  = "TokenRotated"
 	EventPolicyLoaded  = "PolicyLoaded"
 	EventStateConflict = "StateSecretConflict"
+	// EventStateWriteFailed: the rotation state Secret could not be written
+	// (e.g. a quota, or an admission webhook refused it).
+	EventStateWriteFailed = "StateWriteFailed"
 )
 
 // StatusReconciler reports what the auth service holds for each policy. It
@@ -89,13 +92,21 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	problems := append(slices.Clone(res.problems), conflicts...)
 
-	if err := s.writeState(ctx, &pol, res); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
-		}
-		return ctrl.Result{}, err
+	stateErr := s.writeState(ctx, &pol, res)
+	if apierrors.IsConflict(stateErr) || apierrors.IsAlreadyExists(stateErr) {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	}
-	s.recordRotations(&pol, res)
+	if stateErr != nil {
+		// The status is still written: it says what is in force, which
+		// does not depend on the state Secret. Grace windows live in
+		// memory until the write succeeds (the error retries it). No
+		// TokenRotated event until then: it compares with what is stored.
+		s.recorder.Eventf(&pol, nil, corev1.EventTypeWarning, EventStateWriteFailed, "WriteState",
+			"cannot write the rotation state Secret %q (%s); rotation grace windows will not survive a restart until it is written",
+			stateSecretName(pol.Name), apierrors.ReasonForError(stateErr))
+	} else {
+		s.recordRotations(&pol, res)
+	}
 
 	orig := pol.DeepCopy()
 	ready := buildStatus(&pol, res, problems)
@@ -158,9 +169,11 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 	return err
 }
 
+// labelValue fits a policy name into a label value: at most 63 characters,
+// ending with a letter or digit (a name cut after a "-" or "." would not).
 func labelValue(s string) string {
 	if len(s) > 63 {
-		return s[:63]
+		return strings.TrimRight(s[:63], "-._")
 	}
 	return s
 }

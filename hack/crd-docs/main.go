@@ -75,7 +75,7 @@ var notesNotInSchema = strings.Join([]string{
 	"- Events on the policy: `PolicyLoaded` (Normal), `TokenRotated` (Normal,",
 	"  one per credential, with the Secret and key that changed as its related",
 	"  object), one Warning per problem reason when the condition changes,",
-	"  `StateSecretConflict` (Warning).",
+	"  `StateSecretConflict` (Warning), `StateWriteFailed` (Warning).",
 }, "\n") + "\n"
 
 // conditionNote is appended to the description of a list of
