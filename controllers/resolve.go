@@ -166,7 +166,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		res.state = st
 		stored = decodeState(st.data)
 	}
-	remembered := r.memory.get(pol.Namespace + "/" + pol.Name)
+	remembered := r.memory.get(pol.Namespace+"/"+pol.Name, pol.UID)
 	res.creds = make(credentialStates, 0, 1+len(pol.Spec.APIKeys))
 	rotate := func(cred string, sv *authserver.SecretValue, src valueSource, grace time.Duration) []authserver.PreviousDigest {
 		var current *authserver.Digest
@@ -262,7 +262,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 	}
 	res.policy, res.problems = authserver.Compile(cfg, r.opts)
-	r.memory.set(pol.Namespace+"/"+pol.Name, res.creds)
+	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds)
 	return res, nil
 }
 

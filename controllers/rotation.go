@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/registryauth/registry-auth-operator/authserver"
 )
 
@@ -347,23 +349,34 @@ func (s credentialState) nextExpiry() time.Time {
 // not copied.
 type rotationMemory struct {
 	mu sync.Mutex
-	m  map[string]credentialStates // by policy key
+	m  map[string]remembered // by policy key
+}
+
+// remembered is one policy object's credentials: a policy deleted and
+// created again under its name is another object, and inherits nothing.
+type remembered struct {
+	uid   types.UID
+	creds credentialStates
 }
 
 func newRotationMemory() *rotationMemory {
-	return &rotationMemory{m: map[string]credentialStates{}}
+	return &rotationMemory{m: map[string]remembered{}}
 }
 
-func (r *rotationMemory) get(policy string) credentialStates {
+// get is what this replica remembers of the policy object with this UID.
+func (r *rotationMemory) get(policy string, uid types.UID) credentialStates {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.m[policy]
+	if m, ok := r.m[policy]; ok && m.uid == uid {
+		return m.creds
+	}
+	return nil
 }
 
-func (r *rotationMemory) set(policy string, creds credentialStates) {
+func (r *rotationMemory) set(policy string, uid types.UID, creds credentialStates) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[policy] = creds
+	r.m[policy] = remembered{uid: uid, creds: creds}
 }
 
 func (r *rotationMemory) forget(policy string) {

@@ -421,3 +421,25 @@ func TestStateSecretNameAndLabelAreValid(t *testing.T) {
 		seen[s] = n
 	}
 }
+
+// A policy deleted and created again under its name (kubectl replace
+// --force) is another object: it inherits no previous token from this
+// replica's memory of the first, even when one load sees both.
+func TestRecreatedPolicyInheritsNoMemory(t *testing.T) {
+	g := NewWithT(t)
+	const x, z = "0123456789abcdef0123456789abcdef-old", "fedcba9876543210fedcba9876543210-new"
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	api := secretReader{"tok": tokenSecret("1", "uid-tok", x, now.Add(-time.Hour), time.Time{})}
+	r := rotationResolver(api, api, func() time.Time { return now })
+	resolveRotation(g, r)
+	now = now.Add(time.Minute)
+	api["tok"] = tokenSecret("2", "uid-tok", z, now.Add(-time.Hour), now)
+	g.Expect(previousDigests(resolveRotation(g, r))).To(ConsistOf(digestHex(x)), "the first object: x inside its grace window")
+
+	again := rotationPolicy.DeepCopy()
+	again.UID = "uid-p-2"
+	res, err := r.resolve(context.Background(), again)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(previousDigests(res)).To(BeEmpty(), "the new object starts from its Secret alone")
+	g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digestHex(z)))
+}
