@@ -29,6 +29,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -481,11 +484,42 @@ func TestPolicyDeleted(t *testing.T) {
 	tok := randomToken(t)
 	createSecret(t, ns, "api-token", tok)
 	p := createPolicy(t, ns, "registry", "api-token")
-	m := startManager(t, managerOpts{})
+	m := startManager(t, managerOpts{leaderElect: true})
 	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	// A rotation, so that the policy has a rotations series.
+	rotations := func() float64 {
+		return testutil.ToFloat64(rotationsTotal.WithLabelValues(ns+"/registry", "static"))
+	}
+	g.Eventually(func(g Gomega) { g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue)) },
+		10*time.Second, 20*time.Millisecond).Should(Succeed())
+	tok = randomToken(t)
+	rotateWith(t, "patch", ns, "api-token", tok)
+	g.Eventually(rotations, 10*time.Second, 20*time.Millisecond).Should(BeEquivalentTo(1))
+
 	g.Expect(adminClient.Delete(context.Background(), p)).To(Succeed())
 	g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
 	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(authserver.ReasonUnknownPolicy))
+	// The deleted policy's series are gone, not left at their last value.
+	g.Expect(seriesOf(rotationsTotal, ns+"/registry")).To(BeZero())
+}
+
+// seriesOf counts the series of c whose policy label is policy.
+func seriesOf(c prometheus.Collector, policy string) int {
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	n := 0
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			panic(err)
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "policy" && l.GetValue() == policy {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestAPIKeysAndHosts(t *testing.T) {

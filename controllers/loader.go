@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -94,6 +95,7 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		if apierrors.IsNotFound(err) {
 			l.store.Delete(key)
 			l.resolver.memory.forget(key)
+			rotationsTotal.DeletePartialMatch(prometheus.Labels{"policy": key})
 			l.resolver.forgetState(req.Namespace + "/" + stateSecretName(req.Name))
 			l.forget(key)
 			l.backoff.Forget(key)
