@@ -443,3 +443,29 @@ func TestRecreatedPolicyInheritsNoMemory(t *testing.T) {
 	g.Expect(previousDigests(res)).To(BeEmpty(), "the new object starts from its Secret alone")
 	g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digestHex(z)))
 }
+
+// Status shows the fingerprints of credentials in force only: a key the
+// compile step left out is a problem, not a working key.
+func TestStatusShowsCredentialsInForceOnly(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	const good, outside = "0123456789abcdef0123456789abcdef-good", "fedcba9876543210fedcba9876543210-outside"
+	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "keys", UID: "uid-keys"},
+		Data: map[string][]byte{"good": []byte(good), "outside": []byte(outside)}}
+	api := secretReader{"keys": keys}
+	r := rotationResolver(api, api, func() time.Time { return now })
+	pol := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", Generation: 1}}
+	pol.Spec.APIKeys = []authv1alpha1.APIKeySpec{
+		{Name: "good", SecretRef: authv1alpha1.SecretKeySelector{Name: "keys", Key: "good"}},
+		{Name: "outside", SecretRef: authv1alpha1.SecretKeySelector{Name: "keys", Key: "outside"}, PathPrefixes: []string{"/mcpserver/"}},
+	}
+	res, err := r.resolve(context.Background(), pol)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.problems).To(ConsistOf(HaveField("Field", ContainSubstring("outside"))))
+	g.Expect(res.creds.get(credAPIKeyPrefix + "outside").Current).NotTo(BeEmpty(), "its rotation state is kept")
+
+	ready := buildStatus(pol, res, res.problems)
+	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(pol.Status.APIKeys).To(ConsistOf(HaveField("Name", "good")))
+	g.Expect(pol.Status.StaticToken).To(BeNil())
+}

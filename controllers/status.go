@@ -309,9 +309,18 @@ func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 
-	st.StaticToken = credentialStatus(res.creds.get(credStaticToken))
+	// Fingerprints of the credentials in force only: one the compile step
+	// left out (a problem above) is not shown as if it worked.
+	inForce := res.policy.Fingerprints()
+	st.StaticToken = nil
+	if inForce.StaticToken != "" {
+		st.StaticToken = credentialStatus(res.creds.get(credStaticToken))
+	}
 	st.APIKeys = nil
 	for _, k := range pol.Spec.APIKeys {
+		if _, ok := inForce.APIKeys[k.Name]; !ok {
+			continue
+		}
 		if cs := credentialStatus(res.creds.get(credAPIKeyPrefix + k.Name)); cs != nil {
 			st.APIKeys = append(st.APIKeys, authv1alpha1.APIKeyStatus{Name: k.Name, CredentialStatus: *cs})
 		}
