@@ -125,3 +125,140 @@ func TestClientIPTrust(t *testing.T) {
 	_, err = ParsePrefixes("10.0.0.0/33")
 	g.Expect(err).To(HaveOccurred())
 }
+
+// TestFailureLimitKeys: IPv4 clients are counted per address, IPv6 clients
+// per /64 (one host or site usually has a whole /64, and would otherwise get
+// a new budget with every address), an IPv4-mapped IPv6 address as the IPv4
+// address, and a client that is no address by its string.
+func TestFailureLimitKeys(t *testing.T) {
+	cases := []struct {
+		name          string
+		first, second string
+		shared        bool
+	}{
+		{"one IPv6 /64", "2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", true},
+		{"one IPv6 /64, privacy addresses", "2001:db8:1:2:a4c1:9f2e:11b3:7d40", "2001:db8:1:2:5e0:3bb1:c2d9:e8f7", true},
+		{"one IPv6 address, two spellings", "2001:db8:1:2::1", "2001:DB8:1:2:0:0:0:1", true},
+		{"one link-local /64, zones", "fe80::1%eth0", "fe80::2%eth1", true},
+		{"neighbouring IPv6 /64s", "2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"IPv6 /64s of one /48", "2001:db8:1:2::1", "2001:db8:1:ffff::1", false},
+		{"IPv4-mapped IPv6 is IPv4", "::ffff:192.0.2.7", "192.0.2.7", true},
+		{"IPv4 per address", "192.0.2.7", "192.0.2.8", false},
+		{"IPv4 mapped, per address", "::ffff:192.0.2.7", "::ffff:192.0.2.8", false},
+		{"IPv4 and IPv4-compatible IPv6", "192.0.2.7", "::c000:207", false},
+		{"names", "client-a", "client-b", false},
+		{"one name", "client-a", "client-a", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			f := NewFailureLimiter(FailureLimitOptions{MaxFailures: 3, Window: time.Hour})
+			for range 3 {
+				g.Expect(f.Throttled(tc.first, testNow)).To(BeFalse())
+				f.Failed(tc.first, testNow)
+			}
+			g.Expect(f.Throttled(tc.first, testNow)).To(BeTrue())
+			g.Expect(f.Throttled(tc.second, testNow)).To(Equal(tc.shared))
+			if tc.shared {
+				g.Expect(f.clients).To(HaveLen(1))
+			} else {
+				f.Failed(tc.second, testNow)
+				g.Expect(f.clients).To(HaveLen(2))
+				g.Expect(f.Throttled(tc.second, testNow)).To(BeFalse())
+			}
+		})
+	}
+}
+
+// TestFailureLimitIPv6Subnet: through the handler, a client guessing from
+// many addresses of its /64 shares one budget; another /64 has its own.
+func TestFailureLimitIPv6Subnet(t *testing.T) {
+	g := NewWithT(t)
+	store := NewStore(StoreOptions{})
+	store.Put(compileOK(t, basePolicy()))
+	h := NewHandler(store, HandlerOptions{
+		Now:      func() time.Time { return testNow },
+		Failures: NewFailureLimiter(FailureLimitOptions{MaxFailures: 5, Window: time.Minute}),
+	})
+	send := func(ip, tok string) (int, Reason) {
+		r := httptest.NewRequest("GET", "/validate", nil)
+		r.RemoteAddr = "10.0.0.1:5555" // the ingress: trusted by default
+		r.Header.Set("X-Real-IP", ip)
+		r.Header.Set("X-Original-URL", "http://registry.example.com/api/servers")
+		r.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code, reasonOf(rec)
+	}
+	for i := range 5 {
+		code, reason := send(fmt.Sprintf("2001:db8:77:1::%x", 0x1000+i), fmt.Sprintf("guess-%02d-0123456789abcdef0123456789", i))
+		g.Expect(code).To(Equal(http.StatusUnauthorized))
+		g.Expect(reason).To(Equal(ReasonInvalidCredentials))
+	}
+	code, reason := send("2001:db8:77:1:dead:beef:0:1", tokStatic)
+	g.Expect(code).To(Equal(http.StatusForbidden), "a fresh address of the same /64")
+	g.Expect(reason).To(Equal(ReasonTooManyFailures))
+	code, _ = send("2001:db8:77:2::1000", tokStatic)
+	g.Expect(code).To(Equal(http.StatusOK), "another /64")
+}
+
+// TestFailureLimiterEvictionKeepsLockedOut: filling the table with other
+// clients does not release clients that are locked out; only a table nearly
+// all locked out gives some of them up (an eighth of the table at once, so
+// that new clients do not each pay a scan).
+func TestFailureLimiterEvictionKeepsLockedOut(t *testing.T) {
+	g := NewWithT(t)
+	fill := func(i int) string { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String() }
+	f := NewFailureLimiter(FailureLimitOptions{MaxFailures: 3, Window: time.Hour})
+
+	// 1,000 clients locked out, one IPv4 and one IPv6 among them.
+	locked := []string{"198.51.100.7", "2001:db8:bad::1"}
+	for i := len(locked); i < 1000; i++ {
+		locked = append(locked, fmt.Sprintf("2001:db8:%x::1", 0x1000+i))
+	}
+	for _, c := range locked {
+		for range 3 {
+			f.Failed(c, testNow)
+		}
+	}
+	// One and a half tables of clients with attempts left (one failure
+	// each).
+	for i := range maxClients + maxClients/2 {
+		f.Failed(fill(i), testNow)
+	}
+	g.Expect(len(f.clients)).To(BeNumerically("<=", maxClients))
+	for _, c := range locked {
+		g.Expect(f.Throttled(c, testNow)).To(BeTrue(), c)
+	}
+	g.Expect(f.Throttled("2001:db8:bad::2", testNow)).To(BeTrue(), "the locked-out /64")
+	g.Expect(f.Throttled(fill(maxClients+maxClients/2-1), testNow)).To(BeFalse())
+	g.Expect(f.clients[keyOf(fill(maxClients+maxClients/2-1))]).NotTo(BeNil(), "the newest client is tracked")
+
+	// A table of locked-out clients only: the next new client makes an
+	// eighth of them go.
+	f = NewFailureLimiter(FailureLimitOptions{MaxFailures: 1, Window: time.Hour})
+	for i := range maxClients {
+		f.Failed(fill(i), testNow)
+	}
+	g.Expect(len(f.clients)).To(Equal(maxClients))
+	f.Failed("198.51.100.7", testNow)
+	g.Expect(len(f.clients)).To(Equal(maxClients-maxClients/8), "down to seven eighths, then the new client")
+	g.Expect(f.Throttled("198.51.100.7", testNow)).To(BeTrue())
+
+	// Clients whose buckets are full again go first, then those with
+	// attempts left; the locked-out ones stay.
+	f = NewFailureLimiter(FailureLimitOptions{MaxFailures: 2, Window: time.Hour})
+	for i := range maxClients - 10 {
+		f.Failed(fill(i), testNow) // one attempt left
+	}
+	for _, c := range locked[:10] {
+		f.Failed(c, testNow)
+		f.Failed(c, testNow)
+	}
+	g.Expect(len(f.clients)).To(Equal(maxClients))
+	f.Failed("192.0.2.1", testNow.Add(time.Hour/4)) // no bucket is full yet
+	g.Expect(len(f.clients)).To(Equal(maxClients-maxClients/8), "down to seven eighths, then the new client")
+	for _, c := range locked[:10] {
+		g.Expect(f.Throttled(c, testNow.Add(time.Hour/4))).To(BeTrue(), c)
+	}
+}

@@ -220,7 +220,9 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 // keySet is the issuer's JWKS, cached. It implements go-oidc's KeySet. It
 // refetches the JWKS when a token names an unknown key ID (rate limited) and,
 // in the background, when the cached keys are older than keysRefreshAfter.
-// A failed fetch keeps the cached keys.
+// A failed fetch keeps the cached keys. Fetches run in goroutines of their
+// own, detached from the request that caused them, so no request holds
+// fetchMu and a request that goes away does not abort a fetch others wait for.
 type keySet struct {
 	client  *http.Client
 	jwksURL string
@@ -229,9 +231,13 @@ type keySet struct {
 	cur     atomic.Pointer[keysAt]
 	fetchMu sync.Mutex // serialises fetches
 	limiter *rate.Limiter
-	bgBusy  atomic.Bool
-	bgLast  atomic.Int64 // unix nanos of the last background attempt
-	nowFn   func() time.Time
+	// refetchMu guards refetching, closed when the unknown-kid refetch in
+	// flight ends (nil when none is).
+	refetchMu  sync.Mutex
+	refetching chan struct{}
+	bgBusy     atomic.Bool
+	bgLast     atomic.Int64 // unix nanos of the last background attempt
+	nowFn      func() time.Time
 }
 
 type keysAt struct {
@@ -310,17 +316,63 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 		return payload, err
 	}
 	// Unknown key: the issuer may have rotated. Refetch once (rate
-	// limited; concurrent callers wait for the same fetch) and retry.
-	k.fetchMu.Lock()
-	if k.cur.Load().gen == cur.gen && k.limiter.Allow() {
-		_ = k.fetch(ctx, k.nowFn()) // on failure the cached keys stay
+	// limited; concurrent callers share the same fetch) and retry.
+	if done := k.startRefetch(ctx, cur); done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			// The caller has gone: it stops waiting, the fetch goes
+			// on for everyone else.
+		}
 	}
-	k.fetchMu.Unlock()
 	if payload, found, err := verifyWith(jws, k.cur.Load().keys, kid); found {
 		return payload, err
 	}
 	markUnknownKey(ctx)
 	return nil, errUnknownKey
+}
+
+// startRefetch starts the JWKS refetch for a caller that found no key for a
+// token's key ID among seen, and returns a channel closed when the fetch has
+// ended, or nil when there is nothing to wait for: the keys have changed since
+// the caller looked (it retries with them), or the limiter refuses.
+//
+// The limiter's token is spent when the fetch starts, so the fetch must not
+// depend on the caller: it runs in its own goroutine with
+// context.WithoutCancel(ctx) (getJSON bounds it with fetchTimeout). Were it
+// run with the caller's context, a client that sends a made-up key ID and
+// drops the connection once per unknownKidRefetchEvery would abort every
+// refetch before it reached the issuer, and tokens signed with a newly
+// rotated key would be refused until the background refresh. Callers arriving
+// while a refetch runs join it instead of asking the limiter; each waits only
+// as long as its own context allows.
+func (k *keySet) startRefetch(ctx context.Context, seen *keysAt) <-chan struct{} {
+	k.refetchMu.Lock()
+	defer k.refetchMu.Unlock()
+	if k.cur.Load() != seen {
+		return nil
+	}
+	if k.refetching != nil {
+		return k.refetching
+	}
+	if !k.limiter.Allow() {
+		return nil
+	}
+	done := make(chan struct{})
+	k.refetching = done
+	fetchCtx := context.WithoutCancel(ctx)
+	go func() {
+		k.fetchMu.Lock()
+		if k.cur.Load() == seen { // else a background refresh just fetched
+			_ = k.fetch(fetchCtx, k.nowFn()) // on failure the cached keys stay
+		}
+		k.fetchMu.Unlock()
+		k.refetchMu.Lock()
+		k.refetching = nil
+		k.refetchMu.Unlock()
+		close(done)
+	}()
+	return done
 }
 
 // verifyWith verifies jws with the key named kid (or, when the token names

@@ -665,6 +665,147 @@ func TestJWTUnknownKidRefetchLimiter(t *testing.T) {
 	g.Expect(idp.JWKSRequests() - base).To(Equal(int64(4)))
 }
 
+// TestJWTRefetchOutlivesCancelledRequest: the unknown-kid refetch spends the
+// limiter's token, so it must not die with the request that started it. An
+// attacker who sends a token with an unknown kid and drops the connection at
+// once (every unknownKidRefetchEvery) would otherwise abort each refetch
+// before it reached the issuer, and tokens of a newly rotated key would be
+// refused until the background refresh, 15 minutes later.
+func TestJWTRefetchOutlivesCancelledRequest(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		trigger func(tb testing.TB, idp *authtest.Issuer, now time.Time) string
+	}{
+		{"made-up kid", func(tb testing.TB, idp *authtest.Issuer, now time.Time) string {
+			return oidcForge(tb, jose.RS256, "made-up-kid", oidcClaims(idp, now, "registry", "mallory", nil))
+		}},
+		{"the new kid", func(_ testing.TB, idp *authtest.Issuer, now time.Time) string {
+			return idp.Sign(oidcClaims(idp, now, "registry", "first", nil))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := NewWithT(t)
+			idp := authtest.NewIssuer(t)
+			_, iss := oidcResolve(t, idp)
+			p := oidcCompile(t, "cancelled", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+			snap := oidcStore(p).Load()
+			now := oidcNow()
+			oidcRefillLimiter(iss.keys) // one token, and no new one during the test
+			base := idp.JWKSRequests()
+
+			idp.RotateKey()
+			gone, cancel := context.WithCancel(context.Background())
+			cancel() // the client has already dropped the connection
+			_ = Decide(gone, snap, oidcRequest(p, tc.trigger(t, idp, now)), now)
+
+			// A client with a token of the new key, within the same
+			// limiter window: the refetch above must have reached the
+			// issuer (or still be on its way), not been cancelled.
+			d := oidcDecide(snap, p, idp.Sign(oidcClaims(idp, now, "registry", "alice", nil)), now)
+			g.Expect(d.Reason).To(Equal(ReasonAllowedOIDC))
+			g.Expect(d.Identity.Username).To(Equal("alice"))
+			g.Expect(idp.JWKSRequests()-base).To(Equal(int64(1)), "one refetch, shared")
+		})
+	}
+}
+
+// oidcGate is an http.RoundTripper that holds JWKS requests while closed: an
+// issuer that answers slowly. Requests give up when their context ends.
+type oidcGate struct {
+	mu      sync.Mutex
+	closed  chan struct{} // nil while requests pass
+	waiting atomic.Int32  // JWKS requests being held
+}
+
+func (gt *oidcGate) hold() {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	gt.closed = make(chan struct{})
+}
+
+func (gt *oidcGate) release() {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	if gt.closed != nil {
+		close(gt.closed)
+		gt.closed = nil
+	}
+}
+
+func (gt *oidcGate) RoundTrip(r *http.Request) (*http.Response, error) {
+	gt.mu.Lock()
+	closed := gt.closed
+	gt.mu.Unlock()
+	if closed != nil && strings.HasSuffix(r.URL.Path, authtest.JWKSPath) {
+		gt.waiting.Add(1)
+		defer gt.waiting.Add(-1)
+		select {
+		case <-closed:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestJWTRefetchSlowIssuer: while an unknown-kid refetch waits for a slow
+// issuer, a caller whose context ends returns at once without aborting the
+// fetch, callers with known kids are not held up, and callers with the new kid
+// wait for the same fetch and are allowed once it completes.
+func TestJWTRefetchSlowIssuer(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	gate := &oidcGate{}
+	t.Cleanup(gate.release)
+	iss, err := NewOIDCIssuers(&http.Client{Transport: gate}).Resolve(oidcCtx(t), idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	p := oidcCompile(t, "slow", OIDCConfig{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, CompileOptions{TokenCacheSize: -1})
+	snap := oidcStore(p).Load()
+	now := oidcNow()
+	oidcRefillLimiter(iss.keys)
+	oldTok := idp.Sign(oidcClaims(idp, now, "registry", "old", nil))
+	idp.RotateKey()
+	newTok := idp.Sign(oidcClaims(idp, now, "registry", "new", nil))
+	base := idp.JWKSRequests()
+	gate.hold()
+
+	// The first caller starts the refetch, which the issuer holds; then
+	// the caller goes away.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := make(chan Decision, 1)
+	go func() { first <- Decide(ctx, snap, oidcRequest(p, newTok), now) }()
+	g.Eventually(gate.waiting.Load).WithTimeout(5 * time.Second).WithPolling(time.Millisecond).Should(Equal(int32(1)))
+	cancel()
+	var d Decision
+	g.Eventually(first).WithTimeout(time.Second).Should(Receive(&d), "a cancelled caller does not wait for the fetch")
+	g.Expect(d.Reason).To(Equal(ReasonJWTUnknownKey))
+	g.Expect(gate.waiting.Load()).To(Equal(int32(1)), "the fetch goes on without the caller")
+
+	// Known kids need no fetch and no lock.
+	g.Expect(oidcDecide(snap, p, oldTok, now).Reason).To(Equal(ReasonAllowedOIDC))
+
+	// Callers with the new kid wait for the running fetch.
+	var wg sync.WaitGroup
+	var allowed atomic.Int32
+	for range 4 {
+		wg.Go(func() {
+			if oidcDecide(snap, p, newTok, now).Allowed() {
+				allowed.Add(1)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let them reach the wait (not required for the outcome)
+	gate.release()
+	wg.Wait()
+	g.Expect(allowed.Load()).To(Equal(int32(4)))
+	g.Expect(idp.JWKSRequests()-base).To(Equal(int64(1)), "one refetch for all of them")
+}
+
 func TestJWTIssuerDown(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
@@ -1597,7 +1738,7 @@ func TestJWTConcurrentDecidesDuringRotation(t *testing.T) {
 			gt := sign(100 + r)
 			// The first client after a rotation may, rarely, be refused
 			// once: it can coalesce onto a refetch that started before the
-			// key was published (see VerifySignature's gen check). It
+			// key was published (see keySet.startRefetch). It
 			// retries, as clients do.
 			allowed := false
 			for range 5 {

@@ -78,12 +78,13 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return ReasonBadOriginalURL, true
 		}
-		if proto == "" {
-			proto = "http"
+		scheme, ok := forwardedScheme(proto)
+		if !ok {
+			return ReasonBadOriginalURL, true
 		}
 		// A host holding "/" would move part of it into the path.
 		if host != "" && !strings.Contains(host, "/") && strings.HasPrefix(uri, "/") {
-			req.OriginalURL = proto + "://" + host + uri
+			req.OriginalURL = scheme + "://" + host + uri
 		}
 		req.OriginalMethod = method
 		return "", true
@@ -118,6 +119,22 @@ func (h *Handler) parseRoute(r *http.Request, req *Request) (Reason, bool) {
 		req.OriginalURL = "http://" + r.Host + orig
 		req.OriginalMethod = r.Method
 		return "", true
+	}
+	return "", false
+}
+
+// forwardedScheme is the original URL's scheme for X-Forwarded-Proto: http or
+// https in any case, ws and wss (Traefik's values for WebSocket upgrades) as
+// http and https, and http when the header is absent or empty. Anything else
+// is refused: the value is pasted in front of "://" + host + uri, so a value
+// such as "http://registry.example.com/api/servers?" would choose the host
+// and path the decision is made on.
+func forwardedScheme(proto string) (string, bool) {
+	switch {
+	case proto == "" || strings.EqualFold(proto, "http") || strings.EqualFold(proto, "ws"):
+		return "http", true
+	case strings.EqualFold(proto, "https") || strings.EqualFold(proto, "wss"):
+		return "https", true
 	}
 	return "", false
 }

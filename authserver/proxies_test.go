@@ -788,3 +788,62 @@ func TestProxyClientIP(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyTraefikForwardedProto: X-Forwarded-Proto is pasted in front of
+// "://" + X-Forwarded-Host + X-Forwarded-Uri, so only a scheme is accepted:
+// http and https in any case, and ws and wss, which Traefik sends for
+// WebSocket upgrades (decided as http and https). Anything else is refused
+// with bad_original_url; a value holding "://" would otherwise choose the host
+// and path the decision is made on.
+func TestProxyTraefikForwardedProto(t *testing.T) {
+	env := newProxyEnv(t, HandlerOptions{})
+	validCookie := "mcp_gateway_session=" + sessionCookie(t, "alice", []string{"readers"}, testNow.Add(-time.Hour))
+	static := proxyStaticRow
+	gateway := proxyRow{name: "static token on the gateway", target: "/mcpserver/mcp", header: []string{"Authorization: Bearer " + tokStatic}}
+	session := proxyRow{name: "session on the gateway", target: "/mcpserver/mcp", header: []string{"Cookie: " + validCookie}}
+	cases := []struct {
+		proto  string
+		row    proxyRow
+		status int
+		reason Reason
+		path   string // the path decided on; "" when nothing was decided
+	}{
+		{"http", static, http.StatusOK, "", "/api/servers"},
+		{"https", static, http.StatusOK, "", "/api/servers"},
+		{"HTTPS", static, http.StatusOK, "", "/api/servers"},
+		{"Http", gateway, http.StatusUnauthorized, ReasonRegistryCredOnGateway, "/mcpserver/mcp"},
+		{"ws", session, http.StatusOK, "", "/mcpserver/mcp"},
+		{"wss", session, http.StatusOK, "", "/mcpserver/mcp"},
+		{"WSS", session, http.StatusOK, "", "/mcpserver/mcp"},
+		{"Ws", static, http.StatusOK, "", "/api/servers"},
+		{"wss", gateway, http.StatusUnauthorized, ReasonRegistryCredOnGateway, "/mcpserver/mcp"},
+		// Injection: the client asked for /mcpserver/mcp, where the static
+		// token does not count.
+		{"http://registry.example.com/api/servers?", gateway, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"https://registry.example.com/api/servers#", gateway, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"http://other.example.com/api/servers?", session, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"http:", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"https,http", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"ftp", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"wss2", session, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"h2", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.proto+" "+tc.row.name, func(t *testing.T) {
+			g := NewWithT(t)
+			w := traefikCheck(tc.row, "192.0.2.10")
+			w.set("X-Forwarded-Proto", tc.proto)
+			got, dec := env.serve(t, w, proxyTrustedPeer)
+			g.Expect(got.status).To(Equal(tc.status), got.body)
+			g.Expect(proxyReason(got)).To(Equal(string(tc.reason)))
+			g.Expect(dec).NotTo(BeNil())
+			g.Expect(dec.path).To(Equal(tc.path))
+			if tc.reason == ReasonBadOriginalURL {
+				g.Expect(got.header).NotTo(HaveKey("X-User"))
+				g.Expect(dec.policy).To(BeEmpty())
+			}
+			overTCP := env.exchange(t, w)
+			g.Expect(equalProxyOutcome(got, overTCP, false)).To(BeTrue(), "over TCP: %+v", overTCP)
+		})
+	}
+}
