@@ -104,11 +104,18 @@ func TestDecideTable(t *testing.T) {
 		{"static on /apix", Request{OriginalURL: u + "/apix/servers", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
 		{"static on upper-case /API/", Request{OriginalURL: u + "/API/servers", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
 		{"static, query names /api/", Request{OriginalURL: u + "/mcpserver/mcp?next=/api/servers", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
-		{"static, dot-dot out of /api/", Request{OriginalURL: u + "/api/../mcpserver/mcp", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
-		{"static, encoded dot-dot out of /api/", Request{OriginalURL: u + "/api/%2e%2e/mcpserver/mcp", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
-		{"static, encoded slash and dot-dot", Request{OriginalURL: u + "/api/..%2fmcpserver/mcp", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
-		{"static, dot-dot into /api/", Request{OriginalURL: u + "/mcpserver/../api/servers", Authorization: bearer(tokStatic)}, allowStatic},
+		// Dot segments are refused: nginx resolves them but forwards the raw
+		// URI, which the upstream may read differently.
+		{"static, dot-dot out of /api/", Request{OriginalURL: u + "/api/../mcpserver/mcp", Authorization: bearer(tokStatic)}, want{reason: ReasonBadPath}},
+		{"static, encoded dot-dot out of /api/", Request{OriginalURL: u + "/api/%2e%2e/mcpserver/mcp", Authorization: bearer(tokStatic)}, want{reason: ReasonBadPath}},
+		{"static, encoded slash and dot-dot", Request{OriginalURL: u + "/api/..%2fmcpserver/mcp", Authorization: bearer(tokStatic)}, want{reason: ReasonBadPath}},
+		{"static, dot-dot into /api/", Request{OriginalURL: u + "/mcpserver/../api/servers", Authorization: bearer(tokStatic)}, want{reason: ReasonBadPath}},
+		{"static, encoded slashes and dot-dot inside /api/", Request{OriginalURL: u + "/api/servers%2F..%2Fagents", Authorization: bearer(tokStatic)}, want{reason: ReasonBadPath}},
+		{"static, dot segment inside /api/", Request{OriginalURL: u + "/api/./servers", Authorization: bearer(tokStatic)}, want{reason: ReasonBadPath}},
 		{"static, double slash", Request{OriginalURL: u + "//api//servers", Authorization: bearer(tokStatic)}, allowStatic},
+		{"static, leading double slash", Request{OriginalURL: u + "//api/servers", Authorization: bearer(tokStatic)}, allowStatic},
+		{"static, inner double slash", Request{OriginalURL: u + "/api//servers", Authorization: bearer(tokStatic)}, allowStatic},
+		{"static, three dots is no dot segment", Request{OriginalURL: u + "/api/.../servers", Authorization: bearer(tokStatic)}, allowStatic},
 		{"static, semicolon parameter", Request{OriginalURL: u + "/api;x=1/servers", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
 		{"static, unicode look-alike a", Request{OriginalURL: u + "/\u0430pi/servers", Authorization: bearer(tokStatic)}, want{reason: ReasonRegistryCredOnGateway}},
 		{"wrong static token falls through", Request{OriginalURL: u + "/api/servers", Authorization: bearer(tokStatic2)}, want{reason: ReasonInvalidCredentials}},
@@ -130,6 +137,10 @@ func TestDecideTable(t *testing.T) {
 		{"write key in its prefix", Request{OriginalURL: u + "/api/servers/x", OriginalMethod: "POST", Authorization: bearer(tokWriteKey)}, want{ReasonAllowedAPIKey, "ci-write", MethodAPIKey}},
 		{"write key outside its prefix", Request{OriginalURL: u + "/api/agents", OriginalMethod: "POST", Authorization: bearer(tokWriteKey)}, want{reason: ReasonAPIKeyForbidden}},
 		{"write key prefix needs segment boundary", Request{OriginalURL: u + "/api/serversx", OriginalMethod: "GET", Authorization: bearer(tokWriteKey)}, want{reason: ReasonAPIKeyForbidden}},
+		{"write key, dot-dot into its prefix", Request{OriginalURL: u + "/api/agents/x/../../servers/foo", OriginalMethod: "POST", Authorization: bearer(tokWriteKey)}, want{reason: ReasonBadPath}},
+		{"write key, the same path without dots", Request{OriginalURL: u + "/api/servers/foo", OriginalMethod: "POST", Authorization: bearer(tokWriteKey)}, want{ReasonAllowedAPIKey, "ci-write", MethodAPIKey}},
+		{"write key, double slashes into its prefix", Request{OriginalURL: u + "//api//servers/foo", OriginalMethod: "POST", Authorization: bearer(tokWriteKey)}, want{ReasonAllowedAPIKey, "ci-write", MethodAPIKey}},
+		{"write key, dot-dot out of its prefix", Request{OriginalURL: u + "/api/servers/../agents", OriginalMethod: "POST", Authorization: bearer(tokWriteKey)}, want{reason: ReasonBadPath}},
 		{"API key on gateway path", Request{OriginalURL: u + "/mcpserver/mcp", OriginalMethod: "GET", Authorization: bearer(tokReadKey)}, want{reason: ReasonRegistryCredOnGateway}},
 		{"API key with session cookie", Request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: bearer(tokReadKey), Cookie: []string{validCookie}}, want{ReasonAllowedSession, "alice", MethodSession}},
 
@@ -139,6 +150,8 @@ func TestDecideTable(t *testing.T) {
 		{"session in second Cookie header", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{"a=b", validCookie}}, want{ReasonAllowedSession, "alice", MethodSession}},
 		{"expired session", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{expiredCookie}}, want{reason: ReasonSessionInvalid}},
 		{"tampered session", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie[:len(validCookie)-2] + "AA"}}, want{reason: ReasonSessionInvalid}},
+		{"session, dot segment", Request{OriginalURL: u + "/mcpserver/./mcp", Cookie: []string{validCookie}}, want{reason: ReasonBadPath}},
+		{"no credentials, dot-dot", Request{OriginalURL: u + "/mcpserver/../api/servers"}, want{reason: ReasonBadPath}},
 
 		// Nothing / malformed.
 		{"no credentials", Request{OriginalURL: u + "/api/servers"}, want{reason: ReasonNoCredentials}},
@@ -391,6 +404,7 @@ func BenchmarkDecide(b *testing.B) {
 		{"api_key", Request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: bearer(tokReadKey)}},
 		{"session", Request{OriginalURL: u + "/mcpserver/mcp", OriginalMethod: "GET", Cookie: []string{cookie}}},
 		{"no_credentials", Request{OriginalURL: u + "/api/servers", OriginalMethod: "GET"}},
+		// Dot segments are refused (bad_path) before any credential is read.
 		{"dot_segments", Request{OriginalURL: u + "/api/x/../servers", OriginalMethod: "GET", Authorization: bearer(tokStatic)}},
 	}
 	for _, c := range cases {

@@ -8,21 +8,29 @@ import (
 // Path normalisation.
 //
 // The auth service decides by path: static tokens and API keys count only on
-// Registry API paths. The ingress routes a request by the *normalised* path
-// (nginx's $uri), while X-Original-URL carries the raw request URI
-// ($request_uri). Deciding on the raw form would let "/api/../mcpserver/mcp"
-// reach a gateway location with a static token, so the decision uses the path
-// normalised the way nginx does it (ngx_http_parse_complex_uri with
-// merge_slashes on, the ingress-nginx default):
+// Registry API paths, and an API key may be narrowed to path prefixes. The
+// ingress routes a request by the *normalised* path (nginx's $uri), while
+// X-Original-URL carries the raw request URI ($request_uri), and
+// ingress-nginx's `proxy_pass http://upstream;` (no URI part) forwards that
+// raw URI to the upstream. nginx resolves dot segments; an upstream may not (a
+// Starlette application under uvicorn does not). nginx routes
+// "/api/agents/x/../../servers/foo" as "/api/servers/foo", while such an
+// upstream serves it as "/api/agents/{path}": whichever form the auth service
+// decided on, a credential meant for one path would reach the other. So a
+// path whose decoded form has a "." or ".." segment is refused, for every
+// credential; legitimate clients (browsers, HTTP libraries) never send dot
+// segments.
+//
+// Other paths are normalised the way nginx does it (ngx_http_parse_complex_uri
+// with merge_slashes on, the ingress-nginx default):
 //
 //   - percent-decoding, once; a decoded "/" or "." takes part in the steps
-//     below, as in nginx;
-//   - runs of "/" merged into one;
-//   - "." segments removed and ".." segments resolved against the segment
-//     before them.
+//     below, as in nginx (so "%2e%2e" and "%2F..%2F" are dot segments too);
+//   - runs of "/" merged into one. Merging cannot move a request under
+//     another prefix, so "//api//servers" is decided as "/api/servers".
 //
-// Where nginx would refuse the URI (bad percent-encoding, an encoded NUL, ".."
-// above the root) or where the two could disagree (a raw '#', a decoded '?',
+// Where nginx would refuse the URI (bad percent-encoding, an encoded NUL) or
+// where the two could disagree (a dot segment, a raw '#', a decoded '?',
 // control characters), the request is refused: refusing is always safe for an
 // auth check. Query strings never reach this function; they never change the
 // decision. Matching is case-sensitive, like nginx's prefix locations on Linux,
@@ -108,9 +116,8 @@ func percentDecodePath(raw string) ([]byte, error) {
 	return out, nil
 }
 
-// resolveSegments merges slashes and resolves dot segments of a decoded
-// absolute path. A trailing slash (or a trailing dot segment) is kept as a
-// trailing slash, as nginx does.
+// resolveSegments merges slashes of a decoded absolute path and refuses a
+// "." or ".." segment. A trailing slash is kept, as nginx does.
 func resolveSegments(p []byte) (string, error) {
 	segs := make([]string, 0, strings.Count(string(p), "/"))
 	trailingSlash := false
@@ -119,14 +126,8 @@ func resolveSegments(p []byte) (string, error) {
 		switch seg {
 		case "":
 			trailingSlash = true
-		case ".":
-			trailingSlash = true
-		case "..":
-			if len(segs) == 0 {
-				return "", errBadPath
-			}
-			segs = segs[:len(segs)-1]
-			trailingSlash = true
+		case ".", "..":
+			return "", errBadPath
 		default:
 			segs = append(segs, seg)
 		}

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -16,23 +17,41 @@ func TestNormalizePath(t *testing.T) {
 		{raw: "/api/servers", want: "/api/servers"},
 		{raw: "/api/servers/", want: "/api/servers/"},
 		{raw: "//api///servers", want: "/api/servers"},
-		{raw: "/api/./servers", want: "/api/servers"},
-		{raw: "/api/.", want: "/api/"},
-		{raw: "/api/..", want: "/"},
-		{raw: "/api/../mcpserver/mcp", want: "/mcpserver/mcp"},
-		{raw: "/api/%2e%2e/mcpserver", want: "/mcpserver"},
-		{raw: "/api/%2E%2e/mcpserver", want: "/mcpserver"},
-		{raw: "/api%2f..%2fmcpserver", want: "/mcpserver"},
+		{raw: "/api//servers", want: "/api/servers"},
+		{raw: "//api/servers", want: "/api/servers"},
+		{raw: "/api/servers//", want: "/api/servers/"},
+		{raw: "//", want: "/"},
 		{raw: "/api/%2fservers", want: "/api/servers"},
-		{raw: "/mcpserver/../api/servers", want: "/api/servers"},
 		{raw: "/api/...", want: "/api/..."},
 		{raw: "/api/.hidden", want: "/api/.hidden"},
+		{raw: "/api/..hidden", want: "/api/..hidden"},
+		{raw: "/api/x..", want: "/api/x.."},
+		{raw: "/api/..;/x", want: "/api/..;/x"},
+		{raw: "/api/%2e%2e%2e", want: "/api/..."},
 		{raw: "/api/a%20b", want: "/api/a b"},
 		{raw: "/api/%25", want: "/api/%"},
 		{raw: "/api/%2525", want: "/api/%25"},
 		{raw: "/api;v=1/x", want: "/api;v=1/x"},
 		{raw: "/API/x", want: "/API/x"},
 		{raw: "/\xd0\xb0pi/x", want: "/\xd0\xb0pi/x"},
+		// Dot segments, raw or decoded, anywhere: nginx resolves them but
+		// forwards the raw URI, which the upstream may not resolve.
+		{raw: "/api/./servers", bad: true},
+		{raw: "/api/.", bad: true},
+		{raw: "/api/..", bad: true},
+		{raw: "/api/../", bad: true},
+		{raw: "/./api/servers", bad: true},
+		{raw: "/api/../mcpserver/mcp", bad: true},
+		{raw: "/mcpserver/../api/servers", bad: true},
+		{raw: "/api/agents/x/../../servers/foo", bad: true},
+		{raw: "/api//../mcpserver", bad: true},
+		{raw: "/api/%2e%2e/mcpserver", bad: true},
+		{raw: "/api/%2E%2e/mcpserver", bad: true},
+		{raw: "/api/.%2e/mcpserver", bad: true},
+		{raw: "/api/%2e/servers", bad: true},
+		{raw: "/api%2f..%2fmcpserver", bad: true},
+		{raw: "/api/servers%2F..%2Fagents", bad: true},
+		{raw: "/api/servers%2f.", bad: true},
 		{raw: "/..", bad: true},
 		{raw: "/api/../..", bad: true},
 		{raw: "/%2e%2e/api", bad: true},
@@ -53,6 +72,9 @@ func TestNormalizePath(t *testing.T) {
 		t.Run(tc.raw[:min(len(tc.raw), 40)], func(t *testing.T) {
 			g := NewWithT(t)
 			got, err := normalizePath(tc.raw)
+			want, ok := refNormalizePath(tc.raw)
+			g.Expect(ok).To(Equal(!tc.bad), "the model disagrees with the table")
+			g.Expect(want).To(Equal(tc.want), "the model disagrees with the table")
 			if tc.bad {
 				g.Expect(err).To(HaveOccurred(), "normalised to %q", got)
 				return
@@ -85,14 +107,54 @@ func TestHasPathPrefix(t *testing.T) {
 	}
 }
 
-// FuzzNormalizePath checks that the normalised path is normal: normalising
-// it again changes nothing, and it has no empty, "." or ".." segments.
+// refNormalizePath is a plain model of normalizePath: percent-decode once
+// (refusing bad escapes, an encoded NUL, a decoded '?' and control
+// characters, and a raw '#' or '?'), refuse any "." or ".." segment of the
+// decoded path, and merge runs of "/".
+func refNormalizePath(raw string) (string, bool) {
+	if raw == "" || raw[0] != '/' || len(raw) > maxPathLen || strings.ContainsAny(raw, "#?") {
+		return "", false
+	}
+	dec, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", false
+	}
+	for i := 0; i < len(dec); i++ {
+		if c := dec[i]; c < 0x20 || c == 0x7f || c == '?' {
+			return "", false
+		}
+	}
+	for _, seg := range strings.Split(dec, "/") {
+		if seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < len(dec); i++ {
+		if dec[i] == '/' && i > 0 && dec[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(dec[i])
+	}
+	return b.String(), true
+}
+
+// FuzzNormalizePath checks normalizePath against refNormalizePath, and that
+// the normalised path is normal: normalising it again changes nothing, and
+// it has no empty, "." or ".." segments.
 func FuzzNormalizePath(f *testing.F) {
-	for _, s := range []string{"/", "/api/servers", "//a//b/", "/a/./b/../c", "/%2e%2e/x", "/a%2f..%2fb", "/%25/%41", "/api/..%2f..%2fx"} {
+	for _, s := range []string{
+		"/", "/api/servers", "//a//b/", "/a/./b/../c", "/%2e%2e/x", "/a%2f..%2fb", "/%25/%41", "/api/..%2f..%2fx",
+		"/api/agents/x/../../servers/foo", "/api/servers%2F..%2Fagents", "/api/..;/x", "/api/.%2E/", "/api/%2e%2e%2e",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		got, err := normalizePath(raw)
+		want, ok := refNormalizePath(raw)
+		if ok != (err == nil) || got != want {
+			t.Fatalf("%q -> %q (%v), the model says %q (ok %v)", raw, got, err, want, ok)
+		}
 		if err != nil {
 			return
 		}

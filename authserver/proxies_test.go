@@ -356,12 +356,14 @@ func proxyRows(t *testing.T) []proxyRow {
 		{name: "static token on /apix/", target: "/apix/servers", header: []string{authz(tokStatic)}, want: onGateway},
 		{name: "static token on /", target: "/", header: []string{authz(tokStatic)}, want: onGateway},
 
-		// Path tricks: the decision is on the path as nginx routes it.
-		{name: "dot-dot out of /api/", target: "/api/../mcpserver/mcp", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "encoded dot-dot out of /api/", target: "/api/%2e%2e/mcpserver/mcp", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "upper-case encoded dot-dot out of /api/", target: "/api/%2E%2E/mcpserver/mcp", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "dot-dot and encoded slash out of /api/", target: "/api/..%2fmcpserver/mcp", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "dot-dot into /api/", target: "/mcpserver/../api/servers", header: []string{authz(tokStatic)}, want: static},
+		// Path tricks: slashes are merged as nginx does; dot segments,
+		// which nginx resolves but forwards raw, are refused.
+		{name: "dot-dot out of /api/", target: "/api/../mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "encoded dot-dot out of /api/", target: "/api/%2e%2e/mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "upper-case encoded dot-dot out of /api/", target: "/api/%2E%2E/mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "dot-dot and encoded slash out of /api/", target: "/api/..%2fmcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "dot-dot into /api/", target: "/mcpserver/../api/servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "dot segment inside /api/", target: "/api/./servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
 		{name: "double slashes to /api/", target: "//api//servers", header: []string{authz(tokStatic)}, want: static},
 		{name: "double slashes to the gateway", target: "//mcpserver//mcp", header: []string{authz(tokStatic)}, want: onGateway},
 		{name: "dot-dot above the root", target: "/api/../../mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
@@ -379,7 +381,8 @@ func proxyRows(t *testing.T) []proxyRow {
 		{name: "read key DELETE", method: "DELETE", target: "/api/servers/x", header: []string{authz(tokReadKey)}, want: deny(403, ReasonAPIKeyForbidden)},
 		{name: "write key POST in its prefix", method: "POST", target: "/api/servers/x", header: []string{authz(tokWriteKey)}, want: writeKey},
 		{name: "write key PUT outside its prefix", method: "PUT", target: "/api/agents/x", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonAPIKeyForbidden)},
-		{name: "write key dot-dot out of its prefix", method: "POST", target: "/api/servers/../agents", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonAPIKeyForbidden)},
+		{name: "write key dot-dot out of its prefix", method: "POST", target: "/api/servers/../agents", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonBadPath)},
+		{name: "write key dot-dot into its prefix", method: "POST", target: "/api/agents/x/../../servers/foo", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonBadPath)},
 		{name: "read key on gateway path", target: "/mcpserver/mcp", header: []string{authz(tokReadKey)}, want: onGateway},
 
 		// The session cookie, and the static-token skip.
@@ -409,7 +412,7 @@ func proxyRows(t *testing.T) []proxyRow {
 		{name: "named policy, any host", policy: "team/registry", host: "elsewhere.example", target: "/api/servers", header: []string{authz(tokStatic)}, want: static},
 		{name: "named policy wins over host", policy: "team/other", target: "/api/servers", header: []string{authz(tokStatic2)}, want: proxyWant{status: 200, user: "other-user", method: MethodNetworkTrusted}},
 		{name: "named policy refuses another policy's token", policy: "team/other", target: "/api/servers", header: []string{authz(tokStatic)}, want: deny(401, ReasonInvalidCredentials)},
-		{name: "named policy, dot-dot out of /api/", policy: "team/registry", target: "/api/../mcpserver/mcp", header: []string{authz(tokStatic)}, want: onGateway},
+		{name: "named policy, dot-dot out of /api/", policy: "team/registry", target: "/api/../mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
 		{name: "named policy, session on gateway path", policy: "team/registry", target: "/mcpserver/mcp?x=1", header: []string{"Cookie: " + validCookie}, want: session},
 		{name: "unknown named policy", policy: "team/missing", target: "/api/servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonUnknownPolicy)},
 	}
@@ -617,11 +620,11 @@ func TestProxyEnvoyOriginalPath(t *testing.T) {
 		{"/ext-authz-policy/team/registry/?/api/", "team/registry", "/", 401, ReasonRegistryCredOnGateway},
 		{"/ext-authz/api/servers", "team/registry", "/api/servers", 200, ""},
 		{"/ext-authz-policy/team/registry/api/servers?limit=1", "team/registry", "/api/servers", 200, ""},
-		// Dot segments in the original path of the named route resolve
-		// inside the original path only: they cannot reach the policy name.
-		{"/ext-authz-policy/team/registry/api/../mcpserver/mcp", "team/registry", "/mcpserver/mcp", 401, ReasonRegistryCredOnGateway},
-		{"/ext-authz-policy/team/registry/api/%2e%2e/mcpserver/mcp", "team/registry", "/mcpserver/mcp", 401, ReasonRegistryCredOnGateway},
-		{"/ext-authz-policy/team/registry/mcpserver/../api/servers", "team/registry", "/api/servers", 200, ""},
+		// Dot segments in the original path of the named route are refused
+		// by the policy the route names: they cannot reach the policy name.
+		{"/ext-authz-policy/team/registry/api/../mcpserver/mcp", "team/registry", "", 403, ReasonBadPath},
+		{"/ext-authz-policy/team/registry/api/%2e%2e/mcpserver/mcp", "team/registry", "", 403, ReasonBadPath},
+		{"/ext-authz-policy/team/registry/mcpserver/../api/servers", "team/registry", "", 403, ReasonBadPath},
 		{"/ext-authz-policy/team/registry//api//servers", "team/registry", "/api/servers", 200, ""},
 		{"/ext-authz-policy/team/other/../registry/api/servers", "team/other", "", 403, ReasonBadPath},
 		{"/ext-authz-policy/team/other/%2e%2e/registry/api/servers", "team/other", "", 403, ReasonBadPath},

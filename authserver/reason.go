@@ -114,7 +114,7 @@ func init() {
 	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
 	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
 	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL; X-Forwarded-Host and X-Forwarded-Uri for /forward-auth; the /ext-authz prefix for Envoy)")
-	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (bad percent-encoding, '..' above the root, or a control character)")
+	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (a '.' or '..' segment, bad percent-encoding, or a control character)")
 	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization value was sent")
 	defineDeny(ReasonMalformedAuthorization, s401, "the Authorization header is not 'Bearer <token>'")
 	defineDeny(ReasonUnsupportedAuthzScheme, s401, "only Bearer authorization is supported")

@@ -650,9 +650,12 @@ func advFlip(s string) string {
 // nginx or net/http itself.
 func TestAdversarial(t *testing.T) {
 	t.Parallel()
-	env, cr := advStart(t, nil)
+	// serversKey is an API key narrowed to /api/servers.
+	serversKey := newToken(t)
+	env, cr := advStart(t, []map[string]any{{"name": "ci-servers", "key": serversKey, "groups": []string{"registry-writers"}, "path_prefixes": []string{"/api/servers"}}})
 	tok := cr.token
 	secrets := env.secrets
+	secrets.add(serversKey)
 
 	cookieFor := func(key string, signedAt time.Time) string {
 		c := authtest.SessionCookie([]byte(key), map[string]any{"username": "alice", "groups": []string{"registry-users"}, "auth_method": "oidc", "provider": "keycloak"}, signedAt)
@@ -687,6 +690,7 @@ func TestAdversarial(t *testing.T) {
 	oidc := advAllowed("oidc", "bob")
 	readKey := advAllowed("api_key", "ci-read")
 	keyForbidden := advDenied(403, "api_key_forbidden")
+	serversOK := advAllowed("api_key", "ci-servers")
 
 	get := func(target string, h ...hv) advClient { return advClient{target: target, headers: h} }
 	filler := func(name string, n int) hv { return hv{name, strings.Repeat("f", n)} }
@@ -795,36 +799,49 @@ func TestAdversarial(t *testing.T) {
 			direct: badURL, nginx: advPtr(keyForbidden),
 			why: "nginx replaces the client's X-Original-Method; directly, two values are refused"},
 		{name: "read-only key on gateway path", c: get("/mcpserver/mcp", bearerH(cr.readKey)), direct: onGateway},
-		{name: "write key via dot-dot to gateway path", c: advClient{method: "POST", target: "/api/../mcpserver/mcp", headers: []hv{bearerH(cr.writeKey)}, body: "{}"}, direct: onGateway},
+		{name: "write key via dot-dot to gateway path", c: advClient{method: "POST", target: "/api/../mcpserver/mcp", headers: []hv{bearerH(cr.writeKey)}, body: "{}"}, direct: badPath},
+		{name: "narrowed key in its prefix", c: advClient{method: "POST", target: "/api/servers/foo", headers: []hv{bearerH(serversKey)}, body: "{}"}, direct: serversOK,
+			why: "control: the key is narrowed to /api/servers"},
+		{name: "narrowed key outside its prefix", c: advClient{method: "POST", target: "/api/agents/x", headers: []hv{bearerH(serversKey)}, body: "{}"}, direct: keyForbidden},
+		{name: "narrowed key via dot-dot into its prefix", c: advClient{method: "POST", target: "/api/agents/x/../../servers/foo", headers: []hv{bearerH(serversKey)}, body: "{}"}, direct: badPath,
+			why: "nginx routes /api/servers/foo but forwards the raw URI, which an upstream that does not resolve dot segments serves as /api/agents/..."},
+		{name: "narrowed key via %2F..%2F into its prefix", c: advClient{method: "POST", target: "/api/agents%2F..%2Fservers/foo", headers: []hv{bearerH(serversKey)}, body: "{}"}, direct: badPath},
+		{name: "narrowed key with double slashes in its prefix", c: advClient{method: "POST", target: "/api//servers//foo", headers: []hv{bearerH(serversKey)}, body: "{}"}, direct: serversOK,
+			why: "merge_slashes: nginx routes it to /api/servers/foo; merging cannot leave the prefix"},
 		{name: "write key last byte changed", c: get("/api/servers", bearerH(advFlip(cr.writeKey))), direct: invalid},
 
-		// Paths, with the static token.
-		{name: "dot-dot to gateway", c: get("/api/../mcpserver/mcp", bearerH(tok)), direct: onGateway},
-		{name: "%2e%2e to gateway", c: get("/api/%2e%2e/mcpserver/mcp", bearerH(tok)), direct: onGateway},
-		{name: "%2E%2e mixed case to gateway", c: get("/api/%2E%2e/mcpserver/mcp", bearerH(tok)), direct: onGateway},
-		{name: ".%2e to gateway", c: get("/api/.%2e/mcpserver/mcp", bearerH(tok)), direct: onGateway},
-		{name: "%2f..%2f to gateway", c: get("/api%2f..%2fmcpserver/mcp", bearerH(tok)), direct: onGateway,
-			why: "nginx decodes %2F into a separator before resolving dot segments; so does the auth service"},
-		{name: "deep %2f traversal to gateway", c: get("/api/servers%2f..%2f..%2fmcpserver/mcp", bearerH(tok)), direct: onGateway},
-		{name: "double slash dot-dot to gateway", c: get("/api//../mcpserver/mcp", bearerH(tok)), direct: onGateway,
-			why: "merge_slashes: /api//.. is /api/.., i.e. /"},
-		{name: "semicolon segment dot-dot to gateway", c: get("/api;/../mcpserver/mcp", bearerH(tok)), direct: onGateway},
-		{name: "gateway dot-dot to API", c: get("/mcpserver/../api/servers", bearerH(tok)), direct: static,
-			why: "nginx routes it to /api/servers, a Registry API path"},
-		{name: "gateway %2e%2e to API", c: get("/mcpserver/%2e%2e/api/servers", bearerH(tok)), direct: static,
-			why: "nginx routes it to /api/servers"},
-		{name: "gateway %2f..%2f to API", c: get("/mcpserver%2f..%2fapi/servers", bearerH(tok)), direct: static,
-			why: "nginx routes it to /api/servers"},
-		{name: "gateway double slash dot-dot to API", c: get("/mcpserver//../api/servers", bearerH(tok)), direct: static,
-			why: "nginx merges the slashes first and routes it to /api/servers"},
+		// Paths, with the static token. nginx routes by the resolved path
+		// but forwards the raw URI, so any dot segment (raw or decoded) is
+		// refused: nginx and the upstream could read it differently.
+		{name: "dot-dot to gateway", c: get("/api/../mcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: "%2e%2e to gateway", c: get("/api/%2e%2e/mcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: "%2E%2e mixed case to gateway", c: get("/api/%2E%2e/mcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: ".%2e to gateway", c: get("/api/.%2e/mcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: "%2f..%2f to gateway", c: get("/api%2f..%2fmcpserver/mcp", bearerH(tok)), direct: badPath,
+			why: "nginx decodes %2F into a separator before resolving dot segments; so does the auth service, which then finds a dot segment"},
+		{name: "deep %2f traversal to gateway", c: get("/api/servers%2f..%2f..%2fmcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: "double slash dot-dot to gateway", c: get("/api//../mcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: "semicolon segment dot-dot to gateway", c: get("/api;/../mcpserver/mcp", bearerH(tok)), direct: badPath},
+		{name: "gateway dot-dot to API", c: get("/mcpserver/../api/servers", bearerH(tok)), direct: badPath,
+			why: "nginx routes it to /api/servers, but the upstream receives /mcpserver/../api/servers"},
+		{name: "gateway %2e%2e to API", c: get("/mcpserver/%2e%2e/api/servers", bearerH(tok)), direct: badPath},
+		{name: "gateway %2f..%2f to API", c: get("/mcpserver%2f..%2fapi/servers", bearerH(tok)), direct: badPath},
+		{name: "gateway double slash dot-dot to API", c: get("/mcpserver//../api/servers", bearerH(tok)), direct: badPath},
+		{name: "dot segment inside API path", c: get("/api/./servers", bearerH(tok)), direct: badPath},
+		{name: "%2e segment inside API path", c: get("/api/%2e/servers", bearerH(tok)), direct: badPath},
+		{name: "%2F..%2F inside API path", c: get("/api/servers%2F..%2Fagents", bearerH(tok)), direct: badPath},
+		{name: "trailing dot-dot", c: get("/api/servers/..", bearerH(tok)), direct: badPath},
 		{name: "leading double slash", c: get("//api/servers", bearerH(tok)), direct: static,
 			why: "merge_slashes: nginx routes it to /api/servers"},
+		{name: "inner double slash", c: get("/api//servers", bearerH(tok)), direct: static,
+			why: "merge_slashes: nginx routes it to /api/servers"},
+		{name: "three dots is no dot segment", c: get("/api/.../servers", bearerH(tok)), direct: static,
+			why: "'...' is an ordinary segment for nginx and for the upstream"},
 		{name: "encoded letter %61pi", c: get("/%61pi/servers", bearerH(tok)), direct: static,
 			why: "decoded once, as nginx does: /api/servers"},
 		{name: "semicolon parameter on API path", c: get("/api/servers;jsessionid=x", bearerH(tok)), direct: static,
 			why: "';' is an ordinary path character for nginx; the path is under /api/"},
-		{name: "semicolon dot-dot to API", c: get("/mcpserver/mcp;/../../api/servers", bearerH(tok)), direct: static,
-			why: "nginx resolves it to /api/servers"},
+		{name: "semicolon dot-dot to API", c: get("/mcpserver/mcp;/../../api/servers", bearerH(tok)), direct: badPath},
 		{name: "Tomcat ..; segment to API", c: get("/mcpserver/..;/api/servers", bearerH(tok)), direct: onGateway,
 			why: "'..;' is not a dot segment for nginx: the path stays under /mcpserver/"},
 		{name: "upper-case /API/", c: get("/API/servers", bearerH(tok)), direct: onGateway,
@@ -840,8 +857,7 @@ func TestAdversarial(t *testing.T) {
 			why: "backslash is no separator for nginx on Linux"},
 		{name: "raw non-UTF-8 byte in API path", c: get("/api/\xff\xfe", bearerH(tok)), direct: static,
 			why: "nginx routes it under /api/"},
-		{name: "raw non-UTF-8 bytes then dot-dot to API", c: get("/mcpserver/\xff/../../api/servers", bearerH(tok)), direct: static,
-			why: "nginx resolves it to /api/servers"},
+		{name: "raw non-UTF-8 bytes then dot-dot to API", c: get("/mcpserver/\xff/../../api/servers", bearerH(tok)), direct: badPath},
 		{name: "encoded non-UTF-8 bytes", c: get("/api/%ff%fe", bearerH(tok)), direct: static},
 		{name: "query string holding /api/", c: get("/mcpserver/mcp?next=/api/servers", bearerH(tok)), direct: onGateway},
 		{name: "root with query /api/", c: get("/?/api/servers", bearerH(tok)), direct: onGateway},
@@ -863,8 +879,8 @@ func TestAdversarial(t *testing.T) {
 			why: "nginx refuses a path that climbs above the root"},
 		{name: "7 KiB API path", c: get("/api/servers/"+strings.Repeat("a", 7<<10), bearerH(tok)), direct: static},
 		{name: "7 KiB gateway path", c: get("/mcpserver/"+strings.Repeat("a", 7<<10), bearerH(tok)), direct: onGateway},
-		{name: "deep dot-dot path to API", c: get("/mcpserver/"+strings.Repeat("x/../", 1000)+"../api/servers", bearerH(tok)), direct: static,
-			why: "5 KB of dot segments resolving to /api/servers"},
+		{name: "deep dot-dot path to API", c: get("/mcpserver/"+strings.Repeat("x/../", 1000)+"../api/servers", bearerH(tok)), direct: badPath,
+			why: "5 KB of dot segments that nginx resolves to /api/servers"},
 		{name: "12 KiB API path", c: get("/api/servers/"+strings.Repeat("a", 12<<10), bearerH(tok)),
 			direct: static, nginx: advPtr(advByNginx(414)),
 			why: "a request line over 8k: nginx answers 414 itself"},
