@@ -462,7 +462,7 @@ func TestStatusShowsCredentialsInForceOnly(t *testing.T) {
 	res, err := r.resolve(context.Background(), pol)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(res.problems).To(ConsistOf(HaveField("Field", ContainSubstring("outside"))))
-	g.Expect(res.creds.get(credAPIKeyPrefix + "outside").Current).NotTo(BeEmpty(), "its rotation state is kept")
+	g.Expect(res.creds.get(credAPIKeyPrefix+"outside").Current).NotTo(BeEmpty(), "its rotation state is kept")
 
 	ready := buildStatus(pol, res, res.problems)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
