@@ -368,6 +368,33 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		if o.kind() == "Role" || o.kind() == "RoleBinding" {
 			t.Errorf("leader election off, yet the chart renders %s", o.id())
 		}
+		// minAvailable 1 of one replica would block every node drain.
+		if o.kind() == "PodDisruptionBudget" {
+			t.Errorf("one replica, yet the chart renders %s", o.id())
+		}
+	}
+}
+
+// Two releases in one namespace elect their leaders apart: each passes a
+// Lease name of its own.
+func TestHelmReleasesHaveTheirOwnLease(t *testing.T) {
+	ids := map[string]string{}
+	for _, release := range []string{"team-a", "team-b"} {
+		out, err := helm("template", release, filepath.Join(root, "dist", "chart"), "--namespace", chartNamespace)
+		if err != nil {
+			t.Fatalf("helm template %s: %v\n%s", release, err, out)
+		}
+		for _, a := range managerArgs(t, parseDocs(t, []byte(out), "helm template "+release)) {
+			if id, ok := strings.CutPrefix(a, "--leader-election-id="); ok {
+				ids[release] = id
+			}
+		}
+		if ids[release] == "" {
+			t.Fatalf("release %s: no --leader-election-id", release)
+		}
+	}
+	if ids["team-a"] == ids["team-b"] {
+		t.Errorf("releases team-a and team-b share the Lease %q", ids["team-a"])
 	}
 }
 
