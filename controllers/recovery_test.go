@@ -25,7 +25,9 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 func TestSameSecrets(t *testing.T) {
@@ -116,4 +118,21 @@ func TestListPages(t *testing.T) {
 		g.Expect(c.Limit).To(BeEquivalentTo(recoveryPageSize))
 		g.Expect(c.Namespace).To(Equal("ns"))
 	}
+}
+
+// A load that keeps failing is retried at least every loadRetryMax, not
+// after controller-runtime's 1,000 s.
+func TestLoadRetryLimiter(t *testing.T) {
+	g := NewWithT(t)
+	l := loadRetryLimiter()
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "p"}}
+	first := l.When(req)
+	g.Expect(first).To(BeNumerically("<", time.Second))
+	var last time.Duration
+	for range 40 {
+		last = l.When(req)
+	}
+	g.Expect(last).To(Equal(loadRetryMax))
+	l.Forget(req)
+	g.Expect(l.NumRequeues(req)).To(BeZero())
 }

@@ -20,6 +20,7 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
@@ -166,6 +167,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		WithOptions(controller.Options{
 			NeedLeaderElection:      ptr.To(false),
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+			RateLimiter:             loadRetryLimiter(),
 		}).
 		Complete(loader); err != nil {
 		return nil, err
@@ -272,6 +274,23 @@ func referencedSecrets(p *authv1alpha1.RegistryAuthPolicy) []string {
 		add(s.SecretKeyRef.Name)
 	}
 	return names
+}
+
+// loadRetryMax bounds the wait before a load that could not read the API
+// server is tried again. Meanwhile the policy's last loaded config stays in
+// force, and so does anything it held that a change seen at the same time
+// (a Secret deleted to revoke a token) would remove; controller-runtime's
+// default limiter backs off to 1,000 s.
+const loadRetryMax = 30 * time.Second
+
+// loadRetryLimiter is the loader's retry limiter: per policy, exponential
+// from 5 ms to loadRetryMax; overall, 10 retries a second (bursts of 100),
+// as controller-runtime's default.
+func loadRetryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, loadRetryMax),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }
 
 // policiesReferencing maps a Secret to the policies in its namespace that
