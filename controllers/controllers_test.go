@@ -688,6 +688,53 @@ func TestNamespaceRestriction(t *testing.T) {
 	g.Consistently(func() bool { return m.allows(other, "registry", tok) }, time.Second, 100*time.Millisecond).Should(BeFalse())
 }
 
+// With --namespace, the operator needs its ClusterRole in the watched
+// namespaces only (RoleBindings, as the Helm chart renders with
+// watchNamespaces): loads, status, events, rotation state and the recovery
+// resync's lists all stay inside them.
+func TestNamespacedRBAC(t *testing.T) {
+	g := NewWithT(t)
+	a, b := newNamespace(t), newNamespace(t)
+	toks := map[string]string{}
+	for _, ns := range []string{a, b} {
+		bindNamespaced(t, ns)
+		toks[ns] = randomToken(t)
+		createSecret(t, ns, "api-token", toks[ns])
+		createPolicy(t, ns, "registry", "api-token")
+	}
+	// The user really has no cluster-wide access to Secrets.
+	c, err := client.New(namespacedConfig, client.Options{Scheme: scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+	var all corev1.SecretList
+	g.Expect(apierrors.IsForbidden(c.List(context.Background(), &all))).To(BeTrue(), "a cluster-wide list must be refused")
+
+	m := startManager(t, managerOpts{namespaces: []string{a, b}, leaderElect: true, namespacedRBAC: true})
+	for _, ns := range []string{a, b} {
+		g.Eventually(func(g Gomega) {
+			g.Expect(m.allows(ns, "registry", toks[ns])).To(BeTrue())
+			g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(hasEvent(events(g, ns, "registry"), EventPolicyLoaded, "")).To(BeTrue())
+			var st corev1.Secret
+			g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &st)).To(Succeed())
+		}, 15*time.Second, 50*time.Millisecond).Should(Succeed())
+	}
+	// A rotation, as a user would do it.
+	next := randomToken(t)
+	rotateWith(t, "patch", a, "api-token", next)
+	g.Eventually(func() bool { return m.allows(a, "registry", next) }, inForce, 5*time.Millisecond).Should(BeTrue())
+	// The recovery resync's lists, as its user.
+	for _, ns := range []string{a, b} {
+		secrets := func() client.ObjectList {
+			l := &metav1.PartialObjectMetadataList{}
+			l.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+			return l
+		}
+		policies := func() client.ObjectList { return &authv1alpha1.RegistryAuthPolicyList{} }
+		g.Expect(listPages(context.Background(), m.mgr.GetAPIReader(), secrets, ns, func(client.ObjectList) {})).To(Succeed())
+		g.Expect(listPages(context.Background(), m.mgr.GetAPIReader(), policies, ns, func(client.ObjectList) {})).To(Succeed())
+	}
+}
+
 func TestReadinessWaitsForFirstSync(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)

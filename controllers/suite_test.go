@@ -65,9 +65,14 @@ var (
 	// managerConfig authenticates as the operator's user, bound to
 	// config/rbac/role.yaml and the leader election Role.
 	managerConfig *rest.Config
-	kubeconfig    string // admin kubeconfig file for kubectl
-	scheme        = runtime.NewScheme()
-	nsCounter     atomic.Int64
+	// namespacedConfig authenticates as a user with no cluster-wide
+	// binding: the leader election Role, and whatever RoleBindings of
+	// config/rbac/role.yaml's ClusterRole a test creates (bindNamespaced),
+	// as the Helm chart does with watchNamespaces.
+	namespacedConfig *rest.Config
+	kubeconfig       string // admin kubeconfig file for kubectl
+	scheme           = runtime.NewScheme()
+	nsCounter        atomic.Int64
 )
 
 const leaseNamespace = "registry-auth-system"
@@ -135,6 +140,11 @@ func setupSuite(cfg *rest.Config) error {
 		return err
 	}
 	managerConfig = mu.Config()
+	nu, err := testEnv.AddUser(envtest.User{Name: namespacedUser}, nil)
+	if err != nil {
+		return err
+	}
+	namespacedConfig = nu.Config()
 	if err := adminClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaseNamespace}}); err != nil {
 		return err
 	}
@@ -161,12 +171,38 @@ func setupSuite(cfg *rest.Config) error {
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: leRole.Name},
 			Subjects:   subject,
 		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "leader-election-rolebinding-namespaced", Namespace: leaseNamespace},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: leRole.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: namespacedUser}},
+		},
 	} {
 		if err := adminClient.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T: %w", o, err)
 		}
 	}
 	return nil
+}
+
+// namespacedUser is namespacedConfig's user.
+const namespacedUser = "registry-auth-manager-namespaced"
+
+// bindNamespaced grants namespacedUser config/rbac/role.yaml's ClusterRole
+// in ns only (a RoleBinding).
+func bindNamespaced(t *testing.T, ns string) {
+	t.Helper()
+	var role rbacv1.ClusterRole
+	if err := readYAML("config/rbac/role.yaml", &role); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "manager-rolebinding", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: namespacedUser}},
+	}
+	if err := adminClient.Create(context.Background(), rb); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func readYAML(rel string, into any) error {
@@ -193,6 +229,8 @@ type managerOpts struct {
 	name        string
 	leaderElect bool
 	namespaces  []string
+	// namespacedRBAC runs the manager as namespacedUser.
+	namespacedRBAC bool
 	// requests, if set, records every request the manager sends to the
 	// API server.
 	requests *requestLog
@@ -238,6 +276,9 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		o.name = "manager"
 	}
 	cfg := rest.CopyConfig(managerConfig)
+	if o.namespacedRBAC {
+		cfg = rest.CopyConfig(namespacedConfig)
+	}
 	cfg.UserAgent = o.name // shows in managedFields: who wrote what
 	cfg.QPS, cfg.Burst = 200, 400
 	if o.requests != nil {

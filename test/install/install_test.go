@@ -280,8 +280,23 @@ podDisruptionBudget:
 replicaCount: 3
 `,
 		check: func(t *testing.T, docs []object) {
-			wantKinds(t, docs, "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-				"Role", "RoleBinding", "Service", "Deployment")
+			// The manager's ClusterRole is bound in the watched namespaces
+			// only: no ClusterRoleBinding.
+			wantKinds(t, docs, "ServiceAccount", "ClusterRole",
+				"Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "Deployment")
+			bound := map[string]bool{}
+			for _, o := range docs {
+				if o.kind() != "RoleBinding" || o.get("roleRef", "kind") != "ClusterRole" {
+					continue
+				}
+				bound[o.namespace()] = true
+				if sa := o.get("subjects", "0", "name"); sa != "registry-auth-controller-manager" {
+					t.Errorf("%s binds %v, want the manager's ServiceAccount", o.id(), sa)
+				}
+			}
+			if !bound["team-a"] || !bound["team-b"] || len(bound) != 2 {
+				t.Errorf("the manager's ClusterRole is bound in %v, want team-a and team-b", keys(bound))
+			}
 			args := managerArgs(t, docs)
 			wantArgs(t, args, "--leader-elect", "--metrics-bind-address=0", "--namespace=team-a,team-b",
 				"--zap-log-level=debug", "--trusted-proxies=10.0.0.0/8,192.168.0.0/16", "--max-auth-failures=0")
@@ -319,12 +334,16 @@ func TestHelmLint(t *testing.T) {
 // namespace that exists (created for real), checks what the values turn on
 // and off, and applies the render as a server-side dry run.
 func TestHelmTemplateServerDryRun(t *testing.T) {
-	applyObjects(t, namespaceObject(chartNamespace))
+	// The release's namespace, and the "restricted" set's watched ones.
+	applyObjects(t, namespaceObject(chartNamespace), namespaceObject("team-a"), namespaceObject("team-b"))
 	for _, vs := range valueSets {
 		t.Run(vs.name, func(t *testing.T) {
 			data := helmTemplate(t, chartNamespace, vs.values)
 			docs := parseDocs(t, data, "helm template ("+vs.name+")")
 			for _, o := range docs {
+				if o.kind() == "RoleBinding" && o.get("roleRef", "kind") == "ClusterRole" {
+					continue // the manager's, in a watched namespace
+				}
 				if ns := o.namespace(); ns != "" && ns != chartNamespace {
 					t.Errorf("%s is in namespace %q, want the release namespace %q", o.id(), ns, chartNamespace)
 				}
