@@ -145,7 +145,17 @@ func (l *LeaderElector) Start(ctx context.Context) error {
 			ReleaseOnCancel: true,
 			Name:            l.name,
 			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(context.Context) { l.setLeading(true) },
+				// client-go runs OnStartedLeading in a goroutine of its
+				// own and OnStoppedLeading when Run returns: a late start
+				// must not leave this replica leading after the lease is
+				// lost. The context ends with the leadership.
+				OnStartedLeading: func(ctx context.Context) {
+					if ctx.Err() == nil {
+						l.setLeading(true)
+					}
+					<-ctx.Done()
+					l.setLeading(false)
+				},
 				OnStoppedLeading: func() { l.setLeading(false) },
 			},
 		})
