@@ -136,3 +136,22 @@ func TestLoadRetryLimiter(t *testing.T) {
 	l.Forget(req)
 	g.Expect(l.NumRequeues(req)).To(BeZero())
 }
+
+// What recovery compares is what each load was made from, whether the state
+// Secret was read again or remembered: a load from memory must not look
+// out of date after the next outage.
+func TestSecretVersionsOfALoad(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	state := rotationStateSecret("7", map[string]credentialState{credStaticToken: {Current: digestHex("x")}})
+	tok := tokenSecret("2", "uid-tok", "0123456789abcdef0123456789abcdef", now, time.Time{})
+	api := secretReader{state.Name: state, "tok": tok}
+	r := rotationResolver(api, api, func() time.Time { return now })
+	versions := map[string]string{"ns/" + state.Name: "7", "ns/tok": "2"}
+	for load := range 3 { // the first reads the state Secret, the others remember it
+		res := resolveRotation(g, r)
+		g.Expect(res.secretNames).To(Equal([]string{state.Name, "tok"}))
+		g.Expect(res.secretVersions).To(Equal([]string{"7", "2"}), "load %d", load)
+		g.Expect(sameSecrets(res, versions)).To(BeTrue(), "load %d", load)
+	}
+}

@@ -260,6 +260,10 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		if s := secrets[name]; s != nil {
 			res.secretVersions[i] = s.ResourceVersion
 		}
+		// The state Secret may come from memory, without a read.
+		if st != nil && name == stateSecretName(pol.Name) {
+			res.secretVersions[i] = st.resourceVersion
+		}
 	}
 	res.policy, res.problems = authserver.Compile(cfg, r.opts)
 	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds)
