@@ -217,6 +217,13 @@ func TestRotationGracePeriodSurvivesRestart(t *testing.T) {
 		g.Expect(m.allows(ns, "registry", oldTok)).To(BeTrue())
 		g.Expect(getPolicy(g, ns, "registry").Status.StaticToken).NotTo(BeNil())
 	}, 15*time.Second, 20*time.Millisecond).Should(Succeed())
+	// Someone labels the state Secret; the operator's next write keeps it.
+	g.Eventually(func(g Gomega) {
+		var st corev1.Secret
+		g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &st)).To(Succeed())
+		st.Labels["team"] = "payments"
+		g.Expect(adminClient.Update(context.Background(), &st)).To(Succeed())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 
 	rotateWith(t, "patch", ns, "api-token", newTok)
 	rotated := time.Now()
@@ -246,6 +253,7 @@ func TestRotationGracePeriodSurvivesRestart(t *testing.T) {
 	g.Expect(owner).NotTo(BeNil())
 	g.Expect(owner.UID).To(Equal(getPolicy(g, ns, "registry").UID))
 	g.Expect(state.Labels).To(HaveKeyWithValue("auth.registryauth.io/policy", "registry"))
+	g.Expect(state.Labels).To(HaveKeyWithValue("team", "payments"), "a label someone added")
 
 	// Restart the operator inside the window: the old token is still valid.
 	m.stop()
@@ -796,6 +804,12 @@ func TestStatusWrittenWhenStateSecretIsNot(t *testing.T) {
 	var s corev1.Secret
 	err := adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the quota refused the state Secret: %v", err)
+
+	// Room again: the write is retried, with nothing else happening.
+	g.Expect(adminClient.Delete(context.Background(), quota)).To(Succeed())
+	g.Eventually(func() error {
+		return adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)
+	}, 2*retryMax, 50*time.Millisecond).Should(Succeed())
 }
 
 // Credentials in one Secret, rotated by one update: an event each, told apart

@@ -120,11 +120,11 @@ func TestListPages(t *testing.T) {
 	}
 }
 
-// A load that keeps failing is retried at least every loadRetryMax, not
+// A reconcile that keeps failing is retried at least every retryMax, not
 // after controller-runtime's 1,000 s.
-func TestLoadRetryLimiter(t *testing.T) {
+func TestRetryLimiter(t *testing.T) {
 	g := NewWithT(t)
-	l := loadRetryLimiter()
+	l := retryLimiter()
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "p"}}
 	first := l.When(req)
 	g.Expect(first).To(BeNumerically("<", time.Second))
@@ -132,7 +132,7 @@ func TestLoadRetryLimiter(t *testing.T) {
 	for range 40 {
 		last = l.When(req)
 	}
-	g.Expect(last).To(Equal(loadRetryMax))
+	g.Expect(last).To(Equal(retryMax))
 	l.Forget(req)
 	g.Expect(l.NumRequeues(req)).To(BeZero())
 }

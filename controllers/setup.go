@@ -50,7 +50,7 @@ import (
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Field indexes on RegistryAuthPolicy.
@@ -167,7 +167,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		WithOptions(controller.Options{
 			NeedLeaderElection:      ptr.To(false),
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
-			RateLimiter:             loadRetryLimiter(),
+			RateLimiter:             retryLimiter(),
 		}).
 		Complete(loader); err != nil {
 		return nil, err
@@ -210,6 +210,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		WithOptions(controller.Options{
 			NeedLeaderElection:      ptr.To(false),
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+			RateLimiter:             retryLimiter(),
 		}).
 		Complete(status); err != nil {
 		return nil, err
@@ -276,19 +277,21 @@ func referencedSecrets(p *authv1alpha1.RegistryAuthPolicy) []string {
 	return names
 }
 
-// loadRetryMax bounds the wait before a load that could not read the API
-// server is tried again. Meanwhile the policy's last loaded config stays in
-// force, and so does anything it held that a change seen at the same time
-// (a Secret deleted to revoke a token) would remove; controller-runtime's
-// default limiter backs off to 1,000 s.
-const loadRetryMax = 30 * time.Second
+// retryMax bounds the wait before a reconcile that failed is tried again
+// (controller-runtime's default limiter backs off to 1,000 s). For the
+// loader, a load that could not read the API server: meanwhile the policy's
+// last loaded config stays in force, and so does anything it held that a
+// change seen at the same time (a Secret deleted to revoke a token) would
+// remove. For the status reconciler, a state Secret write that failed:
+// meanwhile grace windows live only in memory.
+const retryMax = 30 * time.Second
 
-// loadRetryLimiter is the loader's retry limiter: per policy, exponential
-// from 5 ms to loadRetryMax; overall, 10 retries a second (bursts of 100),
-// as controller-runtime's default.
-func loadRetryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
+// retryLimiter is both controllers' retry limiter: per policy, exponential
+// from 5 ms to retryMax; overall, 10 retries a second (bursts of 100), as
+// controller-runtime's default.
+func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 	return workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, loadRetryMax),
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, retryMax),
 		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
 	)
 }

@@ -99,8 +99,9 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if stateErr != nil {
 		// The status is still written: it says what is in force, which
 		// does not depend on the state Secret. Grace windows live in
-		// memory until the write succeeds (the error retries it). No
-		// TokenRotated event until then: it compares with what is stored.
+		// memory until the write succeeds: the error returned below
+		// retries it (retryLimiter). No TokenRotated event until then: it
+		// compares with what is stored.
 		s.recorder.Eventf(&pol, nil, corev1.EventTypeWarning, EventStateWriteFailed, "WriteState",
 			"cannot write the rotation state Secret %q (%s); rotation grace windows will not survive a restart until it is written",
 			stateSecretName(pol.Name), apierrors.ReasonForError(stateErr))
@@ -121,16 +122,30 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 	}
 
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, stateErr
 }
 
 // writeState creates or updates the rotation state Secret when it changed.
 func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, res *resolution) error {
 	want := res.creds.asState().encode()
-	if res.state != nil && bytes.Equal(res.state.data, want) {
-		return nil
+	if res.state != nil {
+		if bytes.Equal(res.state.data, want) {
+			return nil
+		}
+		// The Secret is this policy's (resolve checked its owner). Only
+		// its value changes, at the version read: a merge patch with that
+		// version as precondition leaves labels and owners others added
+		// alone, and a write in between is a conflict (the load it causes
+		// brings the policy back).
+		base := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: pol.Namespace, Name: stateSecretName(pol.Name), ResourceVersion: res.state.resourceVersion},
+			Data:       map[string][]byte{stateSecretKey: res.state.data},
+		}
+		sec := base.DeepCopy()
+		sec.Data[stateSecretKey] = want
+		return s.client.Patch(ctx, sec, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	}
-	if res.state == nil && len(res.creds) == 0 {
+	if len(res.creds) == 0 {
 		return nil
 	}
 	sec := &corev1.Secret{
@@ -147,13 +162,6 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 	}
 	if err := controllerutil.SetControllerReference(pol, sec, s.client.Scheme()); err != nil {
 		return err
-	}
-	if res.state != nil {
-		// The Secret is this policy's (resolve checked its owner): written
-		// whole, as created, at the version read. A write in between is
-		// a conflict, and the load it causes brings the policy back.
-		sec.ResourceVersion = res.state.resourceVersion
-		return s.client.Update(ctx, sec)
 	}
 	err := s.client.Create(ctx, sec)
 	if apierrors.IsAlreadyExists(err) {
