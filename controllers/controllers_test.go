@@ -738,8 +738,8 @@ func TestNamespacedRBAC(t *testing.T) {
 			return l
 		}
 		policies := func() client.ObjectList { return &authv1alpha1.RegistryAuthPolicyList{} }
-		g.Expect(listPages(context.Background(), m.mgr.GetAPIReader(), secrets, ns, func(client.ObjectList) {})).To(Succeed())
-		g.Expect(listPages(context.Background(), m.mgr.GetAPIReader(), policies, ns, func(client.ObjectList) {})).To(Succeed())
+		g.Expect(listPages(context.Background(), m.mgr.GetAPIReader(), time.Second, secrets, ns, func(client.ObjectList) {})).To(Succeed())
+		g.Expect(listPages(context.Background(), m.mgr.GetAPIReader(), time.Second, policies, ns, func(client.ObjectList) {})).To(Succeed())
 	}
 }
 

@@ -144,8 +144,6 @@ func shouldResync(recovering, pingFailedBefore bool, sinceLast, interval time.Du
 // API server's. Secrets come first and on their own: right after a restart
 // the API server serves Secrets before custom resources.
 func (r *recoveryResync) resync(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, r.interval)
-	defer cancel()
 	scopes := r.namespaces
 	if len(scopes) == 0 {
 		scopes = []string{""} // all namespaces
@@ -166,7 +164,7 @@ func (r *recoveryResync) resync(ctx context.Context) {
 	// A referenced Secret that appeared, changed or went away.
 	versions := map[string]string{} // "namespace/name" -> resourceVersion
 	for _, ns := range scopes {
-		err := listPages(ctx, r.reader, func() client.ObjectList {
+		err := listPages(ctx, r.reader, r.interval, func() client.ObjectList {
 			sl := &metav1.PartialObjectMetadataList{}
 			sl.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
 			return sl
@@ -190,7 +188,7 @@ func (r *recoveryResync) resync(ctx context.Context) {
 	// A policy that is new, changed or gone.
 	seen := map[string]bool{}
 	for _, ns := range scopes {
-		err := listPages(ctx, r.reader, func() client.ObjectList { return &authv1alpha1.RegistryAuthPolicyList{} }, ns, func(l client.ObjectList) {
+		err := listPages(ctx, r.reader, r.interval, func() client.ObjectList { return &authv1alpha1.RegistryAuthPolicyList{} }, ns, func(l client.ObjectList) {
 			pl := l.(*authv1alpha1.RegistryAuthPolicyList)
 			for i := range pl.Items {
 				p := &pl.Items[i]
@@ -220,12 +218,17 @@ func (r *recoveryResync) resync(ctx context.Context) {
 const recoveryPageSize = 500
 
 // listPages lists a namespace (every namespace for "") a page at a time,
-// handing each page to each.
-func listPages(ctx context.Context, c client.Reader, newList func() client.ObjectList, ns string, each func(client.ObjectList)) error {
+// handing each page to each. Each page has perPage to arrive: a cluster with
+// many Secrets takes many pages, and one deadline for all of them might never
+// be met by an API server that is slow as it comes back.
+func listPages(ctx context.Context, c client.Reader, perPage time.Duration, newList func() client.ObjectList, ns string, each func(client.ObjectList)) error {
 	cont := ""
 	for {
 		l := newList()
-		if err := c.List(ctx, l, client.InNamespace(ns), client.Limit(recoveryPageSize), client.Continue(cont)); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, perPage)
+		err := c.List(pctx, l, client.InNamespace(ns), client.Limit(recoveryPageSize), client.Continue(cont))
+		cancel()
+		if err != nil {
 			return err
 		}
 		each(l)

@@ -75,14 +75,17 @@ func TestShouldResync(t *testing.T) {
 // does when asked for a limit.
 type pagedReader struct {
 	client.Reader
-	names []string
-	calls []client.ListOptions
+	names     []string
+	calls     []client.ListOptions
+	deadlines []time.Time
 }
 
-func (p *pagedReader) List(_ context.Context, l client.ObjectList, opts ...client.ListOption) error {
+func (p *pagedReader) List(ctx context.Context, l client.ObjectList, opts ...client.ListOption) error {
 	var o client.ListOptions
 	o.ApplyOptions(opts)
 	p.calls = append(p.calls, o)
+	d, _ := ctx.Deadline()
+	p.deadlines = append(p.deadlines, d)
 	start := 0
 	if o.Continue != "" {
 		start, _ = strconv.Atoi(o.Continue)
@@ -105,7 +108,7 @@ func TestListPages(t *testing.T) {
 		r.names = append(r.names, fmt.Sprintf("s%d", i))
 	}
 	var got []string
-	err := listPages(context.Background(), r, func() client.ObjectList { return &metav1.PartialObjectMetadataList{} }, "ns",
+	err := listPages(context.Background(), r, time.Second, func() client.ObjectList { return &metav1.PartialObjectMetadataList{} }, "ns",
 		func(l client.ObjectList) {
 			for _, s := range l.(*metav1.PartialObjectMetadataList).Items {
 				got = append(got, s.Name)
@@ -114,9 +117,15 @@ func TestListPages(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(got).To(Equal(r.names))
 	g.Expect(r.calls).To(HaveLen(3))
-	for _, c := range r.calls {
+	for i, c := range r.calls {
 		g.Expect(c.Limit).To(BeEquivalentTo(recoveryPageSize))
 		g.Expect(c.Namespace).To(Equal("ns"))
+		// Each page has a deadline of its own, not what is left of one
+		// for the whole list.
+		g.Expect(r.deadlines[i]).NotTo(BeZero())
+		if i > 0 {
+			g.Expect(r.deadlines[i]).To(BeTemporally(">", r.deadlines[i-1]))
+		}
 	}
 }
 
