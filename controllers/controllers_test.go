@@ -508,7 +508,7 @@ func TestPolicyDeleted(t *testing.T) {
 	g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
 	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(authserver.ReasonUnknownPolicy))
 	// The deleted policy's series are gone, not left at their last value.
-	g.Expect(seriesOf(rotationsTotal, ns+"/registry")).To(BeZero())
+	g.Eventually(func() int { return seriesOf(rotationsTotal, ns+"/registry") }, inForce, 5*time.Millisecond).Should(BeZero())
 }
 
 // seriesOf counts the series of c whose policy label is policy.
@@ -777,6 +777,36 @@ func TestStateSecretNotTakenOver(t *testing.T) {
 	var s corev1.Secret
 	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &s)).To(Succeed())
 	g.Expect(string(s.Data["token"])).To(Equal("user data that must survive"))
+}
+
+// A policy whose token is its own state Secret: once the leader has written
+// that Secret, the reference is refused, and the state stops changing
+// (before, every write was a new token for the next load: a rotation every
+// 100 ms, for ever).
+func TestOwnStateSecretIsNoToken(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	createPolicy(t, ns, "registry", stateSecretName("registry"), func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.StaticToken.SecretRef.Key = stateSecretKey
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+	})
+	startManager(t, managerOpts{leaderElect: true})
+	key := types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}
+	g.Eventually(func(g Gomega) {
+		c := readyCondition(g, ns, "registry")
+		g.Expect(c.Reason).To(Equal(authserver.ProblemInvalidSpec))
+		g.Expect(c.Message).To(ContainSubstring("rotation state"))
+		var st corev1.Secret
+		g.Expect(adminClient.Get(context.Background(), key, &st)).To(Succeed())
+	}, 15*time.Second, 50*time.Millisecond).Should(Succeed())
+	var st corev1.Secret
+	g.Expect(adminClient.Get(context.Background(), key, &st)).To(Succeed())
+	rv := st.ResourceVersion
+	g.Consistently(func(g Gomega) {
+		g.Expect(adminClient.Get(context.Background(), key, &st)).To(Succeed())
+		g.Expect(st.ResourceVersion).To(Equal(rv), "the state Secret keeps changing")
+	}, 2*time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Expect(hasEvent(events(g, ns, "registry"), EventTokenRotated, "")).To(BeFalse())
 }
 
 // A state Secret that cannot be written does not hold back the status: it

@@ -181,10 +181,15 @@ func (l *LeaderElector) onLeadCopy() []func() {
 }
 
 func (l *LeaderElector) setLeading(on bool) {
-	if l.leading.Swap(on) == on {
+	// One transition at a time: the flag and the channel change together,
+	// or a start and a stop racing could leave them apart (and a later
+	// start would close a closed channel).
+	l.mu.Lock()
+	if l.leading.Load() == on {
+		l.mu.Unlock()
 		return
 	}
-	l.mu.Lock()
+	l.leading.Store(on)
 	if on {
 		close(l.elected)
 	} else {

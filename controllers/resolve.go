@@ -117,21 +117,19 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, valueSource, error) {
 		key := ref.KeyOrDefault()
 		src := valueSource{secret: ref.Name}
-		reserved := authserver.SecretValue{Problem: &authserver.Problem{
-			Reason: authserver.ProblemInvalidSpec, Field: field,
-			Message: fmt.Sprintf("Secret %q holds the operator's rotation state; a credential cannot be read from it", ref.Name),
-		}}
-		// Reading a credential from a state Secret would feed each write of
-		// the state back into the next load: a rotation every load, for ever.
-		if ref.Name == stateSecretName(pol.Name) {
-			return reserved, src, nil
-		}
 		s, err := read(ref.Name)
 		if err != nil {
 			return authserver.SecretValue{}, src, err
 		}
+		// Reading a credential from a state Secret would feed each write of
+		// the state back into the next load: a rotation every load, for
+		// ever. (A user's Secret that only has the name is never written
+		// by the operator, so it is a Secret like any other.)
 		if s != nil && isRotationStateSecret(s) {
-			return reserved, src, nil
+			return authserver.SecretValue{Problem: &authserver.Problem{
+				Reason: authserver.ProblemInvalidSpec, Field: field,
+				Message: fmt.Sprintf("Secret %q holds the operator's rotation state; a credential cannot be read from it", ref.Name),
+			}}, src, nil
 		}
 		if s == nil {
 			return authserver.SecretValue{Problem: &authserver.Problem{

@@ -182,9 +182,10 @@ func stateSecretName(policy string) string {
 		return name
 	}
 	sum := sha256.Sum256([]byte(policy))
-	// Cut where a "." or "-" would be followed by the "-": a DNS subdomain's
-	// labels start and end with a letter or digit.
-	return strings.TrimRight(policy[:253-len(stateSecretSuffix)-9], ".-") + "-" + hex.EncodeToString(sum[:4]) + stateSecretSuffix
+	// A cut that ends in "." would be followed by "-": a DNS subdomain's
+	// labels start with a letter or digit. ("--" is valid, and trimming
+	// "-" too would rename existing state Secrets.)
+	return strings.TrimRight(policy[:253-len(stateSecretSuffix)-9], ".") + "-" + hex.EncodeToString(sum[:4]) + stateSecretSuffix
 }
 
 func decodeState(b []byte) rotationState {
