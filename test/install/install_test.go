@@ -367,6 +367,7 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		{"namespaces as a string", "watchNamespaces: team-a,team-b\n", "got string, want array"},
 		{"negative failure limit", "maxAuthFailures: -1\n", "maxAuthFailures"},
 		{"unknown log level", "logLevel: verbose\n", "logLevel"},
+		{"lease name not a DNS name", "leaderElection:\n  id: Registry_Auth\n", "leaderElection"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", releaseName, filepath.Join(root, "dist", "chart"), "--namespace", chartNamespace},
@@ -415,6 +416,9 @@ func TestHelmReleasesHaveTheirOwnLease(t *testing.T) {
 	if ids["team-a"] == ids["team-b"] {
 		t.Errorf("releases team-a and team-b share the Lease %q", ids["team-a"])
 	}
+	// leaderElection.id keeps a kustomize install's Lease.
+	docs := parseDocs(t, helmTemplate(t, chartNamespace, "leaderElection:\n  id: registry-auth-operator.registryauth.io\n"), "helm template")
+	wantArgs(t, managerArgs(t, docs), "--leader-election-id=registry-auth-operator.registryauth.io")
 }
 
 // ---------------------------------------------------------------------------
