@@ -85,10 +85,32 @@ func keyOf(client string) clientKey {
 	}
 	a = a.Unmap()
 	if a.Is6() {
+		if v4, ok := nat64IPv4(a); ok {
+			return clientKey{addr: v4}
+		}
 		p, _ := a.Prefix(64) // drops the zone too
 		a = p.Addr()
 	}
 	return clientKey{addr: a}
+}
+
+// NAT64 prefixes (RFC 6052's well-known prefix, RFC 8215's local-use one):
+// behind a NAT64 or SIIT edge every IPv4 client appears inside them, so
+// counting them per /64 would put all those clients in one budget.
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	nat64LocalUse  = netip.MustParsePrefix("64:ff9b:1::/48")
+)
+
+// nat64IPv4 is the IPv4 client embedded in a NAT64 address: its last 32
+// bits (the /96 embedding, the only one of the well-known prefix and the
+// usual one of the local-use prefix).
+func nat64IPv4(a netip.Addr) (netip.Addr, bool) {
+	if !nat64WellKnown.Contains(a) && !nat64LocalUse.Contains(a) {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
 }
 
 // Throttled reports whether client has no failed attempts left.

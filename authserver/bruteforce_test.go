@@ -146,6 +146,9 @@ func TestFailureLimitKeys(t *testing.T) {
 		{"IPv4 per address", "192.0.2.7", "192.0.2.8", false},
 		{"IPv4 mapped, per address", "::ffff:192.0.2.7", "::ffff:192.0.2.8", false},
 		{"IPv4 and IPv4-compatible IPv6", "192.0.2.7", "::c000:207", false},
+		{"NAT64 well-known prefix: per IPv4 client", "64:ff9b::192.0.2.7", "64:ff9b::192.0.2.8", false},
+		{"NAT64 well-known prefix is the IPv4 client", "64:ff9b::c000:207", "192.0.2.7", true},
+		{"NAT64 local-use prefix: per IPv4 client", "64:ff9b:1::192.0.2.7", "64:ff9b:1::192.0.2.8", false},
 		{"names", "client-a", "client-b", false},
 		{"one name", "client-a", "client-a", true},
 	}
