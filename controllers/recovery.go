@@ -43,18 +43,25 @@ import (
 // cheapest call there is; reflectors retry refused connections silently, so
 // the cache's watch error handler alone does not see an outage), and the
 // cache reports the watch failures it does see. While either failed within
-// recoveryWindow, the runnable compares, once a second, what the API server
-// says (a list of policies and a metadata-only list of Secrets, read
-// directly, a page of 500 at a time) with what each policy was last loaded
-// from, and sends the policies that differ to the loader: at once when the
-// API server answers again, then once a second. That costs two lists a
-// second, only in the minutes after an outage; the loader reads Secrets
-// directly.
+// recoveryWindow, the runnable compares what the API server says (a list of
+// policies and a metadata-only list of Secrets, read directly, a page of 500
+// at a time) with what each policy was last loaded from, and sends the
+// policies that differ to the loader: at once when the API server answers
+// again, then four times a second for fastResyncFor after the last failure
+// (until the reflectors are surely back, only this sees a rotation, and the
+// 1 s contract needs it more often than once a second), then once a second
+// until the window ends. That is about 500 lists per replica and outage in
+// the fast phase and 2 a second after it; the loader reads Secrets directly.
 
 // recoveryWindow is how long after the last watch failure the resync runs:
 // longer than client-go's reflector backoff reset (2 min) plus its largest
 // delay.
 const recoveryWindow = 3 * time.Minute
+
+// fastResyncFor is how long after the last failure the resync runs on every
+// tick: client-go's reflectors wait up to 30 s between attempts, with jitter
+// up to twice that, before they list and watch again.
+const fastResyncFor = 65 * time.Second
 
 // WatchHealth records when a watch of the manager's cache last failed.
 type WatchHealth struct {
@@ -72,6 +79,16 @@ func (w *WatchHealth) handler(ctx context.Context, r *toolscache.Reflector, err 
 }
 
 func (w *WatchHealth) failed() { w.last.Store(time.Now().UnixNano()) }
+
+// sinceFailure is the time since the last failure (a very long time if
+// none).
+func (w *WatchHealth) sinceFailure() time.Duration {
+	last := w.last.Load()
+	if last == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(time.Unix(0, last))
+}
 
 // recovering reports whether a watch failed within recoveryWindow: the cache
 // may be behind the API server.
@@ -123,7 +140,7 @@ func (r *recoveryResync) Start(ctx context.Context) error {
 			pingFailed = true
 			continue
 		}
-		if shouldResync(recovering, pingFailed, time.Since(lastResync), r.interval) {
+		if shouldResync(recovering, pingFailed, r.health.sinceFailure(), time.Since(lastResync), r.interval) {
 			lastResync = time.Now()
 			r.resync(ctx)
 		}
@@ -133,11 +150,21 @@ func (r *recoveryResync) Start(ctx context.Context) error {
 
 // shouldResync says whether a tick whose ping succeeded compares the API
 // server's state with the loaded one: while recovering, at once when the
-// API server has just answered again, else once an interval. The lists
-// come when the API server may be struggling; they should not come four
-// times a second.
-func shouldResync(recovering, pingFailedBefore bool, sinceLast, interval time.Duration) bool {
-	return recovering && (pingFailedBefore || sinceLast >= interval)
+// API server has just answered again; on every tick (four an interval) for
+// fastResyncFor after the last failure, while the cache's watches may still
+// be down; then once an interval. The lists come when the API server may be
+// struggling: four a second only while nothing else would see a change.
+func shouldResync(recovering, pingFailedBefore bool, sinceFailure, sinceLast, interval time.Duration) bool {
+	switch {
+	case !recovering:
+		return false
+	case pingFailedBefore:
+		return true
+	case sinceFailure < fastResyncFor:
+		return true // the caller asks once a tick
+	default:
+		return sinceLast >= interval
+	}
 }
 
 // resync sends the loader every policy whose loaded state differs from the

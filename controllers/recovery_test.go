@@ -53,20 +53,22 @@ func TestSameSecrets(t *testing.T) {
 
 func TestShouldResync(t *testing.T) {
 	const interval = time.Second
+	tick := interval / 4
 	for _, tc := range []struct {
-		name                   string
-		recovering, pingFailed bool
-		sinceLast              time.Duration
-		want                   bool
+		name                    string
+		recovering, pingFailed  bool
+		sinceFailure, sinceLast time.Duration
+		want                    bool
 	}{
-		{"healthy", false, false, time.Hour, false},
-		{"healthy, just back", false, true, time.Hour, false},
-		{"recovering, API server just answered again", true, true, 0, true},
-		{"recovering, resynced a tick ago", true, false, interval / 4, false},
-		{"recovering, resynced an interval ago", true, false, interval, true},
+		{"healthy", false, false, time.Hour, time.Hour, false},
+		{"healthy, just back", false, true, time.Hour, time.Hour, false},
+		{"API server just answered again", true, true, tick, 0, true},
+		{"watches maybe still down: every tick", true, false, 10 * time.Second, tick, true},
+		{"watches surely back: not every tick", true, false, fastResyncFor, tick, false},
+		{"watches surely back: once an interval", true, false, fastResyncFor, interval, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			NewWithT(t).Expect(shouldResync(tc.recovering, tc.pingFailed, tc.sinceLast, interval)).To(Equal(tc.want))
+			NewWithT(t).Expect(shouldResync(tc.recovering, tc.pingFailed, tc.sinceFailure, tc.sinceLast, interval)).To(Equal(tc.want))
 		})
 	}
 }
