@@ -357,11 +357,9 @@ func durationOf(d *metav1.Duration) time.Duration {
 }
 
 // isRotationStateSecret reports whether s is a rotation state Secret the
-// operator made, for any policy.
+// operator made, for any policy: owned by a RegistryAuthPolicy (labels can
+// be removed by anyone; a user's Secret has no such owner).
 func isRotationStateSecret(s *corev1.Secret) bool {
-	if s.Labels[labelManagedBy] != managedByValue {
-		return false
-	}
 	for _, o := range s.OwnerReferences {
 		if o.Kind == "RegistryAuthPolicy" && strings.HasPrefix(o.APIVersion, authv1alpha1.GroupVersion.Group+"/") {
 			return true

@@ -365,6 +365,9 @@ func TestStateSecretIsNoCredential(t *testing.T) {
 	other.Name = stateSecretName("q")
 	other.Labels = map[string]string{labelManagedBy: managedByValue}
 	other.OwnerReferences[0].UID, other.OwnerReferences[0].Name = "uid-q", "q"
+	// The same, after someone removed its labels: the owner still says.
+	unlabelled := other.DeepCopy()
+	unlabelled.Name, unlabelled.Labels = "unlabelled-state", nil
 	// A user's Secret whose name only looks like one.
 	lookalike := tokenSecret("2", "uid-l", "0123456789abcdef0123456789abcdef", now, time.Time{})
 	lookalike.Name = stateSecretName("r")
@@ -373,11 +376,12 @@ func TestStateSecretIsNoCredential(t *testing.T) {
 		wantProblem    bool
 	}{
 		{"another policy's state Secret", stateSecretName("q"), stateSecretKey, true},
+		{"a state Secret without its labels", "unlabelled-state", stateSecretKey, true},
 		{"a user's Secret named like a state Secret", stateSecretName("r"), "token", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			api := secretReader{other.Name: other, lookalike.Name: lookalike}
+			api := secretReader{other.Name: other, unlabelled.Name: unlabelled, lookalike.Name: lookalike}
 			r := rotationResolver(api, api, func() time.Time { return now })
 			pol := rotationPolicy.DeepCopy()
 			pol.Spec.StaticToken.SecretRef = &authv1alpha1.SecretKeySelector{Name: tc.ref, Key: tc.key}
