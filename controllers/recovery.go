@@ -50,8 +50,9 @@ import (
 // again, then four times a second for fastResyncFor after the last failure
 // (until the reflectors are surely back, only this sees a rotation, and the
 // 1 s contract needs it more often than once a second), then once a second
-// until the window ends. That is about 500 lists per replica and outage in
-// the fast phase and 2 a second after it; the loader reads Secrets directly.
+// until the window ends. That is up to about 260 resyncs (two lists each, a
+// list being one call per 500 objects) per replica and outage in the fast
+// phase, one a second after it; the loader reads Secrets directly.
 
 // recoveryWindow is how long after the last watch failure the resync runs:
 // longer than client-go's reflector backoff reset (2 min) plus its largest
@@ -63,13 +64,15 @@ const recoveryWindow = 3 * time.Minute
 // up to twice that, before they list and watch again.
 const fastResyncFor = 65 * time.Second
 
-// WatchHealth records when a watch of the manager's cache last failed.
+// WatchHealth records when a watch of the manager's cache last failed, on
+// the monotonic clock (a wall clock stepped back would stretch the window).
 type WatchHealth struct {
-	last atomic.Int64 // unix nanos; 0: never
+	start time.Time    // holds a monotonic reading
+	last  atomic.Int64 // nanoseconds after start, plus one; 0: never
 }
 
 // NewWatchHealth returns a WatchHealth that has seen no failure.
-func NewWatchHealth() *WatchHealth { return &WatchHealth{} }
+func NewWatchHealth() *WatchHealth { return &WatchHealth{start: time.Now()} }
 
 // handler is a cache.Options.DefaultWatchErrorHandler: it records the failure
 // and logs it as client-go does.
@@ -78,26 +81,25 @@ func (w *WatchHealth) handler(ctx context.Context, r *toolscache.Reflector, err 
 	toolscache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
-func (w *WatchHealth) failed() { w.last.Store(time.Now().UnixNano()) }
+func (w *WatchHealth) failed() { w.last.Store(int64(time.Since(w.start)) + 1) }
 
 // sinceFailure is the time since the last failure (a very long time if
 // none).
 func (w *WatchHealth) sinceFailure() time.Duration {
+	if w == nil {
+		return time.Duration(1<<63 - 1)
+	}
 	last := w.last.Load()
 	if last == 0 {
 		return time.Duration(1<<63 - 1)
 	}
-	return time.Since(time.Unix(0, last))
+	return time.Since(w.start) - time.Duration(last-1)
 }
 
 // recovering reports whether a watch failed within recoveryWindow: the cache
 // may be behind the API server.
 func (w *WatchHealth) recovering() bool {
-	if w == nil {
-		return false
-	}
-	last := w.last.Load()
-	return last != 0 && time.Since(time.Unix(0, last)) < recoveryWindow
+	return w != nil && w.sinceFailure() < recoveryWindow
 }
 
 // recoveryResync is the runnable described above. It runs on every replica.

@@ -166,3 +166,19 @@ func TestSecretVersionsOfALoad(t *testing.T) {
 		g.Expect(sameSecrets(res, versions)).To(BeTrue(), "load %d", load)
 	}
 }
+
+func TestWatchHealth(t *testing.T) {
+	g := NewWithT(t)
+	var none *WatchHealth
+	g.Expect(none.recovering()).To(BeFalse())
+	w := NewWatchHealth()
+	g.Expect(w.recovering()).To(BeFalse(), "no failure yet")
+	g.Expect(w.sinceFailure()).To(BeNumerically(">", recoveryWindow))
+	w.failed()
+	g.Expect(w.recovering()).To(BeTrue())
+	g.Expect(w.sinceFailure()).To(BeNumerically("<", fastResyncFor))
+	// A failure recorded a window ago has ended.
+	w.last.Store(1)
+	w.start = w.start.Add(-recoveryWindow)
+	g.Expect(w.recovering()).To(BeFalse())
+}
