@@ -85,8 +85,8 @@ func keyOf(client string) clientKey {
 	}
 	a = a.Unmap()
 	if a.Is6() {
-		if v4, ok := nat64IPv4(a); ok {
-			return clientKey{addr: v4}
+		if k, ok := nat64IPv4(a); ok {
+			return clientKey{addr: k}
 		}
 		p, _ := a.Prefix(64) // drops the zone too
 		a = p.Addr()
@@ -102,15 +102,20 @@ var (
 	nat64LocalUse  = netip.MustParsePrefix("64:ff9b:1::/48")
 )
 
-// nat64IPv4 is the IPv4 client embedded in a NAT64 address: its last 32
-// bits (the /96 embedding, the only one of the well-known prefix and the
-// usual one of the local-use prefix).
+// nat64IPv4 is the key of a NAT64 client: in the well-known prefix, the
+// IPv4 address in its last 32 bits (its only embedding); in the local-use
+// prefix, whose embedding the operator of the translator chooses (RFC 6052
+// allows /48 to /96), the whole address, which the translator assigns and
+// the client cannot choose.
 func nat64IPv4(a netip.Addr) (netip.Addr, bool) {
-	if !nat64WellKnown.Contains(a) && !nat64LocalUse.Contains(a) {
-		return netip.Addr{}, false
+	switch {
+	case nat64WellKnown.Contains(a):
+		b := a.As16()
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case nat64LocalUse.Contains(a):
+		return a.WithZone(""), true
 	}
-	b := a.As16()
-	return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	return netip.Addr{}, false
 }
 
 // Throttled reports whether client has no failed attempts left.

@@ -148,7 +148,8 @@ func TestFailureLimitKeys(t *testing.T) {
 		{"IPv4 and IPv4-compatible IPv6", "192.0.2.7", "::c000:207", false},
 		{"NAT64 well-known prefix: per IPv4 client", "64:ff9b::192.0.2.7", "64:ff9b::192.0.2.8", false},
 		{"NAT64 well-known prefix is the IPv4 client", "64:ff9b::c000:207", "192.0.2.7", true},
-		{"NAT64 local-use prefix: per IPv4 client", "64:ff9b:1::192.0.2.7", "64:ff9b:1::192.0.2.8", false},
+		{"NAT64 local-use prefix, /96 layout: per client", "64:ff9b:1::192.0.2.7", "64:ff9b:1::192.0.2.8", false},
+		{"NAT64 local-use prefix, /48 layout: per client", "64:ff9b:1:c000:2:700::", "64:ff9b:1:c000:2:800::", false},
 		{"names", "client-a", "client-b", false},
 		{"one name", "client-a", "client-a", true},
 	}

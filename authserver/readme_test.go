@@ -16,13 +16,19 @@ func TestReadmeDenyReasons(t *testing.T) {
 	g := NewWithT(t)
 	b, err := os.ReadFile("../README.md")
 	g.Expect(err).NotTo(HaveOccurred())
+	// The section's table, up to the next heading.
+	section := regexp.MustCompile("(?s)\n### Deny reasons\n(.*?)\n#").FindSubmatch(b)
+	g.Expect(section).NotTo(BeNil(), "the README has no Deny reasons section")
 	row := regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| ([0-9]{3}) \\| `([^`]*)`")
 	documented := map[Reason]bool{}
-	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+	rows := row.FindAllStringSubmatch(string(section[1]), -1)
+	g.Expect(rows).NotTo(BeEmpty())
+	for _, m := range rows {
 		r := Reason(m[1])
 		d, ok := denyReasons[r]
+		g.Expect(ok).To(BeTrue(), "the README lists %s, which is no deny reason", r)
 		if !ok {
-			continue // another table's row
+			continue
 		}
 		documented[r] = true
 		status, _ := strconv.Atoi(m[2])
