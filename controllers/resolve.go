@@ -125,7 +125,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		// the state back into the next load: a rotation every load, for
 		// ever. (A user's Secret that only has the name is never written
 		// by the operator, so it is a Secret like any other.)
-		if s != nil && isRotationStateSecret(s) {
+		if s != nil && stateSecretOwner(s) != "" {
 			return authserver.SecretValue{Problem: &authserver.Problem{
 				Reason: authserver.ProblemInvalidSpec, Field: field,
 				Message: fmt.Sprintf("Secret %q holds the operator's rotation state; a credential cannot be read from it", ref.Name),
@@ -160,7 +160,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		return nil, err
 	}
 	stored := decodeState(nil)
-	if st != nil && st.owner == pol.UID {
+	if st != nil && st.owner != "" && st.owner == pol.UID {
 		res.state = st
 		stored = decodeState(st.data)
 	}
@@ -254,12 +254,13 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 
 	res.secretVersions = make([]string, len(res.secretNames))
+	stateName := stateSecretName(pol.Name)
 	for i, name := range res.secretNames {
 		if s := secrets[name]; s != nil {
 			res.secretVersions[i] = s.ResourceVersion
 		}
 		// The state Secret may come from memory, without a read.
-		if st != nil && name == stateSecretName(pol.Name) {
+		if st != nil && name == stateName {
 			res.secretVersions[i] = st.resourceVersion
 		}
 	}
@@ -314,10 +315,7 @@ func (r *resolver) stateSecret(ctx context.Context, pol *authv1alpha1.RegistryAu
 	if err != nil || st == nil {
 		return nil, err
 	}
-	rec := &stateRecord{resourceVersion: st.ResourceVersion, data: st.Data[stateSecretKey]}
-	if isStateSecretOf(st, pol) {
-		rec.owner = pol.UID
-	}
+	rec := &stateRecord{resourceVersion: st.ResourceVersion, owner: stateSecretOwner(st), data: st.Data[stateSecretKey]}
 	r.stateMu.Lock()
 	r.states[key] = rec
 	r.stateMu.Unlock()
@@ -356,26 +354,22 @@ func durationOf(d *metav1.Duration) time.Duration {
 	return d.Duration
 }
 
-// isRotationStateSecret reports whether s is a rotation state Secret the
-// operator made, for any policy: owned by a RegistryAuthPolicy (labels can
-// be removed by anyone; a user's Secret has no such owner).
-func isRotationStateSecret(s *corev1.Secret) bool {
+// stateSecretOwner is the UID of the RegistryAuthPolicy that owns s, "" if
+// none: a rotation state Secret the operator made has one (labels can be
+// removed by anyone; a user's Secret has no such owner).
+func stateSecretOwner(s *corev1.Secret) types.UID {
 	for _, o := range s.OwnerReferences {
 		if o.Kind == "RegistryAuthPolicy" && strings.HasPrefix(o.APIVersion, authv1alpha1.GroupVersion.Group+"/") {
-			return true
+			return o.UID
 		}
 	}
-	return false
+	return ""
 }
 
 // isStateSecretOf reports whether s is the rotation state Secret the
 // operator made for pol (and not a user's Secret that happens to have the
 // name).
 func isStateSecretOf(s *corev1.Secret, pol *authv1alpha1.RegistryAuthPolicy) bool {
-	for _, o := range s.OwnerReferences {
-		if o.UID == pol.UID && o.Kind == "RegistryAuthPolicy" {
-			return true
-		}
-	}
-	return false
+	owner := stateSecretOwner(s)
+	return owner != "" && owner == pol.UID
 }
