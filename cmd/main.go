@@ -34,7 +34,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -75,7 +74,6 @@ type options struct {
 	trusted       string
 	maxFailures   int
 	failureWindow time.Duration
-	gcHeapFloor   resource.Quantity
 }
 
 func main() {
@@ -96,18 +94,6 @@ func main() {
 	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit) and whose X-Forwarded-* headers describe the request (Traefik /forward-auth); other peers count as the client themselves.")
 	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
 	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
-	o.gcHeapFloor = resource.MustParse(defaultGCHeapFloor)
-	flag.Func("gc-heap-floor", "Heap size below which the garbage collector does not start a cycle (GOGC is raised while the live heap is small); trades up to this much memory for fewer collections on the auth check's path. 0 keeps Go's default. Ignored with GOGC=off; GOMEMLIMIT still caps the heap. (default "+defaultGCHeapFloor+")", func(v string) error {
-		q, err := resource.ParseQuantity(v)
-		if err != nil {
-			return err
-		}
-		if q.Sign() < 0 {
-			return fmt.Errorf("must not be negative")
-		}
-		o.gcHeapFloor = q
-		return nil
-	})
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -115,10 +101,6 @@ func main() {
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	ctrl.SetLogger(log)
 	ctx := ctrl.SetupSignalHandler()
-	if floor := o.gcHeapFloor.Value(); floor > 0 {
-		defer heapFloor(uint64(floor))()
-		log.V(1).Info("garbage collector heap floor", "bytes", floor)
-	}
 
 	var err error
 	if o.standalone {

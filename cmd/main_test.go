@@ -377,22 +377,8 @@ func TestHelp(t *testing.T) {
 	p := startProc(t, nil, nil, "--help")
 	g.Expect(p.exitCode(10 * time.Second)).To(Equal(0))
 	out := p.stdout.String() + p.stderr.String()
-	for _, f := range []string{"metrics-bind-address", "health-probe-bind-address", "leader-elect", "kubeconfig", "auth-bind-address", "standalone", "pprof-bind-address", "gc-heap-floor"} {
+	for _, f := range []string{"metrics-bind-address", "health-probe-bind-address", "leader-elect", "kubeconfig", "auth-bind-address", "standalone", "pprof-bind-address"} {
 		g.Expect(out).To(MatchRegexp(`(?m)^\s+--?`+f+`\b`), "--help lists --%s", f)
-	}
-}
-
-// A bad --gc-heap-floor stops start-up with the flag's name.
-func TestBadGCHeapFloor(t *testing.T) {
-	for _, v := range []string{"-1Mi", "lots"} {
-		t.Run(v, func(t *testing.T) {
-			g := NewWithT(t)
-			p := startProc(t, nil, nil, "--standalone", "--gc-heap-floor="+v)
-			code := p.exitCode(10 * time.Second)
-			g.Expect(code).NotTo(Equal(-1), "registry-auth must exit")
-			g.Expect(code).NotTo(Equal(0))
-			g.Expect(p.stderr.String()).To(ContainSubstring("gc-heap-floor"))
-		})
 	}
 }
 
