@@ -56,7 +56,7 @@ func normalizePath(raw string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return resolveSegments(decoded)
+	return mergeSlashes(decoded)
 }
 
 // isNormalPath reports whether p needs no decoding, merging or resolving, and
@@ -116,9 +116,9 @@ func percentDecodePath(raw string) ([]byte, error) {
 	return out, nil
 }
 
-// resolveSegments merges slashes of a decoded absolute path and refuses a
+// mergeSlashes merges slashes of a decoded absolute path and refuses a
 // "." or ".." segment. A trailing slash is kept, as nginx does.
-func resolveSegments(p []byte) (string, error) {
+func mergeSlashes(p []byte) (string, error) {
 	segs := make([]string, 0, strings.Count(string(p), "/"))
 	trailingSlash := false
 	for _, seg := range strings.Split(string(p[1:]), "/") {

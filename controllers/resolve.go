@@ -160,7 +160,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		return nil, err
 	}
 	stored := decodeState(nil)
-	if st != nil && st.owner != "" && st.owner == pol.UID {
+	if st != nil && ownedBy(st.owner, pol) {
 		res.state = st
 		stored = decodeState(st.data)
 	}
@@ -370,6 +370,11 @@ func stateSecretOwner(s *corev1.Secret) types.UID {
 // operator made for pol (and not a user's Secret that happens to have the
 // name).
 func isStateSecretOf(s *corev1.Secret, pol *authv1alpha1.RegistryAuthPolicy) bool {
-	owner := stateSecretOwner(s)
+	return ownedBy(stateSecretOwner(s), pol)
+}
+
+// ownedBy reports whether owner, a state Secret's owner UID ("" for none),
+// is pol.
+func ownedBy(owner types.UID, pol *authv1alpha1.RegistryAuthPolicy) bool {
 	return owner != "" && owner == pol.UID
 }
