@@ -119,13 +119,13 @@ func redact(s string, secrets []string) string {
 }
 
 // testEnv is the test process's environment without anything that would
-// configure standalone mode.
+// configure standalone mode or the garbage collector.
 func testEnv(extra map[string]string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "REGISTRY_") || strings.HasPrefix(k, "OIDC_") || strings.HasPrefix(k, "SECRET_KEY") ||
-			strings.HasPrefix(k, "SESSION_") || k == "GROUP_SCOPES" {
+			strings.HasPrefix(k, "SESSION_") || k == "GROUP_SCOPES" || k == "GOGC" || k == "GOMEMLIMIT" {
 			continue
 		}
 		env = append(env, kv)

@@ -261,6 +261,14 @@ var valueSets = []struct {
 			wantArgs(t, args, "--leader-elect", "--metrics-bind-address=:8080", "--auth-bind-address=:8888",
 				"--zap-log-level=info", "--max-auth-failures=10")
 			refuseArgPrefixes(t, args, "--namespace", "--trusted-proxies")
+			for _, o := range docs {
+				if o.kind() == "Deployment" {
+					env := toJSON(o.get("spec", "template", "spec", "containers", "0", "env"))
+					if want := `[{"name":"GOMEMLIMIT","valueFrom":{"resourceFieldRef":{"resource":"limits.memory"}}}]`; env != want {
+						t.Errorf("env = %s, want %s", env, want)
+					}
+				}
+			}
 		},
 	},
 	{
@@ -278,6 +286,11 @@ crds:
 podDisruptionBudget:
   enabled: false
 replicaCount: 3
+extraEnv:
+- name: GOGC
+  value: "100"
+- name: GOMEMLIMIT
+  value: 200MiB
 `,
 		check: func(t *testing.T, docs []object) {
 			// The manager's ClusterRole is bound in the watched namespaces
@@ -302,6 +315,11 @@ replicaCount: 3
 				"--zap-log-level=debug", "--trusted-proxies=10.0.0.0/8,192.168.0.0/16", "--max-auth-failures=0")
 			for _, o := range docs {
 				if o.kind() == "Deployment" {
+					// extraEnv's GOMEMLIMIT replaces the memory limit's.
+					env := toJSON(o.get("spec", "template", "spec", "containers", "0", "env"))
+					if want := `[{"name":"GOGC","value":"100"},{"name":"GOMEMLIMIT","value":"200MiB"}]`; env != want {
+						t.Errorf("env = %s, want %s", env, want)
+					}
 					if r := o.get("spec", "replicas"); r != float64(3) {
 						t.Errorf("replicas = %v, want 3", r)
 					}
@@ -588,7 +606,7 @@ func deploymentDrift(k, c object) []string {
 		kcon, _ := kc[i].(map[string]any)
 		ccon, _ := cc[i].(map[string]any)
 		name := fmt.Sprint(kcon["name"])
-		for _, f := range []string{"name", "image", "command", "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe", "ports"} {
+		for _, f := range []string{"name", "image", "command", "env", "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe", "ports"} {
 			if !reflect.DeepEqual(kcon[f], ccon[f]) {
 				add("container %s: %s differs:\n  kustomize: %s\n  chart:     %s", name, f, toJSON(kcon[f]), toJSON(ccon[f]))
 			}
