@@ -35,7 +35,7 @@ import (
 // type registry, the cached policies and Secret metadata. Doubling GOGC halves
 // that work for a heap half as large again. Measured by `make bench` on two
 // cores (bench/README.md): about 3 µs less CPU per check in standalone mode
-// (27 against 30 µs), and 103 against 69 MiB RSS with 1,000 policies.
+// (27 against 30 µs), for about 90 against 70 MiB RSS with 1,000 policies.
 //
 // Memory is what it costs, so the manifests also pass the container's memory
 // limit as GOMEMLIMIT: near the limit the collector runs as often as it has
