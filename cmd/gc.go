@@ -17,10 +17,11 @@ limitations under the License.
 package main
 
 import (
+	"fmt"
 	"math"
 	"runtime/debug"
 	"runtime/metrics"
-	"strings"
+	"strconv"
 )
 
 // defaultGCPercent is the GOGC this binary runs with when the GOGC
@@ -32,45 +33,82 @@ import (
 // policies) but every auth check allocates about 2.5 KB in net/http, so at
 // tens of thousands of checks a second it collects every few tens of
 // milliseconds, mostly marking the same long-lived data again: the Kubernetes
-// type registry, the cached policies and Secret metadata. Doubling GOGC halves
-// that work for a heap half as large again. Measured by `make bench` on two
-// cores (bench/README.md): about 3 µs less CPU per check in standalone mode
-// (27 against 30 µs), for about 90 against 70 MiB RSS with 1,000 policies.
-//
-// Memory is what it costs, so the manifests also pass the container's memory
-// limit as GOMEMLIMIT: near the limit the collector runs as often as it has
-// to, whatever GOGC says, instead of the pod being OOM-killed.
+// type registry, the cached policies and Secret metadata. GOGC=200 halves the
+// number of cycles for a heap half as large again; bench/README.md has what
+// it measured (CPU per check, RSS).
 const defaultGCPercent = 200
+
+// containerMemoryLimitEnv names the variable through which the manifests pass
+// the container's memory limit in bytes (the downward API's limits.memory).
+// Unless GOMEMLIMIT is set, the process takes memoryLimitPercent of it as its
+// soft memory limit: near it the collector runs as often as it has to,
+// whatever GOGC says, so that garbage not yet collected does not get the pod
+// OOM-killed. The headroom is for memory the Go runtime does not count.
+const (
+	containerMemoryLimitEnv = "CONTAINER_MEMORY_LIMIT"
+	memoryLimitPercent      = 90
+)
 
 // gcSettings is what the collector runs with, for the start-up log.
 type gcSettings struct {
 	// Percent is GOGC; -1 means off.
 	Percent int
-	// FromEnv: the GOGC environment variable chose Percent, not this binary.
-	FromEnv bool
-	// MemoryLimit is GOMEMLIMIT in bytes; 0 when there is none.
+	// PercentFrom says who chose Percent: "default" (this binary) or
+	// "GOGC" (the environment).
+	PercentFrom string
+	// MemoryLimit is the soft memory limit in bytes; 0 when there is none.
 	MemoryLimit int64
+	// MemoryLimitFrom: "GOMEMLIMIT", containerMemoryLimitEnv, or "" (none).
+	MemoryLimitFrom string
+	// Problems are settings that were ignored, and why.
+	Problems []string
 }
 
-// applyGCDefault sets GOGC to defaultGCPercent unless the environment sets
-// it (the runtime has applied that already; an empty value counts as unset,
-// as it does for the runtime). getenv is os.LookupEnv outside tests.
-func applyGCDefault(getenv func(string) (string, bool)) gcSettings {
-	s := gcSettings{MemoryLimit: debug.SetMemoryLimit(-1)} // a negative limit only reads it
-	if s.MemoryLimit == math.MaxInt64 {
-		s.MemoryLimit = 0
-	}
-	if v, ok := getenv("GOGC"); ok && strings.TrimSpace(v) != "" {
-		s.FromEnv = true
-		m := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-		metrics.Read(m)
-		s.Percent = -1 // GOGC=off
-		if m[0].Value.Kind() == metrics.KindUint64 && m[0].Value.Uint64() <= math.MaxInt32 {
-			s.Percent = int(m[0].Value.Uint64())
+// applyGCSettings sets GOGC to defaultGCPercent unless the environment sets
+// it, and the memory limit from containerMemoryLimitEnv unless GOMEMLIMIT is
+// set. Values the runtime would ignore count as unset and are reported.
+// getenv is os.LookupEnv outside tests.
+func applyGCSettings(getenv func(string) (string, bool)) gcSettings {
+	var s gcSettings
+	if v, ok := getenv("GOGC"); ok && v != "" {
+		// The runtime took GOGC as "off" or a decimal int32, and anything
+		// else as 100 without a word.
+		if _, err := strconv.ParseInt(v, 10, 32); v == "off" || err == nil {
+			s.PercentFrom = "GOGC"
+			s.Percent = currentGCPercent()
+		} else {
+			s.Problems = append(s.Problems, fmt.Sprintf("GOGC=%q is neither a number nor \"off\"; using %d", v, defaultGCPercent))
 		}
-		return s
 	}
-	debug.SetGCPercent(defaultGCPercent)
-	s.Percent = defaultGCPercent
+	if s.PercentFrom == "" {
+		debug.SetGCPercent(defaultGCPercent)
+		s.Percent, s.PercentFrom = defaultGCPercent, "default"
+	}
+
+	if v, ok := getenv("GOMEMLIMIT"); ok && v != "" {
+		s.MemoryLimitFrom = "GOMEMLIMIT" // the runtime refuses to start on a malformed one
+	} else if v, ok := getenv(containerMemoryLimitEnv); ok && v != "" {
+		limit, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || limit <= 0 {
+			s.Problems = append(s.Problems, fmt.Sprintf("%s=%q is not a positive number of bytes; no memory limit", containerMemoryLimitEnv, v))
+		} else {
+			debug.SetMemoryLimit(limit / 100 * memoryLimitPercent)
+			s.MemoryLimitFrom = containerMemoryLimitEnv
+		}
+	}
+	s.MemoryLimit = debug.SetMemoryLimit(-1) // a negative limit only reads it
+	if s.MemoryLimit == math.MaxInt64 {
+		s.MemoryLimit, s.MemoryLimitFrom = 0, ""
+	}
 	return s
+}
+
+// currentGCPercent reads GOGC as the runtime runs with it; -1 means off.
+func currentGCPercent() int {
+	m := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindUint64 || m[0].Value.Uint64() > math.MaxInt32 {
+		return -1 // off: the runtime reports its int32 -1 as a uint64
+	}
+	return int(m[0].Value.Uint64())
 }

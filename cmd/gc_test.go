@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -26,14 +27,7 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-// currentGCPercent reads GOGC without changing it.
-func currentGCPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
-}
-
-func TestApplyGCDefault(t *testing.T) {
+func TestApplyGCSettings(t *testing.T) {
 	before, limit := currentGCPercent(), debug.SetMemoryLimit(-1)
 	t.Cleanup(func() {
 		debug.SetGCPercent(before)
@@ -42,42 +36,65 @@ func TestApplyGCDefault(t *testing.T) {
 	env := func(kv map[string]string) func(string) (string, bool) {
 		return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
 	}
+	const noLimit = math.MaxInt64
 	for _, tc := range []struct {
-		name     string
-		env      map[string]string
-		runtime  int // what the runtime runs with before (as if from GOGC)
-		want     int
-		fromEnv  bool
-		memLimit int64
+		name string
+		env  map[string]string
+		// what the runtime applied at start, as if from GOGC and GOMEMLIMIT
+		runtime     int
+		runtimeMem  int64
+		want        int
+		wantFrom    string
+		wantMem     int64 // 0: none
+		wantMemFrom string
+		problem     string // a substring of the one problem expected
 	}{
-		{name: "unset: the binary's default", env: nil, runtime: 100, want: defaultGCPercent},
-		{name: "empty counts as unset, as for the runtime", env: map[string]string{"GOGC": " "}, runtime: 100, want: defaultGCPercent},
-		{name: "set: left as the runtime applied it", env: map[string]string{"GOGC": "137"}, runtime: 137, want: 137, fromEnv: true},
-		{name: "set to 100 is kept, not replaced by the default", env: map[string]string{"GOGC": "100"}, runtime: 100, want: 100, fromEnv: true},
-		{name: "off is kept", env: map[string]string{"GOGC": "off"}, runtime: -1, want: -1, fromEnv: true},
-		{name: "the memory limit is reported", env: nil, runtime: 100, want: defaultGCPercent, memLimit: 64 << 20},
+		{name: "unset: the binary's default", runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default"},
+		{name: "empty counts as unset", env: map[string]string{"GOGC": ""}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default"},
+		{name: "set: left as the runtime applied it", env: map[string]string{"GOGC": "137"}, runtime: 137, runtimeMem: noLimit, want: 137, wantFrom: "GOGC"},
+		{name: "100 is kept, not replaced by the default", env: map[string]string{"GOGC": "100"}, runtime: 100, runtimeMem: noLimit, want: 100, wantFrom: "GOGC"},
+		{name: "off is kept", env: map[string]string{"GOGC": "off"}, runtime: -1, runtimeMem: noLimit, want: -1, wantFrom: "GOGC"},
+		{name: "ignored by the runtime: the default, and said so", env: map[string]string{"GOGC": "200%"}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `GOGC="200%"`},
+		{name: "a leading space is ignored by the runtime too", env: map[string]string{"GOGC": " 50"}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `GOGC=" 50"`},
+		{name: "90 % of the container's memory limit",
+			env:     map[string]string{containerMemoryLimitEnv: "268435456"},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", wantMem: 268435456 / 100 * 90, wantMemFrom: containerMemoryLimitEnv},
+		{name: "GOMEMLIMIT wins over the container's limit",
+			env:     map[string]string{containerMemoryLimitEnv: "268435456", "GOMEMLIMIT": "100MiB"},
+			runtime: 100, runtimeMem: 100 << 20, want: 200, wantFrom: "default", wantMem: 100 << 20, wantMemFrom: "GOMEMLIMIT"},
+		{name: "a container limit that is not a number of bytes",
+			env:     map[string]string{containerMemoryLimitEnv: "256Mi"},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="256Mi"`},
+		{name: "a zero container limit", env: map[string]string{containerMemoryLimitEnv: "0"},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="0"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			debug.SetGCPercent(tc.runtime)
-			if tc.memLimit > 0 {
-				debug.SetMemoryLimit(tc.memLimit)
-			} else {
-				debug.SetMemoryLimit(limit)
-			}
-			got := applyGCDefault(env(tc.env))
+			debug.SetMemoryLimit(tc.runtimeMem)
+			got := applyGCSettings(env(tc.env))
 			g.Expect(got.Percent).To(Equal(tc.want))
-			g.Expect(got.FromEnv).To(Equal(tc.fromEnv))
+			g.Expect(got.PercentFrom).To(Equal(tc.wantFrom))
 			g.Expect(currentGCPercent()).To(Equal(tc.want), "what the runtime now runs with")
-			if tc.memLimit > 0 {
-				g.Expect(got.MemoryLimit).To(Equal(tc.memLimit))
+			g.Expect(got.MemoryLimit).To(Equal(tc.wantMem))
+			g.Expect(got.MemoryLimitFrom).To(Equal(tc.wantMemFrom))
+			if tc.wantMem == 0 {
+				g.Expect(debug.SetMemoryLimit(-1)).To(Equal(int64(noLimit)), "no memory limit set")
+			} else {
+				g.Expect(debug.SetMemoryLimit(-1)).To(Equal(tc.wantMem), "the runtime's memory limit")
+			}
+			if tc.problem == "" {
+				g.Expect(got.Problems).To(BeEmpty())
+			} else {
+				g.Expect(got.Problems).To(ConsistOf(ContainSubstring(tc.problem)))
 			}
 		})
 	}
 }
 
-// The real binary runs with GOGC=200 unless GOGC says otherwise, and reports
-// both that and GOMEMLIMIT in its Go metrics and its start-up log.
+// The real binary runs with GOGC=200 unless GOGC says otherwise, takes 90 %
+// of CONTAINER_MEMORY_LIMIT as its memory limit unless GOMEMLIMIT is set, and
+// reports both in its Go metrics and its start-up log.
 func TestBinaryGCSettings(t *testing.T) {
 	tok := newToken(t)
 	base := map[string]string{"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN": tok}
@@ -92,14 +109,17 @@ func TestBinaryGCSettings(t *testing.T) {
 		return m
 	}
 	for _, tc := range []struct {
-		name       string
-		env        map[string]string
-		gogc       string
-		memlimit   string
-		logFromEnv string
+		name     string
+		env      map[string]string
+		gogc     string
+		memlimit string
+		log      string
 	}{
-		{name: "default", env: base, gogc: "200", logFromEnv: "false"},
-		{name: "GOGC and GOMEMLIMIT from the environment", env: with("GOGC", "150", "GOMEMLIMIT", "64MiB"), gogc: "150", memlimit: "6.7108864e+07", logFromEnv: "true"},
+		{name: "default", env: base, gogc: "200", memlimit: "9.223372036854776e+18", log: `"gogc":200,"gogcFrom":"default","memoryLimitBytes":0,"memoryLimitFrom":""`},
+		{name: "the container's memory limit, as the manifests pass it", env: with(containerMemoryLimitEnv, "100000000"),
+			gogc: "200", memlimit: "9e+07", log: `"gogc":200,"gogcFrom":"default","memoryLimitBytes":90000000,"memoryLimitFrom":"CONTAINER_MEMORY_LIMIT"`},
+		{name: "GOGC and GOMEMLIMIT from the environment", env: with("GOGC", "150", "GOMEMLIMIT", "64MiB", containerMemoryLimitEnv, "100000000"),
+			gogc: "150", memlimit: "6.7108864e+07", log: `"gogc":150,"gogcFrom":"GOGC","memoryLimitBytes":67108864,"memoryLimitFrom":"GOMEMLIMIT"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -116,10 +136,9 @@ func TestBinaryGCSettings(t *testing.T) {
 				}
 			}
 			g.Expect(got).To(HaveKeyWithValue("go_gc_gogc_percent", tc.gogc))
-			if tc.memlimit != "" {
-				g.Expect(got).To(HaveKeyWithValue("go_gc_gomemlimit_bytes", tc.memlimit))
-			}
-			g.Expect(p.stderr.String()).To(MatchRegexp(`"msg":"garbage collector","gogc":%s,"gogcFromEnvironment":%s`, tc.gogc, tc.logFromEnv))
+			g.Expect(got).To(HaveKeyWithValue("go_gc_gomemlimit_bytes", tc.memlimit))
+			g.Expect(p.stderr.String()).To(ContainSubstring(`"msg":"garbage collector",` + tc.log))
+			g.Expect(p.stderr.String()).NotTo(ContainSubstring("garbage collector setting ignored"))
 		})
 	}
 }

@@ -77,7 +77,7 @@ type options struct {
 }
 
 func main() {
-	gc := applyGCDefault(os.LookupEnv)
+	gc := applyGCSettings(os.LookupEnv)
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint. \"0\" disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -101,7 +101,10 @@ func main() {
 
 	log := zap.New(zap.UseFlagOptions(&zapOpts))
 	ctrl.SetLogger(log)
-	log.Info("garbage collector", "gogc", gc.Percent, "gogcFromEnvironment", gc.FromEnv, "gomemlimitBytes", gc.MemoryLimit)
+	for _, p := range gc.Problems {
+		log.Error(nil, "garbage collector setting ignored", "problem", p)
+	}
+	log.Info("garbage collector", "gogc", gc.Percent, "gogcFrom", gc.PercentFrom, "memoryLimitBytes", gc.MemoryLimit, "memoryLimitFrom", gc.MemoryLimitFrom)
 	ctx := ctrl.SetupSignalHandler()
 
 	var err error

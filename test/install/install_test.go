@@ -264,7 +264,7 @@ var valueSets = []struct {
 			for _, o := range docs {
 				if o.kind() == "Deployment" {
 					env := toJSON(o.get("spec", "template", "spec", "containers", "0", "env"))
-					if want := `[{"name":"GOMEMLIMIT","valueFrom":{"resourceFieldRef":{"resource":"limits.memory"}}}]`; env != want {
+					if want := `[{"name":"CONTAINER_MEMORY_LIMIT","valueFrom":{"resourceFieldRef":{"resource":"limits.memory"}}}]`; env != want {
 						t.Errorf("env = %s, want %s", env, want)
 					}
 				}
@@ -315,9 +315,8 @@ extraEnv:
 				"--zap-log-level=debug", "--trusted-proxies=10.0.0.0/8,192.168.0.0/16", "--max-auth-failures=0")
 			for _, o := range docs {
 				if o.kind() == "Deployment" {
-					// extraEnv's GOMEMLIMIT replaces the memory limit's.
 					env := toJSON(o.get("spec", "template", "spec", "containers", "0", "env"))
-					if want := `[{"name":"GOGC","value":"100"},{"name":"GOMEMLIMIT","value":"200MiB"}]`; env != want {
+					if want := `[{"name":"CONTAINER_MEMORY_LIMIT","valueFrom":{"resourceFieldRef":{"resource":"limits.memory"}}},{"name":"GOGC","value":"100"},{"name":"GOMEMLIMIT","value":"200MiB"}]`; env != want {
 						t.Errorf("env = %s, want %s", env, want)
 					}
 					if r := o.get("spec", "replicas"); r != float64(3) {
@@ -386,6 +385,7 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		{"negative failure limit", "maxAuthFailures: -1\n", "maxAuthFailures"},
 		{"unknown log level", "logLevel: verbose\n", "logLevel"},
 		{"lease name not a DNS name", "leaderElection:\n  id: Registry_Auth\n", "leaderElection"},
+		{"an environment value that is not a string", "extraEnv:\n- name: GOGC\n  value: 100\n", "extraEnv"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", releaseName, filepath.Join(root, "dist", "chart"), "--namespace", chartNamespace},
