@@ -129,6 +129,7 @@ func run(cfg config) int {
 		if err != nil {
 			return fail(fmt.Errorf("throughput: %w", err))
 		}
+		machine.RegistryAuthGC = res.RegistryAuthGC
 		t := throughputTargets(res)
 		targets = append(targets, t...)
 		if err := writeThroughput(out, bin, cfg, res, t); err != nil {

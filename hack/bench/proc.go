@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -215,38 +216,82 @@ func rssKiB(pid int) (rss, hwm int64, err error) {
 	return rss, hwm, sc.Err()
 }
 
-// scrapeDecisions sums registry_auth_decisions_total by reason from a
-// /metrics endpoint (Prometheus text format).
-func scrapeDecisions(metricsURL string) (map[string]float64, error) {
+// scrapeLines calls f with every line of a /metrics endpoint (Prometheus
+// text format).
+func scrapeLines(metricsURL string, f func(line string) error) error {
 	resp, err := oneShot.Get(metricsURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", metricsURL, resp.Status)
+		return fmt.Errorf("GET %s: %s", metricsURL, resp.Status)
 	}
-	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		if err := f(sc.Text()); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// scrapeDecisions sums registry_auth_decisions_total by reason from a
+// /metrics endpoint.
+func scrapeDecisions(metricsURL string) (map[string]float64, error) {
+	out := map[string]float64{}
+	err := scrapeLines(metricsURL, func(line string) error {
 		if !strings.HasPrefix(line, "registry_auth_decisions_total{") {
-			continue
+			return nil
 		}
 		end := strings.LastIndexByte(line, '}')
 		if end < 0 {
-			continue
+			return nil
 		}
 		labels, value := line[len("registry_auth_decisions_total{"):end], strings.TrimSpace(line[end+1:])
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil {
-			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+			return fmt.Errorf("metrics line %q: %w", line, err)
 		}
-		reason := labelValue(labels, "reason")
-		out[reason] += v
+		out[labelValue(labels, "reason")] += v
+		return nil
+	})
+	return out, err
+}
+
+// scrapeGC says what the garbage collector of a Go process runs with, from
+// its /metrics (client_golang's Go collector): GOGC and the memory limit.
+func scrapeGC(metricsURL string) (string, error) {
+	vals := map[string]float64{}
+	err := scrapeLines(metricsURL, func(line string) error {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || (name != "go_gc_gogc_percent" && name != "go_gc_gomemlimit_bytes") {
+			return nil
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		vals[name] = v
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
-	return out, sc.Err()
+	gogc, ok1 := vals["go_gc_gogc_percent"]
+	limit, ok2 := vals["go_gc_gomemlimit_bytes"]
+	if !ok1 || !ok2 {
+		return "", fmt.Errorf("%s has no go_gc_gogc_percent or go_gc_gomemlimit_bytes", metricsURL)
+	}
+	out := fmt.Sprintf("GOGC %.0f", gogc)
+	if gogc < 0 || gogc > math.MaxInt32 {
+		out = "GOGC off"
+	}
+	if limit >= math.MaxInt64 {
+		return out + ", no memory limit", nil
+	}
+	return out + fmt.Sprintf(", memory limit %.0f MiB", limit/(1<<20)), nil
 }
 
 // labelValue extracts name="value" from a Prometheus label list (the values

@@ -131,6 +131,9 @@ type machine struct {
 	Cores                     int
 	Start, End                time.Time
 	LoadStart, LoadEnd        string
+	// RegistryAuthGC is what registry-auth --standalone's garbage collector
+	// ran with in the throughput phase; empty when it did not run.
+	RegistryAuthGC string
 }
 
 func collectMachine() *machine {
@@ -194,6 +197,13 @@ func writeMachine(dir string, cfg config, m *machine) error {
 		{"date", m.Start.UTC().Format("2006-01-02 15:04 MST") + " – " + m.End.UTC().Format("15:04 MST") + fmt.Sprintf(" (%v)", m.End.Sub(m.Start).Round(time.Second))},
 		{"load average (1, 5, 15 min) at start / end", m.LoadStart + " / " + m.LoadEnd},
 		{"settings", settings(cfg)},
+	}
+	if m.RegistryAuthGC != "" {
+		env := "the bench set neither"
+		if cfg.registryAuthEnv != "" {
+			env = "with -registry-auth-env " + cfg.registryAuthEnv
+		}
+		rows = append(rows, [2]string{"registry-auth's garbage collector (throughput phase, from its /metrics)", m.RegistryAuthGC + "; " + env})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s |\n", r[0], r[1])

@@ -48,6 +48,10 @@ type tpCase struct {
 
 type throughputResult struct {
 	Cases []*tpCase `json:"cases"`
+	// RegistryAuthGC is what registry-auth's garbage collector ran with,
+	// read from its /metrics (the bench sets neither unless
+	// -registry-auth-env does).
+	RegistryAuthGC string `json:"registry_auth_gc"`
 }
 
 // pairedRatio is the median over rounds of f(a's run) / f(b's runs next to
@@ -249,6 +253,9 @@ func runThroughput(ctx context.Context, cfg config, bin binaries, workDir string
 		{Name: "oauth2_proxy_jwt", Server: serverOAuth2Proxy, What: "oauth2-proxy " + oauth2ProxyVersion + " /oauth2/auth, same JWT: 202",
 			target: wrkTarget{URL: "http://" + o2Addr + "/oauth2/auth", Header: withHeader(gw, "Authorization", "Bearer "+jwt)}, wantStatus: 202},
 	}}
+	if res.RegistryAuthGC, err = scrapeGC("http://" + ra.metrics + "/metrics"); err != nil {
+		return nil, fmt.Errorf("registry-auth's garbage collector settings: %w", err)
+	}
 	if cfg.cases != "" {
 		var keep []*tpCase
 		for _, c := range res.Cases {
