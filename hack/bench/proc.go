@@ -122,13 +122,15 @@ func stopAll() {
 }
 
 // childEnv is the bench's environment without anything that would configure
-// registry-auth behind the bench's back, plus extra.
+// registry-auth (or the Go runtime of any child) behind the bench's back,
+// plus extra.
 func childEnv(extra map[string]string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "REGISTRY_") || strings.HasPrefix(k, "OIDC_") || strings.HasPrefix(k, "SECRET_KEY") ||
 			strings.HasPrefix(k, "SESSION_") || k == "GROUP_SCOPES" || k == "KUBECONFIG" || k == "GOMAXPROCS" ||
+			k == "GOGC" || k == "GOMEMLIMIT" || k == "CONTAINER_MEMORY_LIMIT" ||
 			strings.HasPrefix(k, "KUBERNETES_") || strings.HasPrefix(k, "POD_") || strings.HasPrefix(k, "OAUTH2_PROXY_") {
 			continue
 		}

@@ -41,3 +41,32 @@ func TestScrapeGC(t *testing.T) {
 		})
 	}
 }
+
+// The collector settings of the bench's own environment do not reach the
+// processes it measures: machine.md can say the bench set none of them.
+func TestChildEnvDropsRuntimeSettings(t *testing.T) {
+	t.Setenv("GOGC", "50")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	t.Setenv("CONTAINER_MEMORY_LIMIT", "1000")
+	t.Setenv("BENCH_TEST_KEEP", "1")
+	env := childEnv(map[string]string{"GOGC": "400"})
+	var gogc []string
+	kept := false
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "GOGC":
+			gogc = append(gogc, v)
+		case "GOMEMLIMIT", "CONTAINER_MEMORY_LIMIT":
+			t.Errorf("childEnv passed %s on", kv)
+		case "BENCH_TEST_KEEP":
+			kept = true
+		}
+	}
+	if len(gogc) != 1 || gogc[0] != "400" {
+		t.Errorf("GOGC in the child's environment: %v, want only the one asked for (400)", gogc)
+	}
+	if !kept {
+		t.Error("childEnv dropped an unrelated variable")
+	}
+}
