@@ -511,6 +511,35 @@ func TestPolicyDeleted(t *testing.T) {
 	g.Eventually(func() int { return seriesOf(rotationsTotal, ns+"/registry") }, inForce, 5*time.Millisecond).Should(BeZero())
 }
 
+// A policy being deleted stops working at once, not when the last finalizer
+// (someone else's, or foreground deletion) lets it go.
+func TestPolicyBeingDeleted(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	p := createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Finalizers = []string{"example.com/hold"}
+	})
+	t.Cleanup(func() {
+		var cur authv1alpha1.RegistryAuthPolicy
+		if adminClient.Get(context.Background(), client.ObjectKeyFromObject(p), &cur) == nil {
+			cur.Finalizers = nil
+			_ = adminClient.Update(context.Background(), &cur)
+		}
+	})
+	m := startManager(t, managerOpts{leaderElect: true})
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+
+	g.Expect(adminClient.Delete(context.Background(), p)).To(Succeed())
+	g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
+	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(authserver.ReasonUnknownPolicy))
+	g.Expect(adminClient.Get(context.Background(), client.ObjectKeyFromObject(p), p)).To(Succeed(), "the finalizer still holds the policy")
+	g.Expect(p.DeletionTimestamp.IsZero()).To(BeFalse())
+	// Nothing brings it back while it waits.
+	g.Consistently(func() bool { return m.allows(ns, "registry", tok) }, 500*time.Millisecond, 20*time.Millisecond).Should(BeFalse())
+}
+
 // seriesOf counts the series of c whose policy label is policy.
 func seriesOf(c prometheus.Collector, policy string) int {
 	ch := make(chan prometheus.Metric)

@@ -86,24 +86,38 @@ func (l *PolicyLoader) notify(pol *authv1alpha1.RegistryAuthPolicy) {
 	}
 }
 
+// remove takes a policy that is gone, or being deleted, out of the auth
+// service and forgets everything kept for it.
+func (l *PolicyLoader) remove(ctx context.Context, req ctrl.Request) {
+	key := req.Namespace + "/" + req.Name
+	l.store.Delete(key)
+	l.resolver.memory.forget(key)
+	rotationsTotal.DeletePartialMatch(prometheus.Labels{"policy": key})
+	l.resolver.forgetState(req.Namespace + "/" + stateSecretName(req.Name))
+	l.forget(key)
+	l.backoff.Forget(key)
+	l.ready.loaded(key)
+	log.FromContext(ctx).V(1).Info("policy removed from the auth service")
+}
+
 // Reconcile loads one policy into the store, or removes it.
 func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
 	key := req.Namespace + "/" + req.Name
 	var pol authv1alpha1.RegistryAuthPolicy
 	if err := l.client.Get(ctx, req.NamespacedName, &pol); err != nil {
 		if apierrors.IsNotFound(err) {
-			l.store.Delete(key)
-			l.resolver.memory.forget(key)
-			rotationsTotal.DeletePartialMatch(prometheus.Labels{"policy": key})
-			l.resolver.forgetState(req.Namespace + "/" + stateSecretName(req.Name))
-			l.forget(key)
-			l.backoff.Forget(key)
-			l.ready.loaded(key)
-			logger.V(1).Info("policy removed from the auth service")
+			l.remove(ctx, req)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
+	}
+	if !pol.DeletionTimestamp.IsZero() {
+		// Being deleted, waiting for finalizers (someone else's, or
+		// foreground deletion of the state Secret): the deletion cannot be
+		// undone, and the policy's credentials stop working now, not when
+		// the last finalizer is gone.
+		l.remove(ctx, req)
+		return ctrl.Result{}, nil
 	}
 	res, err := l.resolver.resolve(ctx, &pol)
 	if err != nil {
