@@ -51,6 +51,27 @@ func TestSameSecrets(t *testing.T) {
 	}
 }
 
+// A disabled static token's Secret is never read, so its version is never
+// recorded: it must not count as a Secret of the policy, or every recovery
+// resync would find the policy out of date and load it again.
+func TestDisabledStaticTokenSecretNotReferenced(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	pol := rotationPolicy.DeepCopy()
+	pol.Spec.StaticToken.Enabled = false
+	g.Expect(referencedSecrets(pol)).To(Equal([]string{stateSecretName("p")}))
+	pol.Spec.StaticToken.Enabled = true
+	g.Expect(referencedSecrets(pol)).To(Equal([]string{stateSecretName("p"), "tok"}))
+
+	pol.Spec.StaticToken.Enabled = false
+	tok := tokenSecret("2", "uid-tok", "0123456789abcdef0123456789abcdef", now, time.Time{})
+	api := secretReader{"tok": tok}
+	r := rotationResolver(api, api, func() time.Time { return now })
+	res, err := r.resolve(context.Background(), pol)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(sameSecrets(res, map[string]string{"ns/tok": "2"})).To(BeTrue())
+}
+
 func TestShouldResync(t *testing.T) {
 	const interval = time.Second
 	tick := interval / 4

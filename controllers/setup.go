@@ -265,7 +265,9 @@ func referencedSecrets(p *authv1alpha1.RegistryAuthPolicy) []string {
 		}
 		names = append(names, n)
 	}
-	if st := p.Spec.StaticToken; st != nil && st.SecretRef != nil {
+	// A disabled static token's Secret is not read: changes to it are no
+	// reason to load the policy again.
+	if st := p.Spec.StaticToken; st != nil && st.Enabled && st.SecretRef != nil {
 		add(st.SecretRef.Name)
 	}
 	for _, k := range p.Spec.APIKeys {
