@@ -192,8 +192,12 @@ func decodeState(b []byte) rotationState {
 	var st rotationState
 	if len(b) > 0 {
 		// A state Secret that does not parse is treated as empty: no
-		// previous token is accepted, which is the safe side.
-		_ = json.Unmarshal(b, &st)
+		// previous token is accepted, which is the safe side. Not partly
+		// used either: encoding/json fills in what it decoded before the
+		// error.
+		if err := json.Unmarshal(b, &st); err != nil {
+			st = rotationState{}
+		}
 	}
 	if st.Credentials == nil {
 		st.Credentials = map[string]credentialState{}

@@ -340,6 +340,24 @@ func TestRotationStateEdgeCases(t *testing.T) {
 	})
 }
 
+// A state Secret that does not decode is empty as a whole: encoding/json
+// keeps what it decoded before a type error, and previous digests from such
+// a half-read would be accepted.
+func TestDecodeStateAllOrNothing(t *testing.T) {
+	g := NewWithT(t)
+	prev := digestHex("old")
+	for name, b := range map[string]string{
+		"type error after previous": `{"credentials":{"staticToken":{"previous":[{"digest":"` + prev + `","replacedAt":"2026-11-28T10:00:00Z","expiresAt":"2999-01-01T00:00:00Z"}],"current":5}}}`,
+		"truncated":                 `{"credentials":{"staticToken":{"previous":[{"digest":"` + prev + `"`,
+		"not JSON":                  "garbage",
+	} {
+		st := decodeState([]byte(b))
+		g.Expect(st.Credentials).To(BeEmpty(), name)
+	}
+	good := decodeState([]byte(`{"credentials":{"staticToken":{"current":"` + prev + `"}}}`))
+	g.Expect(good.Credentials[credStaticToken].Current).To(Equal(prev))
+}
+
 // TestRotationStateConverges: a reset written to the state Secret and read
 // back is what the next load computes, so the leader does not rewrite it.
 func TestRotationStateConverges(t *testing.T) {
