@@ -40,7 +40,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		"/secrets": {"create", "get", "list", "patch", "watch"},
 		"auth.registryauth.io/registryauthpolicies":            {"get", "list", "watch"},
 		"auth.registryauth.io/registryauthpolicies/finalizers": {"update"},
-		"auth.registryauth.io/registryauthpolicies/status":     {"get", "patch", "update"},
+		"auth.registryauth.io/registryauthpolicies/status":     {"patch"},
 		"events.k8s.io/events":                                 {"create", "patch"},
 	}
 	wantLE := map[string][]string{

@@ -48,7 +48,7 @@ import (
 // has its own Role (config/rbac/leader_election_role.yaml).
 //
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
