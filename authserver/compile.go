@@ -174,7 +174,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []Problem) {
 				id.Scopes = def.Scopes
 			}
 			if !headerSafeValue(id.Username) || !headerSafeValue(id.ClientID) {
-				add(ProblemInvalidSpec, field+".identity", "username and clientID must not contain control characters")
+				add(ProblemInvalidSpec, field+".identity", "username and clientID must not contain control characters, nor start or end with a space")
 			} else {
 				p.static = &staticAuth{
 					digests:  credentialDigests{current: d, previous: clonePrevious(st.Previous, d)},

@@ -309,6 +309,9 @@ func TestCompileProblems(t *testing.T) {
 		{"API key bad method", func(c *PolicyConfig) { c.APIKeys[0].Methods = []string{"BREW"} }, []string{ProblemInvalidSpec}, tokReadKey, tokStatic},
 		{"duplicate API key name", func(c *PolicyConfig) { c.APIKeys[1].Name = "ci-read" }, []string{ProblemInvalidSpec}, tokWriteKey, tokReadKey},
 		{"bad registry prefix", func(c *PolicyConfig) { c.RegistryPathPrefixes = []string{"api/"} }, []string{ProblemInvalidSpec, ProblemInvalidSpec}, tokStatic, ""},
+		{"static identity username with a control character", func(c *PolicyConfig) { c.StaticToken.Identity.Username = "ci\r\nX-Groups: x" }, []string{ProblemInvalidSpec}, tokStatic, tokReadKey},
+		{"static identity username with a trailing space", func(c *PolicyConfig) { c.StaticToken.Identity.Username = "admin " }, []string{ProblemInvalidSpec}, tokStatic, tokReadKey},
+		{"static identity client id with a leading space", func(c *PolicyConfig) { c.StaticToken.Identity.ClientID = " ci" }, []string{ProblemInvalidSpec}, tokStatic, tokReadKey},
 		{"OIDC never discovered", func(c *PolicyConfig) {
 			c.OIDC = &OIDCConfig{IssuerURL: "https://idp.example.com", Audiences: []string{"registry"}}
 		}, []string{ProblemOIDCDiscoveryFailed}, "", tokStatic},

@@ -84,9 +84,17 @@ func headerSafeList(in []string) []string {
 	return out
 }
 
-// headerSafeValue reports whether s can be sent as a header value as is.
+// headerSafeValue reports whether s can be sent as a header value as is: no
+// control character, and no space or tab at either end, which HTTP drops
+// from a field value (RFC 9110, section 5.5). " admin" would reach the
+// upstream as "admin".
 func headerSafeValue(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
+	return !hasOuterBlank(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
+}
+
+// hasOuterBlank reports whether s starts or ends with a space or a tab.
+func hasOuterBlank(s string) bool {
+	return s != "" && (s[0] == ' ' || s[0] == '\t' || s[len(s)-1] == ' ' || s[len(s)-1] == '\t')
 }
 
 func containsString(list []string, s string) bool {

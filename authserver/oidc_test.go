@@ -1611,6 +1611,10 @@ func TestJWTHeaderSafety(t *testing.T) {
 			delete(c, "preferred_username")
 			c["sub"] = "x\r\nSet-Cookie: a=b"
 		}, ReasonJWTNoUsername, "", "", nil},
+		{"a leading space in preferred_username", func(c map[string]any) { c["preferred_username"] = " admin" }, ReasonJWTNoUsername, "", "", nil},
+		{"a trailing space in preferred_username", func(c map[string]any) { c["preferred_username"] = "admin " }, ReasonJWTNoUsername, "", "", nil},
+		{"a username of spaces", func(c map[string]any) { c["preferred_username"] = "   " }, ReasonJWTNoUsername, "", "", nil},
+		{"a client id with a trailing space is blanked", func(c map[string]any) { c["azp"] = "web " }, ReasonAllowedOIDC, "alice", "", []string{"dev"}},
 		{"space and non-ASCII are fine", func(c map[string]any) { c["preferred_username"] = "Zoë Doe" }, ReasonAllowedOIDC, "Zoë Doe", "registry", []string{"dev"}},
 		{"groups with commas, white space or controls are dropped", func(c map[string]any) {
 			c["groups"] = []string{"dev", "x,mcp-registry-admin", "with space", "tab\there", "nl\nx", "", "dev", "ops", "del\x7f"}

@@ -456,7 +456,9 @@ func parseSessionClaims(data []byte) (SessionClaims, string, bool) {
 
 	var c SessionClaims
 	rawUser, present := fields["username"]
-	if !present || json.Unmarshal(rawUser, &c.Username) != nil || !validSessionClaimString(c.Username) {
+	// A username with a space at either end would lose it in X-User
+	// (see headerSafeValue): " admin" would reach the registry as "admin".
+	if !present || json.Unmarshal(rawUser, &c.Username) != nil || !validSessionClaimString(c.Username) || hasOuterBlank(c.Username) {
 		return bad()
 	}
 

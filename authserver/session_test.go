@@ -161,7 +161,7 @@ func checkSessionResult(tb testing.TB, claims SessionClaims, reason string, ok b
 		if reason != "" {
 			tb.Errorf("ok with reason %q", reason)
 		}
-		if !validSessionClaimString(claims.Username) {
+		if !validSessionClaimString(claims.Username) || hasOuterBlank(claims.Username) {
 			tb.Errorf("ok with invalid username %q", claims.Username)
 		}
 		if claims.Groups == nil {
@@ -438,6 +438,10 @@ func TestSessionVerifyClaims(t *testing.T) {
 		{"duplicate groups last wins", `{"username":"a","groups":["admins"],"groups":["g"]}`, &SessionClaims{Username: "a", Groups: []string{"g"}}},
 		{"line separator is not a control character", `{"username":"a\u2028b"}`, &SessionClaims{Username: "a\u2028b", Groups: []string{}}},
 		{"username tab", `{"username":"a\tb"}`, nil},
+		{"username leading space", `{"username":" admin"}`, nil},
+		{"username trailing space", `{"username":"admin "}`, nil},
+		{"username spaces only", `{"username":"   "}`, nil},
+		{"inner space is fine", `{"username":"Zoë Doe"}`, &SessionClaims{Username: "Zoë Doe", Groups: []string{}}},
 		{"username DEL", `{"username":"a\u007fb"}`, nil},
 		{"username escaped CR", `{"username":"a\rb"}`, nil},
 		{"username array", `{"username":["a"]}`, nil},
