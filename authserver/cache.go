@@ -11,11 +11,14 @@ import (
 //
 // An entry lives until the token's exp, and at most maxCachedTokenTTL, which
 // bounds how long a token stays accepted after its signing key was withdrawn
-// at the issuer. Only successes are cached. The size is bounded; when a shard
-// is full, expired entries go first, then arbitrary ones.
+// at the issuer. Only successes are cached. The size is bounded, in entries
+// and in bytes (an IdP may put hundreds of groups in a token, and each entry
+// keeps them three times: the list, the X-Groups value and the JSON body);
+// when a shard is full, expired entries go first, then arbitrary ones.
 type tokenCache struct {
-	shards [cacheShards]cacheShard
-	perCap int
+	shards   [cacheShards]cacheShard
+	perCap   int
+	perBytes int
 }
 
 const (
@@ -23,24 +26,33 @@ const (
 	maxCachedTokenTTL = 5 * time.Minute
 	// DefaultTokenCacheSize is the number of verified JWTs kept per policy.
 	DefaultTokenCacheSize = 16384
+	// tokenCacheBytes bounds the memory of a policy's cache: about 1 KiB
+	// per entry when identities are ordinary (the count bounds first), and
+	// at most this much when they are not.
+	tokenCacheBytes = 16 << 20
 )
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[Digest]cacheEntry
+	mu    sync.RWMutex
+	m     map[Digest]cacheEntry
+	bytes int // the entries' sizes, summed
 }
 
 type cacheEntry struct {
 	id    *Identity
 	until time.Time
+	size  int
 }
 
-func newTokenCache(size int) *tokenCache {
+func newTokenCache(size int) *tokenCache { return newTokenCacheBytes(size, tokenCacheBytes) }
+
+// newTokenCacheBytes is newTokenCache with a memory bound of maxBytes.
+func newTokenCacheBytes(size, maxBytes int) *tokenCache {
 	if size <= 0 {
 		return nil
 	}
 	per := (size + cacheShards - 1) / cacheShards
-	c := &tokenCache{perCap: per}
+	c := &tokenCache{perCap: per, perBytes: max(maxBytes/cacheShards, 1)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[Digest]cacheEntry)
 	}
@@ -68,24 +80,53 @@ func (c *tokenCache) put(d *Digest, id *Identity, until, now time.Time) {
 	if c == nil {
 		return
 	}
+	size := cacheEntryOverhead + id.memSize()
+	if size > c.perBytes {
+		return // verified again on every request rather than crowding out the rest
+	}
 	s := c.shard(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.m) >= c.perCap {
+	if old, ok := s.m[*d]; ok {
+		s.bytes -= old.size
+		delete(s.m, *d)
+	}
+	if len(s.m) >= c.perCap || s.bytes+size > c.perBytes {
 		for k, e := range s.m {
 			if !now.Before(e.until) {
-				delete(s.m, k)
+				s.remove(k, e)
 			}
 		}
 		// Still full: drop about an eighth, in map order (random).
-		for k := range s.m {
-			if len(s.m) < c.perCap-c.perCap/8 {
+		for k, e := range s.m {
+			if len(s.m) < c.perCap-c.perCap/8 && s.bytes+size <= c.perBytes-c.perBytes/8 {
 				break
 			}
-			delete(s.m, k)
+			s.remove(k, e)
 		}
 	}
-	s.m[*d] = cacheEntry{id: id, until: until}
+	s.m[*d] = cacheEntry{id: id, until: until, size: size}
+	s.bytes += size
+}
+
+func (s *cacheShard) remove(k Digest, e cacheEntry) {
+	delete(s.m, k)
+	s.bytes -= e.size
+}
+
+// cacheEntryOverhead is what an entry costs besides its identity's memSize:
+// its map slot (key, time, pointer, size) and the Identity struct.
+const cacheEntryOverhead = 64 + 256
+
+// bytes is the memory the entries account for, for tests.
+func (c *tokenCache) bytes() int {
+	n := 0
+	for i := range c.shards {
+		c.shards[i].mu.RLock()
+		n += c.shards[i].bytes
+		c.shards[i].mu.RUnlock()
+	}
+	return n
 }
 
 // len is the number of entries, for tests.

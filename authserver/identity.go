@@ -72,6 +72,22 @@ func newIdentity(username, clientID string, groups, scopes []string, m Method) *
 	return id
 }
 
+// memSize approximates the bytes id holds beyond its struct: its strings,
+// their slices' backing arrays, the joined header values and the body.
+func (id *Identity) memSize() int {
+	n := len(id.Username) + len(id.ClientID) + len(id.body)
+	for _, s := range id.Groups {
+		n += 16 + len(s)
+	}
+	for _, s := range id.Scopes {
+		n += 16 + len(s)
+	}
+	for _, v := range id.headers[3:5] { // X-Scopes, X-Groups: joined copies
+		n += len(v[0])
+	}
+	return n
+}
+
 func headerSafeList(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, s := range in {

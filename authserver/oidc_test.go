@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1553,6 +1554,68 @@ func TestTokenCacheBounded(t *testing.T) {
 		for _, d := range keep {
 			g.Expect(c.get(&d, time.Now())).To(BeIdenticalTo(id))
 		}
+	})
+}
+
+// The cache is bounded in bytes too: identities with hundreds of groups (an
+// Entra token may carry 200) would otherwise take gigabytes at the entry
+// bound.
+func TestTokenCacheBoundedInBytes(t *testing.T) {
+	bigIdentity := func(i int) *Identity {
+		groups := make([]string, 200)
+		for j := range groups {
+			groups[j] = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, j)
+		}
+		return newIdentity(fmt.Sprintf("user-%d", i), "cli", groups, nil, MethodOIDC)
+	}
+	until := time.Now().Add(time.Hour)
+
+	t.Run("ordinary identities meet the entry bound first", func(t *testing.T) {
+		g := NewWithT(t)
+		id := newIdentity("alice@example.com", "registry-web", []string{"mcp-registry-admin", "dev"},
+			[]string{"mcp-registry-admin", "mcp-servers-unrestricted/read", "mcp-servers-unrestricted/execute"}, MethodOIDC)
+		g.Expect(cacheEntryOverhead + id.memSize()).To(BeNumerically("<", tokenCacheBytes/DefaultTokenCacheSize))
+	})
+	t.Run("the byte bound holds, and the heap agrees", func(t *testing.T) {
+		g := NewWithT(t)
+		const budget = 4 << 20
+		c := newTokenCacheBytes(DefaultTokenCacheSize, budget)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var last Digest
+		for i := range 2000 { // about 50 MB of identities without the bound
+			last = DigestOf(fmt.Appendf(nil, "token-%d", i))
+			c.put(&last, bigIdentity(i), until, time.Now())
+			g.Expect(c.bytes()).To(BeNumerically("<=", budget))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		g.Expect(c.get(&last, time.Now())).NotTo(BeNil(), "the newest entry survives")
+		g.Expect(c.len()).To(BeNumerically(">", 50), "the budget is used, not emptied")
+		// memSize is an estimate: what the heap holds for the cache must
+		// stay within twice the budget.
+		g.Expect(int64(after.HeapAlloc) - int64(before.HeapAlloc)).To(BeNumerically("<", 2*budget))
+		runtime.KeepAlive(c)
+	})
+	t.Run("an identity larger than a shard's share is not cached", func(t *testing.T) {
+		g := NewWithT(t)
+		c := newTokenCacheBytes(DefaultTokenCacheSize, cacheShards*1024)
+		d := DigestOf([]byte("big"))
+		c.put(&d, bigIdentity(1), until, time.Now())
+		g.Expect(c.get(&d, time.Now())).To(BeNil())
+		g.Expect(c.bytes()).To(BeZero())
+	})
+	t.Run("putting a token again does not count it twice", func(t *testing.T) {
+		g := NewWithT(t)
+		c := newTokenCache(DefaultTokenCacheSize)
+		d := DigestOf([]byte("again"))
+		id := bigIdentity(2)
+		c.put(&d, id, until, time.Now())
+		once := c.bytes()
+		c.put(&d, id, until, time.Now())
+		g.Expect(c.bytes()).To(Equal(once))
+		g.Expect(c.len()).To(Equal(1))
 	})
 }
 
