@@ -106,11 +106,12 @@ type credentialState struct {
 	// Previous values still inside their grace window.
 	Previous []previousState `json:"previous,omitempty"`
 	// RevokedAt marks a reset: the value became unavailable (Secret or key
-	// deleted, empty, weak) at this time, and Current and Previous are
-	// empty. It outlives the reset so that a view of the credential from
-	// before it (a state Secret read from a cache that lags, or a replica's
-	// memory) can be recognised as stale and cannot bring the revoked value
-	// back as a previous one.
+	// deleted, empty, weak) at this time; while it lasts, Current and
+	// Previous are empty. It outlives the reset, and is kept when a value
+	// comes back, so that a view of the credential from before it (a state
+	// Secret read from a cache that lags or that the leader could not
+	// write, or a replica's memory) can be recognised as stale and cannot
+	// bring the revoked value back as a previous one.
 	RevokedAt time.Time `json:"revokedAt,omitzero"`
 	// Secret and SecretUID name the Secret that holds Current: the same
 	// name with another UID means it was deleted and created again, which
@@ -151,11 +152,12 @@ func (s credentialState) goneWith(other credentialState, src valueSource) bool {
 	return s.replacedBy(src) || (s.SecretUID == "" && other.replacedBy(src) && s.Current == other.Current)
 }
 
-// supersedes reports whether a is a reset that b's knowledge predates: b
-// knew a value put in the Secret no later than a's reset, so nothing b knows
-// may be carried over.
+// supersedes reports whether a knows of a reset that b's knowledge predates:
+// b does not know of it, and knew a value put in the Secret no later than
+// the reset, so nothing b knows may be carried over. a may hold a value put
+// in after the reset.
 func (a credentialState) supersedes(b credentialState) bool {
-	return a.Current == "" && !a.RevokedAt.IsZero() && b.Current != "" && !b.RotatedAt.After(a.RevokedAt)
+	return !a.RevokedAt.IsZero() && b.Current != "" && b.RevokedAt.Before(a.RevokedAt) && !b.RotatedAt.After(a.RevokedAt)
 }
 
 type previousState struct {
@@ -232,7 +234,7 @@ func advance(st credentialState, current *authserver.Digest, changedAt time.Time
 		return credentialState{RevokedAt: laterOf(now, st.RotatedAt)}
 	}
 	cur := current.Hex()
-	next := credentialState{Current: cur, RotatedAt: st.RotatedAt}
+	next := credentialState{Current: cur, RotatedAt: st.RotatedAt, RevokedAt: st.RevokedAt}
 	keep := func(p previousState) {
 		exp := p.ExpiresAt
 		if limit := p.ReplacedAt.Add(grace); limit.Before(exp) {
@@ -306,7 +308,7 @@ func merge(a, b credentialState) credentialState {
 	if a.Current != b.Current || b.Current == "" {
 		return a
 	}
-	out := credentialState{Current: a.Current, RotatedAt: a.RotatedAt}
+	out := credentialState{Current: a.Current, RotatedAt: a.RotatedAt, RevokedAt: laterOf(a.RevokedAt, b.RevokedAt)}
 	if out.RotatedAt.IsZero() || (!b.RotatedAt.IsZero() && b.RotatedAt.Before(out.RotatedAt)) {
 		out.RotatedAt = b.RotatedAt
 	}

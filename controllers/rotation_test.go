@@ -149,6 +149,13 @@ func TestSupersedes(t *testing.T) {
 		{"nothing known", credentialState{}, live(t0), false},
 		{"two resets", reset(t0.Add(time.Minute)), reset(t0), false},
 		{"reset against nothing", reset(t0), credentialState{}, false},
+		// A value put in after the reset keeps the reset's mark.
+		{"a value after a reset, against a view from before it", credentialState{Current: "bb", RotatedAt: t0.Add(2 * time.Minute), RevokedAt: t0.Add(time.Minute)}, live(t0), true},
+		{"both know the reset", credentialState{Current: "bb", RotatedAt: t0.Add(2 * time.Minute), RevokedAt: t0.Add(time.Minute)},
+			credentialState{Current: "bb", RotatedAt: t0.Add(2 * time.Minute), RevokedAt: t0.Add(time.Minute)}, false},
+		{"the other view knows a later reset", credentialState{Current: "bb", RotatedAt: t0.Add(2 * time.Minute), RevokedAt: t0.Add(time.Minute)},
+			credentialState{Current: "cc", RotatedAt: t0.Add(3 * time.Minute), RevokedAt: t0.Add(150 * time.Second)}, false},
+		{"a view from an earlier reset cycle", reset(t0.Add(time.Hour)), credentialState{Current: "bb", RotatedAt: t0.Add(2 * time.Minute), RevokedAt: t0.Add(time.Minute)}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			NewWithT(t).Expect(tc.a.supersedes(tc.b)).To(Equal(tc.want))
@@ -237,6 +244,49 @@ func TestRevokedValueNeverComesBack(t *testing.T) {
 		res := resolve(g, newResolver(api, api))
 		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
 		g.Expect(previous(res)).To(BeEmpty(), "a deleted Secret's token came back as a previous one")
+	})
+
+	// The leader cannot write the state Secret (an admission policy, a
+	// quota, a missing right): it keeps the value from before the reset.
+	// A value emptied in place (same Secret, same UID) and put in again must
+	// not bring the emptied value back on a later load.
+	t.Run("the state Secret never written: a value emptied and refilled in place", func(t *testing.T) {
+		g := NewWithT(t)
+		created := now.Add(-2 * time.Hour)
+		inPlace := func(rv, v string, changed time.Time) *corev1.Secret {
+			return tokenSecret(rv, "uid-tok", v, created, changed)
+		}
+		stale := state("1", map[string]credentialState{credStaticToken: {Current: digest(x), RotatedAt: now.Add(-time.Hour),
+			Secret: "tok", SecretUID: "uid-tok"}})
+		api := secretReader{"tok": inPlace("2", x, now.Add(-time.Hour)), stateSecretName("p"): stale}
+		r := newResolver(api, api)
+		g.Expect(resolve(g, r).creds.get(credStaticToken).Current).To(Equal(digest(x)))
+
+		now = now.Add(time.Minute)
+		api["tok"] = inPlace("3", "", now)
+		res := resolve(g, r)
+		g.Expect(res.policy.Fingerprints().StaticToken).To(BeEmpty(), "nothing in force after the revocation")
+
+		now = now.Add(time.Second)
+		api["tok"] = inPlace("4", z, now)
+		res = resolve(g, r)
+		g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
+		g.Expect(previous(res)).To(BeEmpty(), "the revoked token came back as a previous one")
+
+		// Anything that loads the policy again (a label on the Secret, a
+		// spec change, a resync) still reads the stale state Secret.
+		for i, rv := range []string{"5", "6"} {
+			now = now.Add(time.Second)
+			api["tok"] = inPlace(rv, z, now)
+			res = resolve(g, r)
+			g.Expect(res.creds.get(credStaticToken).Current).To(Equal(digest(z)))
+			g.Expect(previous(res)).To(BeEmpty(), "load %d after the refill: the revoked token came back as a previous one", i+1)
+		}
+
+		// Once the state Secret is written, it carries the reset: it and a
+		// memory that predates the reset are told apart.
+		api[stateSecretName("p")] = state("7", res.creds.asState().Credentials)
+		g.Expect(res.creds.get(credStaticToken).RevokedAt).NotTo(BeZero())
 	})
 
 	t.Run("a rotation without a reset keeps the previous token for the grace period", func(t *testing.T) {

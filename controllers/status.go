@@ -103,7 +103,7 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		// retries it (retryLimiter). No TokenRotated event until then: it
 		// compares with what is stored.
 		s.recorder.Eventf(&pol, nil, corev1.EventTypeWarning, EventStateWriteFailed, "WriteState",
-			"cannot write the rotation state Secret %q (%s); rotation grace windows will not survive a restart until it is written",
+			"cannot write the rotation state Secret %q (%s); until it is written, rotation grace windows and revocations in place do not survive a restart (delete the token Secret to revoke)",
 			stateSecretName(pol.Name), apierrors.ReasonForError(stateErr))
 	} else {
 		s.recordRotations(&pol, res)
