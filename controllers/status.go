@@ -111,7 +111,6 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	orig := pol.DeepCopy()
 	ready := buildStatus(&pol, res, problems)
-	s.recordReadiness(&pol, orig, ready)
 	if !equality.Semantic.DeepEqual(orig.Status, pol.Status) {
 		err := s.client.Status().Patch(ctx, &pol, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 		if apierrors.IsConflict(err) {
@@ -121,6 +120,9 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{}, err
 		}
 	}
+	// After the status write it reports: when the write fails, the retry
+	// compares with the status as stored and would tell the change again.
+	s.recordReadiness(&pol, orig, ready)
 
 	return ctrl.Result{}, stateErr
 }
