@@ -146,9 +146,11 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 	}
 
 	if p.session != nil {
-		if cookie, ok := cookieValue(r.Cookie, p.session.cookie); ok {
-			if id := p.session.authenticate(cookie, now); id != nil {
-				return Decision{Reason: ReasonAllowedSession, Identity: id}
+		if cookie, found, ambiguous := cookieValue(r.Cookie, p.session.cookie); found {
+			if !ambiguous {
+				if id := p.session.authenticate(cookie, now); id != nil {
+					return Decision{Reason: ReasonAllowedSession, Identity: id}
+				}
 			}
 			if scheme == schemeNone {
 				fail = ReasonSessionInvalid
@@ -302,9 +304,12 @@ func parseBearer(h string) (string, authScheme) {
 }
 
 // cookieValue returns the value of the named cookie from Cookie header
-// values, without allocating. The first occurrence wins, as in most
-// frameworks; quotes around the value are removed.
-func cookieValue(headers []string, name string) (string, bool) {
+// values, without allocating; quotes around the value are removed. A cookie
+// sent more than once with different values is ambiguous: frameworks differ
+// on which one counts (most take the first, Starlette the last), so an
+// upstream that reads the cookie itself could act on another one than the
+// one verified here. It is then not used.
+func cookieValue(headers []string, name string) (v string, found, ambiguous bool) {
 	for _, h := range headers {
 		for len(h) > 0 {
 			var part string
@@ -318,18 +323,23 @@ func cookieValue(headers []string, name string) (string, bool) {
 			if eq < 0 || part[:eq] != name {
 				continue
 			}
-			v := part[eq+1:]
-			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
+			val := part[eq+1:]
+			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
 			}
-			return v, true
+			switch {
+			case !found:
+				v, found = val, true
+			case val != v:
+				return "", true, true
+			}
 		}
 	}
-	return "", false
+	return v, found, false
 }
 
 // hasCookie reports whether the named cookie is present, whatever its value.
 func hasCookie(headers []string, name string) bool {
-	_, ok := cookieValue(headers, name)
-	return ok
+	_, found, _ := cookieValue(headers, name)
+	return found
 }

@@ -148,6 +148,12 @@ func TestDecideTable(t *testing.T) {
 		{"session on gateway path", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie}}, want{ReasonAllowedSession, "alice", MethodSession}},
 		{"session among other cookies", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{"a=b; " + validCookie + "; c=d"}}, want{ReasonAllowedSession, "alice", MethodSession}},
 		{"session in second Cookie header", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{"a=b", validCookie}}, want{ReasonAllowedSession, "alice", MethodSession}},
+		// Which of two values counts differs between frameworks (Starlette
+		// takes the last): neither is used.
+		{"session cookie twice, different values", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie + "; " + expiredCookie}}, want{reason: ReasonSessionInvalid}},
+		{"session cookie twice, the valid one last", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{expiredCookie, validCookie}}, want{reason: ReasonSessionInvalid}},
+		{"session cookie twice, same value", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie + "; " + validCookie}}, want{ReasonAllowedSession, "alice", MethodSession}},
+		{"static with the session cookie twice still skips the static path", Request{OriginalURL: u + "/api/servers", Authorization: bearer(tokStatic), Cookie: []string{validCookie, expiredCookie}}, want{reason: ReasonInvalidCredentials}},
 		{"expired session", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{expiredCookie}}, want{reason: ReasonSessionInvalid}},
 		{"tampered session", Request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie[:len(validCookie)-2] + "AA"}}, want{reason: ReasonSessionInvalid}},
 		{"session, dot segment", Request{OriginalURL: u + "/mcpserver/./mcp", Cookie: []string{validCookie}}, want{reason: ReasonBadPath}},
