@@ -291,11 +291,15 @@ type Standalone struct {
 	fileState []byte
 	issuer    *Issuer
 	lastProbs string
+	// discoveryRetry is the first wait after a failed discovery (tests
+	// shorten it).
+	discoveryRetry time.Duration
 }
 
 // NewStandalone returns a loader for env into store.
 func NewStandalone(env *Env, store *Store, issuers *OIDCIssuers, log logr.Logger, opts CompileOptions) *Standalone {
-	return &Standalone{env: env, store: store, issuers: issuers, log: log, opts: opts, PollInterval: 500 * time.Millisecond}
+	return &Standalone{env: env, store: store, issuers: issuers, log: log, opts: opts, PollInterval: 500 * time.Millisecond,
+		discoveryRetry: retryDiscoveryAfter}
 }
 
 // Start loads the configuration once. It fails when a credential is present
@@ -303,7 +307,13 @@ func NewStandalone(env *Env, store *Store, issuers *OIDCIssuers, log logr.Logger
 // the original's special case: static token auth enabled with an empty token
 // logs an error and falls back to JWT.
 func (s *Standalone) Start(ctx context.Context) error {
-	s.resolveIssuer(ctx)
+	if s.env.OIDC != nil {
+		// One bounded try: an IdP that does not answer must not keep the
+		// auth service, and its probes, from starting. Run keeps trying.
+		dctx, cancel := context.WithTimeout(ctx, startDiscoveryTimeout)
+		s.issuer = s.discover(dctx)
+		cancel()
+	}
 	probs := s.reload()
 	var errs []error
 	for _, p := range probs {
@@ -315,47 +325,78 @@ func (s *Standalone) Start(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// startDiscoveryTimeout bounds Start's try at OIDC discovery.
+const startDiscoveryTimeout = 2 * time.Second
+
 // Run watches the secret files and the issuer until ctx ends.
 func (s *Standalone) Run(ctx context.Context) {
 	t := time.NewTicker(s.PollInterval)
 	defer t.Stop()
-	retry := time.Second
-	nextIssuer := time.Now().Add(retry)
+	var discovered <-chan *Issuer
+	if s.env.OIDC != nil {
+		discovered = s.discoverLoop(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			changed := s.filesChanged()
-			if s.env.OIDC != nil && now.After(nextIssuer) {
-				had := s.issuer
-				s.resolveIssuer(ctx)
-				if s.issuer == nil {
-					retry = min(retry*2, time.Minute)
-				} else {
-					retry = rediscoverAfter
-				}
-				nextIssuer = now.Add(retry)
-				changed = changed || had != s.issuer
+		case <-t.C:
+			if s.filesChanged() {
+				s.reload()
 			}
-			if changed {
+		case iss := <-discovered:
+			if iss != nil && iss != s.issuer {
+				s.issuer = iss
 				s.reload()
 			}
 		}
 	}
 }
 
-func (s *Standalone) resolveIssuer(ctx context.Context) {
-	if s.env.OIDC == nil {
-		return
+// discoverLoop repeats OIDC discovery in the background and sends each
+// result: after a failure with a backoff from retryDiscoveryAfter (what
+// Resolve remembers a failure for) to a minute, after a success every
+// rediscoverAfter. Discovery takes as long as the IdP makes it (up to the
+// fetch timeouts), and must not hold up the secret files' checks: a
+// replaced token has to stop working on time whatever the IdP does.
+func (s *Standalone) discoverLoop(ctx context.Context) <-chan *Issuer {
+	ch := make(chan *Issuer)
+	wait := s.discoveryRetry
+	if s.issuer != nil {
+		wait = rediscoverAfter
 	}
+	go func() {
+		retry := s.discoveryRetry
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			iss := s.discover(ctx)
+			select {
+			case ch <- iss:
+			case <-ctx.Done():
+				return
+			}
+			if iss == nil {
+				wait, retry = retry, min(retry*2, time.Minute)
+			} else {
+				wait, retry = rediscoverAfter, s.discoveryRetry
+			}
+		}
+	}()
+	return ch
+}
+
+// discover resolves the configured issuer: the last good one, if any, when
+// discovery fails now.
+func (s *Standalone) discover(ctx context.Context) *Issuer {
 	iss, err := s.issuers.Resolve(ctx, s.env.OIDC.IssuerURL)
 	if err != nil {
 		s.log.Error(err, "OIDC discovery failed; JWTs are refused until it succeeds", "issuer", s.env.OIDC.IssuerURL)
 	}
-	if iss != nil {
-		s.issuer = iss
-	}
+	return iss
 }
 
 // filesChanged reports whether any secret file's content changed since the

@@ -820,6 +820,74 @@ func TestStandaloneFileReload(t *testing.T) {
 	g.Expect(missing).To(BeTrue(), "the missing file was logged")
 }
 
+// An IdP that accepts connections and never answers holds neither start-up
+// (the probes wait for Start) nor the secret files' checks: a replaced token
+// file is in force on time while discovery hangs.
+func TestStandaloneHangingIssuer(t *testing.T) {
+	g := NewWithT(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // read nothing, answer nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "registry-token")
+	tok1, tok2 := standaloneTestToken(t), standaloneTestToken(t)
+	g.Expect(os.WriteFile(file, []byte(tok1), 0o600)).To(Succeed())
+	type started struct {
+		sa    *Standalone
+		store *Store
+		err   error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		sa, store, _, err := standaloneStart(t, map[string]string{
+			"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN_FILE": file,
+			"OIDC_ISSUER_URL": "http://" + ln.Addr().String() + "/realms/mcp", "OIDC_CLIENT_ID": "mcp",
+		})
+		ch <- started{sa, store, err}
+	}()
+	var st started
+	// Start's try is bounded by startDiscoveryTimeout, well inside the
+	// fetch timeout the IdP would otherwise hold it for.
+	g.Eventually(ch, fetchTimeout-time.Second).Should(Receive(&st), "Start waits for the IdP at most startDiscoveryTimeout")
+	g.Expect(st.err).NotTo(HaveOccurred())
+	standaloneEventually(g, st.store, tok1, 200, "the static token works without the IdP")
+
+	// Retry at once, past the remembered failure of Start's try.
+	st.sa.discoveryRetry = 10 * time.Millisecond
+	st.sa.issuers.nowFn = func() time.Time { return time.Now().Add(time.Minute) }
+	standaloneRun(t, st.sa)
+	g.Eventually(func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}, 2*time.Second, 5*time.Millisecond).Should(BeNumerically(">=", 2), "Run's discovery is under way and hangs")
+
+	g.Expect(os.WriteFile(file, []byte(tok2), 0o600)).To(Succeed())
+	standaloneEventually(g, st.store, tok2, 200, "the new token works while discovery hangs")
+	standaloneEventually(g, st.store, tok1, 401, "the old token is refused while discovery hangs")
+}
+
 // Kubernetes and Docker mount secrets as token -> ..data/token with
 // ..data -> ..<timestamp>, and update them by swapping ..data atomically.
 func TestStandaloneFileReloadSymlinkSwap(t *testing.T) {
