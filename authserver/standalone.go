@@ -83,7 +83,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if v := strings.TrimSpace(getenv("REGISTRY_STATIC_TOKEN_AUTH_ENABLED")); v != "" {
 		b, err := parseBool(v)
 		if err != nil {
-			fail("REGISTRY_STATIC_TOKEN_AUTH_ENABLED=%q: want true or false", v)
+			fail("REGISTRY_STATIC_TOKEN_AUTH_ENABLED=%s: want true or false", echoValue(v))
 		}
 		e.StaticEnabled = b
 	}
@@ -113,7 +113,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		switch o.Preset {
 		case "", PresetGeneric, PresetKeycloak, PresetEntra, PresetCognito:
 		default:
-			fail("OIDC_PRESET=%q: want keycloak, entra, cognito or generic", o.Preset)
+			fail("OIDC_PRESET=%s: want keycloak, entra, cognito or generic", echoValue(o.Preset))
 		}
 		if len(o.Audiences) == 0 {
 			fail("OIDC_CLIENT_ID is required with OIDC_ISSUER_URL (the accepted audience)")
@@ -131,7 +131,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if v := strings.TrimSpace(getenv("SESSION_MAX_AGE")); v != "" {
 		d, err := parseSeconds(v)
 		if err != nil || d <= 0 {
-			fail("SESSION_MAX_AGE=%q: want seconds (28800) or a duration (8h)", v)
+			fail("SESSION_MAX_AGE=%s: want seconds (28800) or a duration (8h)", echoValue(v))
 		}
 		e.MaxAge = d
 	}
@@ -244,9 +244,28 @@ func secretFrom(value, file, field string) SecretValue {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		reason := ProblemSecretNotFound
-		return SecretValue{Problem: &Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", file, errors.Unwrap(err))}}
+		return SecretValue{Problem: &Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), errors.Unwrap(err))}}
 	}
 	return SecretValue{Value: b}
+}
+
+// echoValue quotes a short setting for an error message. A long one is not
+// repeated: it may be a secret put in the wrong variable.
+func echoValue(v string) string {
+	if len(v) <= 16 {
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprintf("(a %d-character value, fingerprint %s)", len(v), Fingerprint([]byte(v)))
+}
+
+// echoPath names a secret file that cannot be read. A name without a '/'
+// is not repeated: secret files are mounted at paths, and such a value is
+// more likely the secret itself, put in a *_FILE variable by mistake.
+func echoPath(p string) string {
+	if strings.ContainsRune(p, '/') {
+		return p
+	}
+	return fmt.Sprintf("the file named by a value without '/' (fingerprint %s; is it the secret instead of a path?)", Fingerprint([]byte(p)))
 }
 
 func parseBool(v string) (bool, error) {

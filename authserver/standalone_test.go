@@ -990,6 +990,35 @@ func TestStandaloneStartErrorNamesVariable(t *testing.T) {
 	}
 }
 
+// A secret put in the wrong variable (a *_FILE variable, or a boolean) is
+// not repeated in the error that start-up stops with, nor in the log.
+func TestStandaloneMisplacedSecretNotEchoed(t *testing.T) {
+	tok := standaloneTestToken(t)
+	for name, env := range map[string]map[string]string{
+		"token in REGISTRY_API_TOKEN_FILE":            {"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN_FILE": tok},
+		"token in REGISTRY_STATIC_TOKEN_AUTH_ENABLED": {"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": tok},
+		"token in SESSION_MAX_AGE":                    {"SESSION_MAX_AGE": tok, "SECRET_KEY": tok},
+		"token in a key_file":                         {"REGISTRY_API_KEYS": `[{"name":"ci","key_file":"` + tok + `"}]`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			e, err := ParseEnv(standaloneEnv(env))
+			if err == nil {
+				logs := &standaloneLogs{}
+				sa := NewStandalone(e, NewStore(StoreOptions{SelectOnlyPolicy: true}), NewOIDCIssuers(nil), logs.logger(), CompileOptions{})
+				err = sa.Start(context.Background())
+				standaloneExpectNoSecret(g, logs, tok)
+			}
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(err.Error()).NotTo(ContainSubstring(tok))
+			g.Expect(err.Error()).To(ContainSubstring(Fingerprint([]byte(tok))), "the fingerprint tells which value it was")
+		})
+	}
+	// A path is still named.
+	_, _, _, err := standaloneStart(t, map[string]string{"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN_FILE": "/run/secrets/missing"})
+	NewWithT(t).Expect(err).To(MatchError(ContainSubstring("/run/secrets/missing")))
+}
+
 // FuzzParseAPIKeysEnv checks REGISTRY_API_KEYS parsing: no panic, and every
 // accepted entry has a name and exactly one of key and key_file.
 func FuzzParseAPIKeysEnv(f *testing.F) {
