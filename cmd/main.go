@@ -157,7 +157,11 @@ func (a *authRunnable) Start(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.grace)
 	defer cancel()
 	if err := a.server.Shutdown(sctx); err != nil {
-		return err
+		// Requests still in flight after the grace period (a JWKS fetch
+		// from a slow IdP): cut them and exit normally, saying so; a
+		// shutdown that was asked for is not a failure of the process.
+		a.log.Error(err, a.what+": requests still in flight after the shutdown grace period; closing their connections", "grace", a.grace)
+		return a.server.Close()
 	}
 	return nil
 }
