@@ -386,6 +386,10 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		{"unknown log level", "logLevel: verbose\n", "logLevel"},
 		{"lease name not a DNS name", "leaderElection:\n  id: Registry_Auth\n", "leaderElection"},
 		{"an environment value that is not a string", "extraEnv:\n- name: GOGC\n  value: 100\n", "extraEnv"},
+		{"a release name too long for the Service names", "fullnameOverride: registry-auth-operator-production\n", "fullnameOverride"},
+		{"no peer for the metrics NetworkPolicy", "networkPolicy:\n  metricsNamespaceSelector: null\n", "metricsNamespaceSelector is required"},
+		{"the metrics port on the health port", "metrics:\n  port: 8081\n", "must differ"},
+		{"the auth and metrics ports equal", "auth:\n  port: 9000\nmetrics:\n  port: 9000\n", "must differ"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", releaseName, filepath.Join(root, "dist", "chart"), "--namespace", chartNamespace},
@@ -410,6 +414,32 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		if o.kind() == "PodDisruptionBudget" {
 			t.Errorf("one replica, yet the chart renders %s", o.id())
 		}
+	}
+}
+
+// podLabels add to the pods' labels; they cannot change the ones the
+// Deployment's selector matches (the API server would refuse it).
+func TestHelmPodLabelsKeepTheSelector(t *testing.T) {
+	docs := parseDocs(t, helmTemplate(t, chartNamespace, "podLabels:\n  control-plane: other\n  team: registry\n"), "helm template")
+	n := 0
+	for _, o := range docs {
+		if o.kind() != "Deployment" {
+			continue
+		}
+		n++
+		labels, _ := o.get("spec", "template", "metadata", "labels").(map[string]any)
+		selector, _ := o.get("spec", "selector", "matchLabels").(map[string]any)
+		if labels["team"] != "registry" {
+			t.Errorf("%s: pod labels %v lack podLabels' team", o.id(), labels)
+		}
+		for k, v := range selector {
+			if labels[k] != v {
+				t.Errorf("%s: pod label %s=%v, the selector wants %v", o.id(), k, labels[k], v)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d Deployments rendered, want 1", n)
 	}
 }
 

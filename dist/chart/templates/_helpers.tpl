@@ -1,10 +1,11 @@
 {{/*
 The prefix of every object's name: fullnameOverride, else the release name.
 A release named "registry-auth" gets the names of the kustomize install
-(config/default's namePrefix).
+(config/default's namePrefix). At most 28 characters: the longest name,
+"<prefix>-controller-manager-metrics-service", must fit a Service's 63.
 */}}
 {{- define "registry-auth-operator.prefix" -}}
-{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 28 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "registry-auth-operator.chart" -}}
