@@ -44,7 +44,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		"events.k8s.io/events":                                 {"create", "patch"},
 	}
 	wantLE := map[string][]string{
-		"coordination.k8s.io/leases": {"create", "delete", "get", "list", "patch", "update", "watch"},
+		"coordination.k8s.io/leases": {"create", "get", "update"},
 	}
 	for name, tc := range map[string]struct {
 		rules []rbacv1.PolicyRule
