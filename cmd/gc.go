@@ -47,6 +47,8 @@ const defaultGCPercent = 200
 const (
 	containerMemoryLimitEnv = "CONTAINER_MEMORY_LIMIT"
 	memoryLimitPercent      = 90
+	// minContainerMemory is the smallest container memory limit believed.
+	minContainerMemory = 16 << 20
 )
 
 // gcSettings is what the collector runs with, for the start-up log.
@@ -89,9 +91,14 @@ func applyGCSettings(getenv func(string) (string, bool)) gcSettings {
 		s.MemoryLimitFrom = "GOMEMLIMIT" // the runtime refuses to start on a malformed one
 	} else if v, ok := getenv(containerMemoryLimitEnv); ok && v != "" {
 		limit, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || limit <= 0 {
+		switch {
+		case err != nil || limit <= 0:
 			s.Problems = append(s.Problems, fmt.Sprintf("%s=%q is not a positive number of bytes; no memory limit", containerMemoryLimitEnv, v))
-		} else {
+		case limit < minContainerMemory:
+			// "256" meant as MiB would make the collector run without
+			// pause; the process could not live in so little anyway.
+			s.Problems = append(s.Problems, fmt.Sprintf("%s=%q bytes is too small to be a container's memory limit (less than %d MiB; a unit missing?); no memory limit", containerMemoryLimitEnv, v, minContainerMemory>>20))
+		default:
 			debug.SetMemoryLimit(limit / 100 * memoryLimitPercent)
 			s.MemoryLimitFrom = containerMemoryLimitEnv
 		}

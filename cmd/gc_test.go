@@ -65,6 +65,8 @@ func TestApplyGCSettings(t *testing.T) {
 		{name: "a container limit that is not a number of bytes",
 			env:     map[string]string{containerMemoryLimitEnv: "256Mi"},
 			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="256Mi"`},
+		{name: "a container limit in the wrong unit", env: map[string]string{containerMemoryLimitEnv: "256"},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="256" bytes is too small`},
 		{name: "a zero container limit", env: map[string]string{containerMemoryLimitEnv: "0"},
 			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="0"`},
 	} {
