@@ -218,7 +218,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []Problem) {
 		field := "spec.session"
 		var keys [][]byte
 		for _, sv := range s.SecretKeys {
-			v, prob := loadSecretValue(sv, field+".secretKeyRef")
+			v, prob := loadSecretValue(sv, field+".secretKeyRef", false)
 			if prob != nil {
 				probs = append(probs, *prob)
 				continue
@@ -271,14 +271,16 @@ func cacheSize(opts CompileOptions) int {
 
 // loadSecret cleans and checks a token or key and returns its digest.
 func loadSecret(sv SecretValue, field string) (Digest, *Problem) {
-	v, prob := loadSecretValue(sv, field)
+	v, prob := loadSecretValue(sv, field, true)
 	if prob != nil {
 		return Digest{}, prob
 	}
 	return DigestOf(v), nil
 }
 
-func loadSecretValue(sv SecretValue, field string) ([]byte, *Problem) {
+// loadSecretValue cleans and checks a bearer credential or, with bearer
+// false, a session signing key.
+func loadSecretValue(sv SecretValue, field string, bearer bool) ([]byte, *Problem) {
 	if sv.Problem != nil {
 		p := *sv.Problem
 		if p.Field == "" {
@@ -287,9 +289,12 @@ func loadSecretValue(sv SecretValue, field string) ([]byte, *Problem) {
 		return nil, &p
 	}
 	v := CleanSecret(sv.Value)
-	if reason, msg := checkSecret(v); reason != "" {
-		if reason == ProblemTokenEmpty {
+	if reason, msg := checkSecretFor(v, bearer); reason != "" {
+		switch {
+		case reason == ProblemTokenEmpty && bearer:
 			msg += "; static token and API key authentication are off for it, IdP (JWT) authentication still applies"
+		case reason == ProblemTokenEmpty:
+			msg += "; session cookies signed with it are not accepted, other credentials still apply"
 		}
 		return nil, &Problem{Reason: reason, Field: field, Message: msg}
 	}

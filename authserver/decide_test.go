@@ -518,3 +518,42 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// A session signing key is an HMAC key: the bearer-only rules (printable
+// ASCII without spaces, not shaped like a JWT) do not apply to it, the
+// strength rules do, and an empty one says what it turns off.
+func TestSessionKeyRules(t *testing.T) {
+	jwtShaped := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXBhcnQ"
+	for _, tc := range []struct {
+		name, key  string
+		wantReason string // "" when the key is used
+		wantMsg    string
+	}{
+		{"shaped like a JWT", jwtShaped, "", ""},
+		{"with an inner space", "a long passphrase with spaces in it 7d9f1b3d", "", ""},
+		{"empty", " \n", ProblemTokenEmpty, "session cookies signed with it are not accepted"},
+		{"short", "short-key", ProblemTokenTooWeak, "at least"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cfg := basePolicy()
+			cfg.Session = &SessionConfig{SecretKeys: []SecretValue{{Value: []byte(tc.key)}}}
+			p, probs := Compile(cfg, CompileOptions{})
+			if tc.wantReason == "" {
+				g.Expect(probs).To(BeEmpty())
+				g.Expect(p.session).NotTo(BeNil())
+				return
+			}
+			g.Expect(probs).To(HaveLen(1))
+			g.Expect(probs[0].Reason).To(Equal(tc.wantReason))
+			g.Expect(probs[0].Message).To(ContainSubstring(tc.wantMsg))
+			g.Expect(probs[0].Message).NotTo(ContainSubstring("static token"))
+			g.Expect(p.session).To(BeNil())
+		})
+	}
+	// The bearer rules still hold for a static token.
+	cfg := basePolicy()
+	cfg.StaticToken.Token.Value = []byte(jwtShaped)
+	_, probs := Compile(cfg, CompileOptions{})
+	NewWithT(t).Expect(probs).To(ContainElement(HaveField("Reason", ProblemTokenTooWeak)))
+}

@@ -109,17 +109,25 @@ func SecretUsable(v []byte) bool {
 // checkSecret reports why a (cleaned) secret value cannot be used, as a
 // problem reason and message, or "" when it is fine. The message never
 // contains the value.
-func checkSecret(v []byte) (reason, msg string) {
+func checkSecret(v []byte) (reason, msg string) { return checkSecretFor(v, true) }
+
+// checkSecretFor is checkSecret for a bearer credential (a static token or an
+// API key) or, with bearer false, a session signing key: an HMAC key may hold
+// any bytes and look like anything, so only the rules about its strength
+// apply to it.
+func checkSecretFor(v []byte, bearer bool) (reason, msg string) {
 	if len(v) == 0 {
 		return ProblemTokenEmpty, "the value is empty"
 	}
-	for _, c := range v {
-		if c <= 0x20 || c >= 0x7f {
-			return ProblemTokenTooWeak, "the value contains spaces, control or non-ASCII characters, which a Bearer token cannot carry"
+	if bearer {
+		for _, c := range v {
+			if c <= 0x20 || c >= 0x7f {
+				return ProblemTokenTooWeak, "the value contains spaces, control or non-ASCII characters, which a Bearer token cannot carry"
+			}
 		}
-	}
-	if looksLikeJWT(string(v)) {
-		return ProblemTokenTooWeak, "the value has the shape of a JWT (three dot-separated parts starting with 'e'); static tokens and API keys must not, so they are never mistaken for IdP tokens"
+		if looksLikeJWT(string(v)) {
+			return ProblemTokenTooWeak, "the value has the shape of a JWT (three dot-separated parts starting with 'e'); static tokens and API keys must not, so they are never mistaken for IdP tokens"
+		}
 	}
 	if len(v) < MinSecretLength {
 		return ProblemTokenTooWeak, fmt.Sprintf("the value has %d characters; at least %d are required (e.g. `openssl rand -hex 32`)", len(v), MinSecretLength)
