@@ -37,7 +37,8 @@ const (
 	// the policy falls back to IdP (JWT) authentication.
 	ReasonTokenEmpty = "TokenEmpty"
 	// ReasonTokenTooWeak: a token or key is shorter than 32 characters, a
-	// known placeholder, or contains characters a Bearer token cannot carry.
+	// known placeholder, or (static tokens and API keys) contains characters
+	// a Bearer token cannot carry or has the shape of a JWT.
 	ReasonTokenTooWeak = "TokenTooWeak"
 	// ReasonOIDCDiscoveryFailed: the issuer's discovery document could not be
 	// fetched. The last good verifier, if any, stays in use.
@@ -107,7 +108,9 @@ type IdentitySpec struct {
 	// +optional
 	Groups []string `json:"groups,omitempty"`
 
-	// scopes returned in X-Scopes (space-joined).
+	// scopes returned in X-Scopes (space-joined). Each identity field
+	// defaults on its own: setting username or groups alone keeps these
+	// admin scopes; set scopes too for a narrower identity.
 	// +kubebuilder:default={"mcp-registry-admin","mcp-servers-unrestricted/read","mcp-servers-unrestricted/execute"}
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
@@ -230,8 +233,9 @@ type OIDCSpec struct {
 	// +kubebuilder:validation:Pattern=`^https?://[^\s?#]+$`
 	IssuerURL string `json:"issuerURL"`
 
-	// audiences accepted in the token's aud claim (or, for the cognito
-	// preset, its client_id claim). At least one is required.
+	// audiences accepted in the token's aud claim (or, for the keycloak
+	// preset, its azp claim; for the cognito preset, the client_id claim of
+	// an access token). At least one is required.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
@@ -239,7 +243,9 @@ type OIDCSpec struct {
 	// +listType=set
 	Audiences []string `json:"audiences"`
 
-	// usernameClaim is the claim used as username. Empty means the preset's
+	// usernameClaim is the claim used as username; a dotted name
+	// (realm_access.name) is looked up in nested objects when no top-level
+	// claim has it. Empty means the preset's
 	// default: preferred_username then sub (keycloak, generic),
 	// preferred_username, upn, unique_name then sub (entra), username,
 	// cognito:username then sub (cognito).
@@ -247,14 +253,17 @@ type OIDCSpec struct {
 	// +optional
 	UsernameClaim string `json:"usernameClaim,omitempty"`
 
-	// groupsClaim is the claim that holds the groups. Empty means the
-	// preset's default: groups (keycloak, entra, generic) or cognito:groups
-	// (cognito).
+	// groupsClaim is the claim that holds the groups; a dotted name
+	// (realm_access.roles) is looked up in nested objects when no top-level
+	// claim has it. Empty means the preset's default: groups (keycloak,
+	// entra, generic) or cognito:groups (cognito).
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	GroupsClaim string `json:"groupsClaim,omitempty"`
 
-	// preset adapts checks to the IdP: "entra" accepts both the v1
+	// preset adapts checks to the IdP: "keycloak" also accepts a token whose
+	// azp (the requesting client) is one of the audiences, as Keycloak's
+	// access tokens often carry aud "account"; "entra" accepts both the v1
 	// (sts.windows.net) and v2 issuer of the tenant; "cognito" accepts access
 	// tokens that carry client_id instead of aud.
 	// +kubebuilder:validation:Enum=keycloak;entra;cognito;generic
