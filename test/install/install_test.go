@@ -627,6 +627,15 @@ func deploymentDrift(k, c object) []string {
 	pod := []string{"spec", "template", "spec"}
 	same("pod securityContext", append(pod, "securityContext")...)
 	same("terminationGracePeriodSeconds", append(pod, "terminationGracePeriodSeconds")...)
+	// The same spread over zones, on the same labels but the chart's release
+	// label, which kustomize's pods do not have.
+	for _, tsc := range c.list(append(pod, "topologySpreadConstraints")...) {
+		t, _ := tsc.(map[string]any)
+		if m, ok := object(t).get("labelSelector", "matchLabels").(map[string]any); ok {
+			delete(m, "app.kubernetes.io/instance")
+		}
+	}
+	same("topologySpreadConstraints", append(pod, "topologySpreadConstraints")...)
 	kc, cc := k.list(append(pod, "containers")...), c.list(append(pod, "containers")...)
 	if len(kc) != len(cc) {
 		add("Deployment has %d containers in the chart, %d in kustomize", len(cc), len(kc))
