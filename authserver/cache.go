@@ -88,8 +88,7 @@ func (c *tokenCache) put(d *Digest, id *Identity, until, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.m[*d]; ok {
-		s.bytes -= old.size
-		delete(s.m, *d)
+		s.remove(*d, old)
 	}
 	if len(s.m) >= c.perCap || s.bytes+size > c.perBytes {
 		for k, e := range s.m {

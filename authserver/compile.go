@@ -289,7 +289,7 @@ func loadSecretValue(sv SecretValue, field string, bearer bool) ([]byte, *Proble
 		return nil, &p
 	}
 	v := CleanSecret(sv.Value)
-	if reason, msg := checkSecretFor(v, bearer); reason != "" {
+	if reason, msg := checkSecret(v, bearer); reason != "" {
 		switch {
 		case reason == ProblemTokenEmpty && bearer:
 			msg += "; static token and API key authentication are off for it, IdP (JWT) authentication still applies"

@@ -102,20 +102,16 @@ func CleanSecret(v []byte) []byte { return bytes.Clone(bytes.TrimSpace(v)) }
 // SecretUsable reports whether a cleaned secret value passes the checks of
 // the compile step (not empty, long enough, not a placeholder).
 func SecretUsable(v []byte) bool {
-	reason, _ := checkSecret(v)
+	reason, _ := checkSecret(v, true)
 	return reason == ""
 }
 
 // checkSecret reports why a (cleaned) secret value cannot be used, as a
 // problem reason and message, or "" when it is fine. The message never
-// contains the value.
-func checkSecret(v []byte) (reason, msg string) { return checkSecretFor(v, true) }
-
-// checkSecretFor is checkSecret for a bearer credential (a static token or an
-// API key) or, with bearer false, a session signing key: an HMAC key may hold
-// any bytes and look like anything, so only the rules about its strength
-// apply to it.
-func checkSecretFor(v []byte, bearer bool) (reason, msg string) {
+// contains the value. bearer is true for a static token or an API key; a
+// session signing key is an HMAC key, which may hold any bytes and look like
+// anything, so only the rules about its strength apply to it.
+func checkSecret(v []byte, bearer bool) (reason, msg string) {
 	if len(v) == 0 {
 		return ProblemTokenEmpty, "the value is empty"
 	}
