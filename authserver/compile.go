@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 )
 
 // Policy is a compiled, immutable policy: what Decide reads. Secrets are held
@@ -129,7 +131,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []Problem) {
 		p.skipCookie = DefaultSessionCookieName
 	}
 	for _, raw := range cfg.Hosts {
-		h := normalizeHost(raw)
+		h := pathnorm.Host(raw)
 		if h == "" {
 			add(ProblemInvalidSpec, "spec.hosts", "host %q is not a valid host name", raw)
 			continue
@@ -147,7 +149,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []Problem) {
 		prefixes = DefaultRegistryPathPrefixes
 	}
 	for _, pre := range prefixes {
-		if err := checkPrefix(pre); err != nil {
+		if err := pathnorm.CheckPrefix(pre); err != nil {
 			add(ProblemInvalidSpec, "spec.staticToken.pathPrefixes", "%v", err)
 			continue
 		}
@@ -316,12 +318,12 @@ func clonePrevious(prev []PreviousDigest, current Digest) []PreviousDigest {
 func compileAPIKeyLimits(k APIKeyConfig, registry []string) (apiKeyAuth, error) {
 	ak := apiKeyAuth{name: k.Name}
 	for _, pre := range k.PathPrefixes {
-		if err := checkPrefix(pre); err != nil {
+		if err := pathnorm.CheckPrefix(pre); err != nil {
 			return ak, err
 		}
 		// A narrower prefix must lie under a Registry API prefix: API keys
 		// never count on gateway paths.
-		if !hasPathPrefix(pre, registry) && !slices.Contains(registry, pre) {
+		if !pathnorm.HasPrefix(pre, registry) && !slices.Contains(registry, pre) {
 			return ak, fmt.Errorf("path prefix %q is not under the Registry API prefixes %v", pre, registry)
 		}
 		ak.prefixes = append(ak.prefixes, pre)
@@ -338,35 +340,4 @@ func compileAPIKeyLimits(k APIKeyConfig, registry []string) (apiKeyAuth, error) 
 		}
 	}
 	return ak, nil
-}
-
-// checkPrefix accepts an absolute path prefix that is already normal.
-func checkPrefix(pre string) error {
-	n, err := normalizePath(pre)
-	if err != nil || n != pre {
-		return fmt.Errorf("path prefix %q must be an absolute, normalised path (no '..', '//', '%%' escapes or query)", pre)
-	}
-	return nil
-}
-
-// normalizeHost lower-cases a host and strips a port and a trailing dot. It
-// returns "" for a value that is not a plausible host name. It does not
-// allocate for a host that is already lower case (strings.ToLower returns
-// such a string as is).
-func normalizeHost(h string) string {
-	h = strings.ToLower(h)
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
-		h = h[:i]
-	}
-	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 {
-		return ""
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '[' || c == ']' || c == ':') {
-			return ""
-		}
-	}
-	return h
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 )
 
 // Request is what the ingress tells the auth service about one request. The
@@ -69,7 +71,7 @@ func Decide(ctx context.Context, snap *Snapshot, r *Request, now time.Time) Deci
 	if p == nil {
 		return Decision{Reason: reason}
 	}
-	path, err := normalizePath(rawPath)
+	path, err := pathnorm.Normalize(rawPath)
 	if err != nil {
 		return Decision{Reason: ReasonBadPath, Policy: p}
 	}
@@ -115,7 +117,7 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 		if r.Throttled {
 			return Decision{Reason: ReasonTooManyFailures}
 		}
-		registry := hasPathPrefix(path, p.registryPrefixes)
+		registry := pathnorm.HasPrefix(path, p.registryPrefixes)
 		d := digestString(bearer)
 		if p.static != nil {
 			if ok, prev := p.static.digests.match(&d, now); ok {
@@ -195,7 +197,7 @@ func (k *apiKeyAuth) allows(method, path string) bool {
 	if k.methods != nil && !containsString(k.methods, strings.ToUpper(method)) {
 		return false
 	}
-	return k.prefixes == nil || hasPathPrefix(path, k.prefixes)
+	return k.prefixes == nil || pathnorm.HasPrefix(path, k.prefixes)
 }
 
 // splitOriginalURL takes X-Original-URL apart: it must be an absolute http or
@@ -222,7 +224,7 @@ func splitOriginalURL(u string) (host, path string, ok bool) {
 	if authority == "" || strings.ContainsAny(authority, "@ ") {
 		return "", "", false
 	}
-	host = normalizeHost(authority)
+	host = pathnorm.Host(authority)
 	if host == "" {
 		return "", "", false
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
+
 	. "github.com/onsi/gomega"
 )
 
@@ -507,12 +509,12 @@ func FuzzCompile(f *testing.F) {
 			d := Decide(context.Background(), snapshotOf(p), &Request{
 				Policy: "ns/p", OriginalURL: "http://h/mcpserver/mcp", Authorization: bearer(string(cleaned)),
 			}, testNow)
-			if d.Allowed() && !hasPathPrefix("/mcpserver/mcp", p.registryPrefixes) {
+			if d.Allowed() && !pathnorm.HasPrefix("/mcpserver/mcp", p.registryPrefixes) {
 				t.Fatalf("static token allowed on a gateway path (prefixes %v)", p.registryPrefixes)
 			}
 		}
 		for _, pre := range p.registryPrefixes {
-			if n, err := normalizePath(pre); err != nil || n != pre {
+			if n, err := pathnorm.Normalize(pre); err != nil || n != pre {
 				t.Fatalf("prefix %q kept but not normal", pre)
 			}
 		}

@@ -1,11 +1,5 @@
-package authserver
-
-import (
-	"errors"
-	"strings"
-)
-
-// Path normalisation.
+// Package pathnorm normalises the path and host of the original request the
+// way the ingress does, so the decision sees what the ingress routes on.
 //
 // The auth service decides by path: static tokens and API keys count only on
 // Registry API paths, and an API key may be narrowed to path prefixes. The
@@ -35,21 +29,28 @@ import (
 // auth check. Query strings never reach this function; they never change the
 // decision. Matching is case-sensitive, like nginx's prefix locations on Linux,
 // so "/API/" is not a Registry API path.
+package pathnorm
 
-// errBadPath is returned for paths that cannot be normalised safely.
-var errBadPath = errors.New("path cannot be normalised")
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrBadPath is returned for paths that cannot be normalised safely.
+var ErrBadPath = errors.New("path cannot be normalised")
 
 // maxPathLen bounds the work done on one path. nginx's default
 // large_client_header_buffers (8k) bounds the request line well below it.
 const maxPathLen = 16 << 10
 
-// normalizePath returns the normalised form of an absolute raw path (without
+// Normalize returns the normalised form of an absolute raw path (without
 // query). It does not allocate when the raw path is already normal.
-func normalizePath(raw string) (string, error) {
+func Normalize(raw string) (string, error) {
 	if len(raw) == 0 || raw[0] != '/' || len(raw) > maxPathLen {
-		return "", errBadPath
+		return "", ErrBadPath
 	}
-	if isNormalPath(raw) {
+	if IsNormal(raw) {
 		return raw, nil
 	}
 	decoded, err := percentDecodePath(raw)
@@ -59,9 +60,9 @@ func normalizePath(raw string) (string, error) {
 	return mergeSlashes(decoded)
 }
 
-// isNormalPath reports whether p needs no decoding, merging or resolving, and
+// IsNormal reports whether p needs no decoding, merging or resolving, and
 // holds no byte that is refused.
-func isNormalPath(p string) bool {
+func IsNormal(p string) bool {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {
@@ -93,19 +94,19 @@ func percentDecodePath(raw string) ([]byte, error) {
 		c := raw[i]
 		switch {
 		case c == '#' || c == '?' || c < 0x20 || c == 0x7f:
-			return nil, errBadPath
+			return nil, ErrBadPath
 		case c == '%':
 			if i+2 >= len(raw) {
-				return nil, errBadPath
+				return nil, ErrBadPath
 			}
 			hi, ok1 := unhex(raw[i+1])
 			lo, ok2 := unhex(raw[i+2])
 			if !ok1 || !ok2 {
-				return nil, errBadPath
+				return nil, ErrBadPath
 			}
 			d := hi<<4 | lo
 			if d == 0 || d == '?' || d < 0x20 || d == 0x7f {
-				return nil, errBadPath
+				return nil, ErrBadPath
 			}
 			out = append(out, d)
 			i += 2
@@ -127,7 +128,7 @@ func mergeSlashes(p []byte) (string, error) {
 		case "":
 			trailingSlash = true
 		case ".", "..":
-			return "", errBadPath
+			return "", ErrBadPath
 		default:
 			segs = append(segs, seg)
 		}
@@ -156,23 +157,56 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// hasPathPrefix reports whether the normalised path p is under one of the
+// HasPrefix reports whether the normalised path p is under one of the
 // prefixes. A prefix that ends in "/" is a plain string prefix, like an nginx
 // prefix location ("/api/" matches "/api/servers", not "/api" nor "/apix");
 // a prefix without a trailing "/" is matched at a segment boundary ("/v0.1"
 // matches "/v0.1" and "/v0.1/x", not "/v0.10").
-func hasPathPrefix(p string, prefixes []string) bool {
+func HasPrefix(p string, prefixes []string) bool {
 	for _, pre := range prefixes {
-		if pathUnder(p, pre) {
+		if Under(p, pre) {
 			return true
 		}
 	}
 	return false
 }
 
-func pathUnder(p, pre string) bool {
+// Under reports whether the normalised path p is under one prefix (see
+// HasPrefix).
+func Under(p, pre string) bool {
 	if strings.HasSuffix(pre, "/") {
 		return strings.HasPrefix(p, pre)
 	}
 	return p == pre || (strings.HasPrefix(p, pre) && p[len(pre)] == '/')
+}
+
+// CheckPrefix accepts an absolute path prefix that is already normal.
+func CheckPrefix(pre string) error {
+	n, err := Normalize(pre)
+	if err != nil || n != pre {
+		return fmt.Errorf("path prefix %q must be an absolute, normalised path (no '..', '//', '%%' escapes or query)", pre)
+	}
+	return nil
+}
+
+// Host lower-cases a host and strips a port and a trailing dot. It returns ""
+// for a value that is not a plausible host name. It does not allocate for a
+// host that is already lower case (strings.ToLower returns such a string as
+// is).
+func Host(h string) string {
+	h = strings.ToLower(h)
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return ""
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '[' || c == ']' || c == ':') {
+			return ""
+		}
+	}
+	return h
 }

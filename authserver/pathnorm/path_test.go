@@ -1,4 +1,4 @@
-package authserver
+package pathnorm
 
 import (
 	"net/url"
@@ -71,7 +71,7 @@ func TestNormalizePath(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.raw[:min(len(tc.raw), 40)], func(t *testing.T) {
 			g := NewWithT(t)
-			got, err := normalizePath(tc.raw)
+			got, err := Normalize(tc.raw)
 			want, ok := refNormalizePath(tc.raw)
 			g.Expect(ok).To(Equal(!tc.bad), "the model disagrees with the table")
 			g.Expect(want).To(Equal(tc.want), "the model disagrees with the table")
@@ -87,7 +87,7 @@ func TestNormalizePath(t *testing.T) {
 
 func TestNormalizePathNoAllocWhenNormal(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := normalizePath("/api/servers/io.github.example/versions/1.2.3"); err != nil {
+		if _, err := Normalize("/api/servers/io.github.example/versions/1.2.3"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -103,11 +103,11 @@ func TestHasPathPrefix(t *testing.T) {
 		"/api/servers": true, "/api/": true, "/api": false, "/apis/x": false,
 		"/v0.1": true, "/v0.1/servers": true, "/v0.10": false, "/": false,
 	} {
-		g.Expect(hasPathPrefix(p, prefixes)).To(Equal(want), p)
+		g.Expect(HasPrefix(p, prefixes)).To(Equal(want), p)
 	}
 }
 
-// refNormalizePath is a plain model of normalizePath: percent-decode once
+// refNormalizePath is a plain model of Normalize: percent-decode once
 // (refusing bad escapes, an encoded NUL, a decoded '?' and control
 // characters, and a raw '#' or '?'), refuse any "." or ".." segment of the
 // decoded path, and merge runs of "/".
@@ -139,7 +139,7 @@ func refNormalizePath(raw string) (string, bool) {
 	return b.String(), true
 }
 
-// FuzzNormalizePath checks normalizePath against refNormalizePath, and that
+// FuzzNormalizePath checks Normalize against refNormalizePath, and that
 // the normalised path is normal: normalising it again changes nothing, and
 // it has no empty, "." or ".." segments.
 func FuzzNormalizePath(f *testing.F) {
@@ -150,7 +150,7 @@ func FuzzNormalizePath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		got, err := normalizePath(raw)
+		got, err := Normalize(raw)
 		want, ok := refNormalizePath(raw)
 		if ok != (err == nil) || got != want {
 			t.Fatalf("%q -> %q (%v), the model says %q (ok %v)", raw, got, err, want, ok)
@@ -170,7 +170,7 @@ func FuzzNormalizePath(f *testing.F) {
 		// Idempotent, unless decoding produced a byte the raw form refuses
 		// ('%' sequences and '#' are literal after one decoding).
 		if !strings.ContainsAny(got, "%#") {
-			again, err := normalizePath(got)
+			again, err := Normalize(got)
 			if err != nil || again != got {
 				t.Fatalf("%q -> %q -> %q (%v)", raw, got, again, err)
 			}
