@@ -72,16 +72,19 @@ fmt-check: ## Fail if `gofmt -l` lists any Go file (also testdata/ and hack/).
 test: manifests generate fmt-check fmt vet envtest helm crds ## Run all tests with the race detector (unit, envtest, e2e with nginx). First run builds the control plane (~10 min) and helm (~2-3 min more).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -race ./... -count=1
 
-# Fuzz targets and the package that holds them. Seed corpora are committed
-# under authserver/testdata/fuzz; each target runs for FUZZTIME.
-FUZZ_TARGETS ?= FuzzNormalizePath FuzzParseAuthorization FuzzSessionVerify FuzzParseAPIKeysEnv FuzzCompile
+# Fuzz targets, as package:target. Seed corpora are committed under each
+# package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
+# found fails (go test -fuzz alone would only warn).
+FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver:FuzzParseAuthorization ./authserver:FuzzSessionVerify ./authserver:FuzzParseAPIKeysEnv ./authserver:FuzzCompile
 FUZZTIME ?= 10s
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
-	@for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $$t ($(FUZZTIME))"; \
-		go test ./authserver -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	@for pt in $(FUZZ_TARGETS); do \
+		pkg="$${pt%%:*}"; t="$${pt##*:}"; \
+		go test "$$pkg" -list "^$$t\$$" | grep -x "$$t" >/dev/null || { echo "fuzz target $$t not found in $$pkg"; exit 1; }; \
+		echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+		go test "$$pkg" -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
 ##@ Benchmarks
