@@ -3,6 +3,8 @@ package authserver
 import (
 	"sync"
 	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // tokenCache remembers JWTs that verified, by digest, so a client that sends
@@ -34,7 +36,7 @@ const (
 
 type cacheShard struct {
 	mu    sync.RWMutex
-	m     map[Digest]cacheEntry
+	m     map[secret.Digest]cacheEntry
 	bytes int // the entries' sizes, summed
 }
 
@@ -54,15 +56,15 @@ func newTokenCacheBytes(size, maxBytes int) *tokenCache {
 	per := (size + cacheShards - 1) / cacheShards
 	c := &tokenCache{perCap: per, perBytes: max(maxBytes/cacheShards, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[Digest]cacheEntry)
+		c.shards[i].m = make(map[secret.Digest]cacheEntry)
 	}
 	return c
 }
 
-func (c *tokenCache) shard(d *Digest) *cacheShard { return &c.shards[d[0]%cacheShards] }
+func (c *tokenCache) shard(d *secret.Digest) *cacheShard { return &c.shards[d[0]%cacheShards] }
 
 // get returns the identity of a cached, unexpired token, or nil.
-func (c *tokenCache) get(d *Digest, now time.Time) *Identity {
+func (c *tokenCache) get(d *secret.Digest, now time.Time) *Identity {
 	if c == nil {
 		return nil
 	}
@@ -76,7 +78,7 @@ func (c *tokenCache) get(d *Digest, now time.Time) *Identity {
 	return e.id
 }
 
-func (c *tokenCache) put(d *Digest, id *Identity, until, now time.Time) {
+func (c *tokenCache) put(d *secret.Digest, id *Identity, until, now time.Time) {
 	if c == nil {
 		return
 	}
@@ -108,7 +110,7 @@ func (c *tokenCache) put(d *Digest, id *Identity, until, now time.Time) {
 	s.bytes += size
 }
 
-func (s *cacheShard) remove(k Digest, e cacheEntry) {
+func (s *cacheShard) remove(k secret.Digest, e cacheEntry) {
 	delete(s.m, k)
 	s.bytes -= e.size
 }

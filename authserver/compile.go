@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 )
 
@@ -55,13 +57,13 @@ func (p *Policy) Hosts() []string { return p.hosts }
 func (p *Policy) Fingerprints() Fingerprints { return p.fingerprints }
 
 type staticAuth struct {
-	digests  credentialDigests
+	digests  secret.Digests
 	identity *Identity
 }
 
 type apiKeyAuth struct {
 	name     string
-	digests  credentialDigests
+	digests  secret.Digests
 	prefixes []string // nil: all Registry API paths
 	methods  []string // nil: all methods
 	identity *Identity
@@ -78,7 +80,7 @@ type sessionAuth struct {
 // Verified cookies are cached by digest until they expire (at most
 // maxCachedTokenTTL), as JWTs are.
 func (s *sessionAuth) authenticate(cookie string, now time.Time) *Identity {
-	d := digestString(cookie)
+	d := secret.DigestString(cookie)
 	if id := s.cache.get(&d, now); id != nil {
 		return id
 	}
@@ -179,7 +181,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []Problem) {
 				add(ProblemInvalidSpec, field+".identity", "username and clientID must not contain control characters, nor start or end with a space")
 			} else {
 				p.static = &staticAuth{
-					digests:  credentialDigests{current: d, previous: clonePrevious(st.Previous, d)},
+					digests:  secret.Digests{Current: d, Previous: clonePrevious(st.Previous, d)},
 					identity: newIdentity(id.Username, id.ClientID, id.Groups, id.Scopes, MethodNetworkTrusted),
 				}
 				p.fingerprints.StaticToken = d.Fingerprint()
@@ -209,7 +211,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []Problem) {
 			probs = append(probs, *prob)
 			continue
 		}
-		ak.digests = credentialDigests{current: d, previous: clonePrevious(k.Previous, d)}
+		ak.digests = secret.Digests{Current: d, Previous: clonePrevious(k.Previous, d)}
 		groups := headerSafeList(k.Groups)
 		ak.identity = newIdentity(k.Name, k.Name, groups, scopesFor(groups, cfg.GroupScopes), MethodAPIKey)
 		p.apiKeys = append(p.apiKeys, ak)
@@ -272,12 +274,12 @@ func cacheSize(opts CompileOptions) int {
 }
 
 // loadSecret cleans and checks a token or key and returns its digest.
-func loadSecret(sv SecretValue, field string) (Digest, *Problem) {
+func loadSecret(sv SecretValue, field string) (secret.Digest, *Problem) {
 	v, prob := loadSecretValue(sv, field, true)
 	if prob != nil {
-		return Digest{}, prob
+		return secret.Digest{}, prob
 	}
-	return DigestOf(v), nil
+	return secret.DigestOf(v), nil
 }
 
 // loadSecretValue cleans and checks a bearer credential or, with bearer
@@ -290,12 +292,15 @@ func loadSecretValue(sv SecretValue, field string, bearer bool) ([]byte, *Proble
 		}
 		return nil, &p
 	}
-	v := CleanSecret(sv.Value)
-	if reason, msg := checkSecret(v, bearer); reason != "" {
+	v := secret.Clean(sv.Value)
+	if w, msg := secret.Check(v, bearer); w != secret.Strong {
+		reason := ProblemTokenTooWeak
 		switch {
-		case reason == ProblemTokenEmpty && bearer:
+		case w == secret.Empty && bearer:
+			reason = ProblemTokenEmpty
 			msg += "; static token and API key authentication are off for it, IdP (JWT) authentication still applies"
-		case reason == ProblemTokenEmpty:
+		case w == secret.Empty:
+			reason = ProblemTokenEmpty
 			msg += "; session cookies signed with it are not accepted, other credentials still apply"
 		}
 		return nil, &Problem{Reason: reason, Field: field, Message: msg}
@@ -305,8 +310,8 @@ func loadSecretValue(sv SecretValue, field string, bearer bool) ([]byte, *Proble
 
 // clonePrevious copies the previous digests, dropping the current one (a
 // token rotated back is current, not previous).
-func clonePrevious(prev []PreviousDigest, current Digest) []PreviousDigest {
-	var out []PreviousDigest
+func clonePrevious(prev []secret.PreviousDigest, current secret.Digest) []secret.PreviousDigest {
+	var out []secret.PreviousDigest
 	for _, p := range prev {
 		if p.Digest != current {
 			out = append(out, p)

@@ -2,6 +2,8 @@ package authserver
 
 import (
 	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // This file holds the input of the compile step: plain configuration with the
@@ -103,7 +105,7 @@ type StaticTokenConfig struct {
 	Token   SecretValue
 	// Previous are replaced tokens still inside their grace window, by
 	// digest. Entries whose ExpiresAt has passed are ignored.
-	Previous []PreviousDigest
+	Previous []secret.PreviousDigest
 	// Identity given on success. Zero fields take DefaultStaticIdentity's.
 	Identity IdentityConfig
 }
@@ -112,7 +114,7 @@ type StaticTokenConfig struct {
 type APIKeyConfig struct {
 	Name     string
 	Key      SecretValue
-	Previous []PreviousDigest
+	Previous []secret.PreviousDigest
 	Groups   []string
 	// PathPrefixes narrows the key; each must be under a Registry API
 	// prefix. Empty means all Registry API paths.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 )
 
@@ -113,14 +115,14 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 	// Static tokens and API keys. A JWT-shaped bearer is never one (Compile
 	// refuses such secrets), so it goes straight to the JWT check.
 	mismatch := false
-	if scheme == schemeBearer && !looksLikeJWT(bearer) && (p.static != nil || len(p.apiKeys) > 0) && !hasCookie(r.Cookie, p.skipCookie) {
+	if scheme == schemeBearer && !secret.LooksLikeJWT(bearer) && (p.static != nil || len(p.apiKeys) > 0) && !hasCookie(r.Cookie, p.skipCookie) {
 		if r.Throttled {
 			return Decision{Reason: ReasonTooManyFailures}
 		}
 		registry := pathnorm.HasPrefix(path, p.registryPrefixes)
-		d := digestString(bearer)
+		d := secret.DigestString(bearer)
 		if p.static != nil {
-			if ok, prev := p.static.digests.match(&d, now); ok {
+			if ok, prev := p.static.digests.Match(&d, now); ok {
 				if !registry {
 					return Decision{Reason: ReasonRegistryCredOnGateway}
 				}
@@ -160,7 +162,7 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 		}
 	}
 
-	if scheme == schemeBearer && looksLikeJWT(bearer) {
+	if scheme == schemeBearer && secret.LooksLikeJWT(bearer) {
 		switch {
 		case p.jwt != nil:
 			id, reason := p.jwt.authenticate(ctx, bearer, now)
@@ -179,10 +181,10 @@ func (p *Policy) decide(ctx context.Context, r *Request, path string, now time.T
 
 // matchAPIKey compares d with every key, current and previous, without an
 // early exit, so the time taken does not tell which key (if any) matched.
-func (p *Policy) matchAPIKey(d *Digest, now time.Time) (*apiKeyAuth, bool) {
+func (p *Policy) matchAPIKey(d *secret.Digest, now time.Time) (*apiKeyAuth, bool) {
 	match, prev := -1, false
 	for i := range p.apiKeys {
-		if ok, pv := p.apiKeys[i].digests.match(d, now); ok && match < 0 {
+		if ok, pv := p.apiKeys[i].digests.Match(d, now); ok && match < 0 {
 			match, prev = i, pv
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 
 	. "github.com/onsi/gomega"
@@ -269,7 +271,7 @@ func TestDecidePreviousTokens(t *testing.T) {
 	g := NewWithT(t)
 	cfg := basePolicy()
 	cfg.StaticToken.Token = SecretValue{Value: []byte(tokStatic2)}
-	cfg.StaticToken.Previous = []PreviousDigest{{Digest: DigestOf([]byte(tokStatic)), ExpiresAt: testNow.Add(time.Minute)}}
+	cfg.StaticToken.Previous = []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(tokStatic)), ExpiresAt: testNow.Add(time.Minute)}}
 	snap := snapshotOf(compileOK(t, cfg))
 	req := func(tok string) *Request {
 		return &Request{OriginalURL: "http://registry.example.com/api/servers", Authorization: bearer(tok)}
@@ -282,7 +284,7 @@ func TestDecidePreviousTokens(t *testing.T) {
 	g.Expect(Decide(context.Background(), snap, req(tokStatic2), testNow.Add(time.Hour)).Reason).To(Equal(ReasonAllowedStaticToken))
 
 	// A previous digest equal to the current one is current, not previous.
-	cfg.StaticToken.Previous = []PreviousDigest{{Digest: DigestOf([]byte(tokStatic2)), ExpiresAt: testNow.Add(time.Minute)}}
+	cfg.StaticToken.Previous = []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(tokStatic2)), ExpiresAt: testNow.Add(time.Minute)}}
 	snap = snapshotOf(compileOK(t, cfg))
 	g.Expect(Decide(context.Background(), snap, req(tokStatic2), testNow.Add(time.Hour)).Reason).To(Equal(ReasonAllowedStaticToken))
 }
@@ -396,8 +398,8 @@ func TestDigestsNotTokens(t *testing.T) {
 	p := compileOK(t, basePolicy())
 	// The compiled policy keeps digests; the fingerprint is the digest's
 	// first 12 hex digits.
-	g.Expect(p.Fingerprints().StaticToken).To(Equal(DigestOf([]byte(tokStatic)).Hex()[:12]))
-	g.Expect(p.Fingerprints().APIKeys).To(HaveKeyWithValue("ci-read", Fingerprint([]byte(tokReadKey))))
+	g.Expect(p.Fingerprints().StaticToken).To(Equal(secret.DigestOf([]byte(tokStatic)).Hex()[:12]))
+	g.Expect(p.Fingerprints().APIKeys).To(HaveKeyWithValue("ci-read", secret.Fingerprint([]byte(tokReadKey))))
 	dump := strings.Join([]string{p.static.identity.Username, string(p.static.identity.body)}, " ")
 	g.Expect(dump).NotTo(ContainSubstring(tokStatic))
 }
@@ -498,12 +500,12 @@ func FuzzCompile(f *testing.F) {
 				t.Fatalf("incomplete problem %+v", pr)
 			}
 		}
-		cleaned := CleanSecret([]byte(token))
+		cleaned := secret.Clean([]byte(token))
 		if fp := p.Fingerprints().StaticToken; fp != "" {
-			if !SecretUsable(cleaned) {
+			if !secret.Usable(cleaned) {
 				t.Fatalf("weak token loaded")
 			}
-			if fp != Fingerprint(cleaned) {
+			if fp != secret.Fingerprint(cleaned) {
 				t.Fatalf("fingerprint %s is not the cleaned token's", fp)
 			}
 			d := Decide(context.Background(), snapshotOf(p), &Request{

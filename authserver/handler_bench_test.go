@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -88,7 +90,7 @@ func BenchmarkHandlerPolicies(b *testing.B) {
 				cfg.Namespace, cfg.Name = "bench", fmt.Sprintf("p%04d", i)
 				host := cfg.Name + ".example.com"
 				cfg.Hosts = []string{host}
-				tok := DigestOf([]byte(cfg.Name)).Hex()
+				tok := secret.DigestOf([]byte(cfg.Name)).Hex()
 				cfg.StaticToken.Token.Value = []byte(tok)
 				cfg.StaticToken.Identity = IdentityConfig{Username: "ci-" + cfg.Name, Groups: []string{"mcp-registry-admin"}}
 				store.Put(compileOK(b, cfg))

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,7 +31,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 
 	cfg := basePolicy()
 	cfg.StaticToken.Token.Value = []byte(tokStatic2)
-	cfg.StaticToken.Previous = []PreviousDigest{{Digest: DigestOf([]byte(tokStatic)), ExpiresAt: time.Now().Add(time.Hour)}}
+	cfg.StaticToken.Previous = []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(tokStatic)), ExpiresAt: time.Now().Add(time.Hour)}}
 	store.Put(compileOK(t, cfg))
 	h := NewHandler(store, HandlerOptions{Observer: m})
 

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/time/rate"
@@ -494,15 +496,9 @@ func newJWTAuth(cfg *OIDCConfig, groupScopes map[string][]string, cacheSize int)
 	}
 }
 
-// looksLikeJWT is a cheap test for the compact JWS form (three base64url
-// parts), so opaque tokens are not handed to the JWT parser.
-func looksLikeJWT(s string) bool {
-	return len(s) >= 16 && strings.Count(s, ".") == 2 && s[0] == 'e'
-}
-
 // authenticate verifies a JWT and returns the identity, or a deny reason.
 func (a *jwtAuth) authenticate(ctx context.Context, raw string, now time.Time) (*Identity, Reason) {
-	d := digestString(raw)
+	d := secret.DigestString(raw)
 	if id := a.cache.get(&d, now); id != nil {
 		return id, ReasonAllowedOIDC
 	}

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	jose "github.com/go-jose/go-jose/v4"
 	. "github.com/onsi/gomega"
 	"golang.org/x/time/rate"
@@ -1470,7 +1472,7 @@ func TestJWTCacheRespectsExpiry(t *testing.T) {
 	c := oidcClaims(idp, now, "registry", "alice", nil)
 	c["exp"] = now.Add(2 * time.Second).Unix()
 	tok := idp.Sign(c)
-	d := digestString(tok)
+	d := secret.DigestString(tok)
 
 	g.Expect(oidcDecide(snap, p, tok, now).Reason).To(Equal(ReasonAllowedOIDC))
 	g.Expect(p.jwt.cache.len()).To(Equal(1))
@@ -1505,9 +1507,9 @@ func TestTokenCacheBounded(t *testing.T) {
 			c := newTokenCache(size)
 			// Shards round the capacity up to a multiple of cacheShards.
 			limit := (size + cacheShards - 1) / cacheShards * cacheShards
-			var last Digest
+			var last secret.Digest
 			for i := range 1000 {
-				last = DigestOf(fmt.Appendf(nil, "token-%d", i))
+				last = secret.DigestOf(fmt.Appendf(nil, "token-%d", i))
 				c.put(&last, id, until, time.Now())
 				if n := c.len(); n > limit {
 					t.Fatalf("after %d puts the cache holds %d entries, more than %d", i+1, n, limit)
@@ -1520,7 +1522,7 @@ func TestTokenCacheBounded(t *testing.T) {
 		g := NewWithT(t)
 		c := newTokenCache(32)
 		for i := range 1000 {
-			d := DigestOf(fmt.Appendf(nil, "t%d", i))
+			d := secret.DigestOf(fmt.Appendf(nil, "t%d", i))
 			c.put(&d, id, until, time.Now())
 			g.Expect(c.len()).To(BeNumerically("<=", 32))
 		}
@@ -1531,7 +1533,7 @@ func TestTokenCacheBounded(t *testing.T) {
 		for _, size := range []int{0, -1} {
 			c := newTokenCache(size)
 			g.Expect(c).To(BeNil())
-			d := DigestOf([]byte("x"))
+			d := secret.DigestOf([]byte("x"))
 			c.put(&d, id, until, time.Now())
 			g.Expect(c.get(&d, time.Now())).To(BeNil())
 		}
@@ -1539,9 +1541,9 @@ func TestTokenCacheBounded(t *testing.T) {
 	t.Run("expired entries are evicted first", func(t *testing.T) {
 		g := NewWithT(t)
 		c := newTokenCache(cacheShards * 8)
-		var keep []Digest
+		var keep []secret.Digest
 		for i := range 2000 {
-			d := DigestOf(fmt.Appendf(nil, "e%d", i))
+			d := secret.DigestOf(fmt.Appendf(nil, "e%d", i))
 			u := time.Now().Add(-time.Minute)
 			if i%50 == 0 {
 				u = until
@@ -1583,9 +1585,9 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		var last Digest
+		var last secret.Digest
 		for i := range 2000 { // about 50 MB of identities without the bound
-			last = DigestOf(fmt.Appendf(nil, "token-%d", i))
+			last = secret.DigestOf(fmt.Appendf(nil, "token-%d", i))
 			c.put(&last, bigIdentity(i), until, time.Now())
 			g.Expect(c.bytes()).To(BeNumerically("<=", budget))
 		}
@@ -1601,7 +1603,7 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 	t.Run("an identity larger than a shard's share is not cached", func(t *testing.T) {
 		g := NewWithT(t)
 		c := newTokenCacheBytes(DefaultTokenCacheSize, cacheShards*1024)
-		d := DigestOf([]byte("big"))
+		d := secret.DigestOf([]byte("big"))
 		c.put(&d, bigIdentity(1), until, time.Now())
 		g.Expect(c.get(&d, time.Now())).To(BeNil())
 		g.Expect(c.bytes()).To(BeZero())
@@ -1609,7 +1611,7 @@ func TestTokenCacheBoundedInBytes(t *testing.T) {
 	t.Run("putting a token again does not count it twice", func(t *testing.T) {
 		g := NewWithT(t)
 		c := newTokenCache(DefaultTokenCacheSize)
-		d := DigestOf([]byte("again"))
+		d := secret.DigestOf([]byte("again"))
 		id := bigIdentity(2)
 		c.put(&d, id, until, time.Now())
 		once := c.bytes()

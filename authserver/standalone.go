@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/go-logr/logr"
 )
 
@@ -255,7 +257,7 @@ func echoValue(v string) string {
 	if len(v) <= 16 {
 		return fmt.Sprintf("%q", v)
 	}
-	return fmt.Sprintf("(a %d-character value, fingerprint %s)", len(v), Fingerprint([]byte(v)))
+	return fmt.Sprintf("(a %d-character value, fingerprint %s)", len(v), secret.Fingerprint([]byte(v)))
 }
 
 // echoPath names a secret file that cannot be read. A name without a '/'
@@ -265,7 +267,7 @@ func echoPath(p string) string {
 	if strings.ContainsRune(p, '/') {
 		return p
 	}
-	return fmt.Sprintf("the file named by a value without '/' (fingerprint %s; is it the secret instead of a path?)", Fingerprint([]byte(p)))
+	return fmt.Sprintf("the file named by a value without '/' (fingerprint %s; is it the secret instead of a path?)", secret.Fingerprint([]byte(p)))
 }
 
 func parseBool(v string) (bool, error) {
@@ -425,9 +427,9 @@ func (s *Standalone) filesChanged() bool {
 	h := make([]byte, 0, 64)
 	for _, f := range s.env.files() {
 		b, err := os.ReadFile(f)
-		d := DigestOf(b)
+		d := secret.DigestOf(b)
 		if err != nil {
-			d = DigestOf([]byte("\x00unreadable:" + err.Error()))
+			d = secret.DigestOf([]byte("\x00unreadable:" + err.Error()))
 		}
 		h = append(h, d[:]...)
 	}

@@ -30,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/gomega"
@@ -1011,7 +1013,7 @@ func TestStandaloneMisplacedSecretNotEchoed(t *testing.T) {
 			}
 			g.Expect(err).To(HaveOccurred())
 			g.Expect(err.Error()).NotTo(ContainSubstring(tok))
-			g.Expect(err.Error()).To(ContainSubstring(Fingerprint([]byte(tok))), "the fingerprint tells which value it was")
+			g.Expect(err.Error()).To(ContainSubstring(secret.Fingerprint([]byte(tok))), "the fingerprint tells which value it was")
 		})
 	}
 	// A path is still named.

@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -89,7 +91,7 @@ func readyCondition(g Gomega, ns, name string) *metav1.Condition {
 	return c
 }
 
-func fp(token string) string { return authserver.Fingerprint([]byte(token)) }
+func fp(token string) string { return secret.Fingerprint([]byte(token)) }
 
 func events(g Gomega, ns, name string) []eventsv1.Event {
 	var list eventsv1.EventList
@@ -244,7 +246,7 @@ func TestRotationGracePeriodSurvivesRestart(t *testing.T) {
 	// The state Secret holds digests, never a token.
 	var state corev1.Secret
 	g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &state)).To(Succeed())
-	g.Expect(string(state.Data[stateSecretKey])).To(ContainSubstring(authserver.DigestOf([]byte(oldTok)).Hex()))
+	g.Expect(string(state.Data[stateSecretKey])).To(ContainSubstring(secret.DigestOf([]byte(oldTok)).Hex()))
 	g.Expect(string(state.Data[stateSecretKey])).NotTo(ContainSubstring(oldTok))
 	g.Expect(string(state.Data[stateSecretKey])).NotTo(ContainSubstring(newTok))
 	// Written again after the rotation, it is still the policy's own, so

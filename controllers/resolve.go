@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -166,11 +168,11 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 	remembered := r.memory.get(pol.Namespace+"/"+pol.Name, pol.UID)
 	res.creds = make(credentialStates, 0, 1+len(pol.Spec.APIKeys))
-	rotate := func(cred string, sv *authserver.SecretValue, src valueSource, grace time.Duration) []authserver.PreviousDigest {
-		var current *authserver.Digest
+	rotate := func(cred string, sv *authserver.SecretValue, src valueSource, grace time.Duration) []secret.PreviousDigest {
+		var current *secret.Digest
 		if sv.Problem == nil {
-			if v := authserver.CleanSecret(sv.Value); authserver.SecretUsable(v) {
-				d := authserver.DigestOf(v)
+			if v := secret.Clean(sv.Value); secret.Usable(v) {
+				d := secret.DigestOf(v)
 				current = &d
 			}
 		}

@@ -25,9 +25,9 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Rotation grace periods.
@@ -223,7 +223,7 @@ func (s rotationState) encode() []byte {
 //     windows already running; raising it does not lengthen them.
 //
 // advance is pure: same inputs, same state, on every replica.
-func advance(st credentialState, current *authserver.Digest, changedAt time.Time, grace time.Duration, now time.Time) credentialState {
+func advance(st credentialState, current *secret.Digest, changedAt time.Time, grace time.Duration, now time.Time) credentialState {
 	if current == nil {
 		if st.Current == "" && !st.RevokedAt.IsZero() {
 			return st
@@ -272,7 +272,7 @@ func advance(st credentialState, current *authserver.Digest, changedAt time.Time
 // nothing from the deleted one carries over. A view that does not know the
 // Secret's UID (a state Secret written before UIDs were kept) but holds the
 // same value as one that was replaced is the same stale view.
-func nextState(fromState, fromMemory credentialState, current *authserver.Digest, src valueSource, grace time.Duration, now time.Time) credentialState {
+func nextState(fromState, fromMemory credentialState, current *secret.Digest, src valueSource, grace time.Duration, now time.Time) credentialState {
 	if fromMemory.supersedes(fromState) {
 		fromState = credentialState{}
 	}
@@ -326,14 +326,14 @@ func merge(a, b credentialState) credentialState {
 }
 
 // previousDigests converts a state's previous entries for the compile step.
-func (s credentialState) previousDigests() []authserver.PreviousDigest {
-	var out []authserver.PreviousDigest
+func (s credentialState) previousDigests() []secret.PreviousDigest {
+	var out []secret.PreviousDigest
 	for _, p := range s.Previous {
-		d, err := authserver.ParseDigest(p.Digest)
+		d, err := secret.ParseDigest(p.Digest)
 		if err != nil {
 			continue
 		}
-		out = append(out, authserver.PreviousDigest{Digest: d, ExpiresAt: p.ExpiresAt})
+		out = append(out, secret.PreviousDigest{Digest: d, ExpiresAt: p.ExpiresAt})
 	}
 	return out
 }

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -101,7 +103,7 @@ func resolveRotation(g Gomega, r *resolver) *resolution {
 	return res
 }
 
-func digestHex(v string) string { return authserver.DigestOf([]byte(v)).Hex() }
+func digestHex(v string) string { return secret.DigestOf([]byte(v)).Hex() }
 
 // previousDigests are the static token's previous digests after res.
 func previousDigests(res *resolution) []string {
