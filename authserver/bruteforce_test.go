@@ -11,13 +11,18 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/frontend"
+	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 func TestFailureLimit(t *testing.T) {
 	g := NewWithT(t)
-	store := NewStore(StoreOptions{})
-	store.Put(compileOK(t, basePolicy()))
-	now := testNow
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, BasePolicy()))
+	now := Now
 	m := NewMetrics()
 	g.Expect(m.Register(prometheus.NewRegistry())).To(Succeed())
 	h := NewHandler(store, HandlerOptions{
@@ -25,8 +30,8 @@ func TestFailureLimit(t *testing.T) {
 		Observer: m,
 		Failures: NewFailureLimiter(FailureLimitOptions{MaxFailures: 5, Window: time.Minute}),
 	})
-	validCookie := "mcp_gateway_session=" + sessionCookie(t, "alice", []string{"readers"}, testNow)
-	send := func(ip, tok, cookie string) (int, Reason) {
+	validCookie := "mcp_gateway_session=" + SessionCookie(t, "alice", []string{"readers"}, Now)
+	send := func(ip, tok, cookie string) (int, check.Reason) {
 		r := httptest.NewRequest("GET", "/validate", nil)
 		r.RemoteAddr = "10.0.0.1:5555" // the ingress: trusted by default
 		r.Header.Set("X-Real-IP", ip)
@@ -45,34 +50,34 @@ func TestFailureLimit(t *testing.T) {
 	for i := range 5 {
 		code, reason := send("192.0.2.7", fmt.Sprintf("guess-%02d-0123456789abcdef0123456789", i), "")
 		g.Expect(code).To(Equal(http.StatusUnauthorized))
-		g.Expect(reason).To(Equal(ReasonInvalidCredentials))
+		g.Expect(reason).To(Equal(check.ReasonInvalidCredentials))
 	}
 	// The bucket is empty: even the right token is refused, uncompared.
-	code, reason := send("192.0.2.7", tokStatic, "")
+	code, reason := send("192.0.2.7", TokStatic, "")
 	g.Expect(code).To(Equal(http.StatusForbidden))
-	g.Expect(reason).To(Equal(ReasonTooManyFailures))
+	g.Expect(reason).To(Equal(check.ReasonTooManyFailures))
 	g.Expect(testutil.ToFloat64(m.bruteRefusals.WithLabelValues("team/registry"))).To(Equal(1.0))
 	// Other clients are not affected.
-	code, _ = send("192.0.2.8", tokStatic, "")
+	code, _ = send("192.0.2.8", TokStatic, "")
 	g.Expect(code).To(Equal(http.StatusOK))
 	// Session traffic of the throttled client is not limited.
 	code, reason = send("192.0.2.7", "", validCookie)
 	g.Expect(code).To(Equal(http.StatusOK), string(reason))
 	// After the bucket refills (one failure's worth: Window/MaxFailures).
 	now = now.Add(13 * time.Second)
-	code, _ = send("192.0.2.7", tokStatic, "")
+	code, _ = send("192.0.2.7", TokStatic, "")
 	g.Expect(code).To(Equal(http.StatusOK))
 	// JWT-shaped bearers are not counted as guesses of static tokens.
 	for range 10 {
 		send("192.0.2.9", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "")
 	}
-	code, _ = send("192.0.2.9", tokStatic, "")
+	code, _ = send("192.0.2.9", TokStatic, "")
 	g.Expect(code).To(Equal(http.StatusOK))
 }
 
-func reasonOf(rec *httptest.ResponseRecorder) Reason {
-	for r, d := range denyReasons {
-		if string(d.body) == rec.Body.String() {
+func reasonOf(rec *httptest.ResponseRecorder) check.Reason {
+	for i := range check.NumReasons {
+		if r := check.ReasonAt(i); r.Denies() && string(frontend.DenyJSON(r)) == rec.Body.String() {
 			return r
 		}
 	}
@@ -83,27 +88,27 @@ func TestFailureLimiterDisabledAndBounded(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(NewFailureLimiter(FailureLimitOptions{MaxFailures: 0, Window: time.Minute})).To(BeNil())
 	var off *FailureLimiter
-	off.Failed("x", testNow)
-	g.Expect(off.Throttled("x", testNow)).To(BeFalse())
+	off.Failed("x", Now)
+	g.Expect(off.Throttled("x", Now)).To(BeFalse())
 
 	f := NewFailureLimiter(FailureLimitOptions{MaxFailures: 1, Window: time.Hour})
 	for i := range maxClients + 100 {
-		f.Failed(fmt.Sprint(i), testNow)
+		f.Failed(fmt.Sprint(i), Now)
 	}
 	g.Expect(len(f.clients)).To(BeNumerically("<=", maxClients))
-	g.Expect(f.Throttled(fmt.Sprint(maxClients+99), testNow)).To(BeTrue(), "the newest client is tracked")
+	g.Expect(f.Throttled(fmt.Sprint(maxClients+99), Now)).To(BeTrue(), "the newest client is tracked")
 
 	// Once failures stop and buckets refill, clients are forgotten and
 	// the request path stops looking up addresses.
 	g.Expect(f.tracking()).To(BeTrue())
-	later := testNow.Add(2 * time.Hour)
+	later := Now.Add(2 * time.Hour)
 	g.Expect(f.Throttled("anyone", later)).To(BeFalse())
 	g.Expect(f.tracking()).To(BeFalse())
 }
 
 func TestClientIPTrust(t *testing.T) {
 	g := NewWithT(t)
-	ip := ClientIPFunc([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	ip := frontend.ClientIPFunc([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
 	req := func(remote string, hdr map[string]string) *http.Request {
 		r := httptest.NewRequest("GET", "/validate", nil)
 		r.RemoteAddr = remote
@@ -119,10 +124,10 @@ func TestClientIPTrust(t *testing.T) {
 	g.Expect(ip(req("203.0.113.1:80", map[string]string{"X-Real-IP": "198.51.100.4"}))).To(Equal("203.0.113.1"))
 	g.Expect(ip(req("[::ffff:10.0.0.5]:80", map[string]string{"X-Real-IP": "::ffff:198.51.100.4"}))).To(Equal("198.51.100.4"))
 
-	ps, err := ParsePrefixes("10.0.0.0/8, 192.168.1.1 ,fd00::/8")
+	ps, err := frontend.ParsePrefixes("10.0.0.0/8, 192.168.1.1 ,fd00::/8")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ps).To(HaveLen(3))
-	_, err = ParsePrefixes("10.0.0.0/33")
+	_, err = frontend.ParsePrefixes("10.0.0.0/33")
 	g.Expect(err).To(HaveOccurred())
 }
 
@@ -158,17 +163,17 @@ func TestFailureLimitKeys(t *testing.T) {
 			g := NewWithT(t)
 			f := NewFailureLimiter(FailureLimitOptions{MaxFailures: 3, Window: time.Hour})
 			for range 3 {
-				g.Expect(f.Throttled(tc.first, testNow)).To(BeFalse())
-				f.Failed(tc.first, testNow)
+				g.Expect(f.Throttled(tc.first, Now)).To(BeFalse())
+				f.Failed(tc.first, Now)
 			}
-			g.Expect(f.Throttled(tc.first, testNow)).To(BeTrue())
-			g.Expect(f.Throttled(tc.second, testNow)).To(Equal(tc.shared))
+			g.Expect(f.Throttled(tc.first, Now)).To(BeTrue())
+			g.Expect(f.Throttled(tc.second, Now)).To(Equal(tc.shared))
 			if tc.shared {
 				g.Expect(f.clients).To(HaveLen(1))
 			} else {
-				f.Failed(tc.second, testNow)
+				f.Failed(tc.second, Now)
 				g.Expect(f.clients).To(HaveLen(2))
-				g.Expect(f.Throttled(tc.second, testNow)).To(BeFalse())
+				g.Expect(f.Throttled(tc.second, Now)).To(BeFalse())
 			}
 		})
 	}
@@ -178,13 +183,13 @@ func TestFailureLimitKeys(t *testing.T) {
 // many addresses of its /64 shares one budget; another /64 has its own.
 func TestFailureLimitIPv6Subnet(t *testing.T) {
 	g := NewWithT(t)
-	store := NewStore(StoreOptions{})
-	store.Put(compileOK(t, basePolicy()))
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, BasePolicy()))
 	h := NewHandler(store, HandlerOptions{
-		Now:      func() time.Time { return testNow },
+		Now:      func() time.Time { return Now },
 		Failures: NewFailureLimiter(FailureLimitOptions{MaxFailures: 5, Window: time.Minute}),
 	})
-	send := func(ip, tok string) (int, Reason) {
+	send := func(ip, tok string) (int, check.Reason) {
 		r := httptest.NewRequest("GET", "/validate", nil)
 		r.RemoteAddr = "10.0.0.1:5555" // the ingress: trusted by default
 		r.Header.Set("X-Real-IP", ip)
@@ -197,12 +202,12 @@ func TestFailureLimitIPv6Subnet(t *testing.T) {
 	for i := range 5 {
 		code, reason := send(fmt.Sprintf("2001:db8:77:1::%x", 0x1000+i), fmt.Sprintf("guess-%02d-0123456789abcdef0123456789", i))
 		g.Expect(code).To(Equal(http.StatusUnauthorized))
-		g.Expect(reason).To(Equal(ReasonInvalidCredentials))
+		g.Expect(reason).To(Equal(check.ReasonInvalidCredentials))
 	}
-	code, reason := send("2001:db8:77:1:dead:beef:0:1", tokStatic)
+	code, reason := send("2001:db8:77:1:dead:beef:0:1", TokStatic)
 	g.Expect(code).To(Equal(http.StatusForbidden), "a fresh address of the same /64")
-	g.Expect(reason).To(Equal(ReasonTooManyFailures))
-	code, _ = send("2001:db8:77:2::1000", tokStatic)
+	g.Expect(reason).To(Equal(check.ReasonTooManyFailures))
+	code, _ = send("2001:db8:77:2::1000", TokStatic)
 	g.Expect(code).To(Equal(http.StatusOK), "another /64")
 }
 
@@ -222,47 +227,47 @@ func TestFailureLimiterEvictionKeepsLockedOut(t *testing.T) {
 	}
 	for _, c := range locked {
 		for range 3 {
-			f.Failed(c, testNow)
+			f.Failed(c, Now)
 		}
 	}
 	// One and a half tables of clients with attempts left (one failure
 	// each).
 	for i := range maxClients + maxClients/2 {
-		f.Failed(fill(i), testNow)
+		f.Failed(fill(i), Now)
 	}
 	g.Expect(len(f.clients)).To(BeNumerically("<=", maxClients))
 	for _, c := range locked {
-		g.Expect(f.Throttled(c, testNow)).To(BeTrue(), c)
+		g.Expect(f.Throttled(c, Now)).To(BeTrue(), c)
 	}
-	g.Expect(f.Throttled("2001:db8:bad::2", testNow)).To(BeTrue(), "the locked-out /64")
-	g.Expect(f.Throttled(fill(maxClients+maxClients/2-1), testNow)).To(BeFalse())
+	g.Expect(f.Throttled("2001:db8:bad::2", Now)).To(BeTrue(), "the locked-out /64")
+	g.Expect(f.Throttled(fill(maxClients+maxClients/2-1), Now)).To(BeFalse())
 	g.Expect(f.clients[keyOf(fill(maxClients+maxClients/2-1))]).NotTo(BeNil(), "the newest client is tracked")
 
 	// A table of locked-out clients only: the next new client makes an
 	// eighth of them go.
 	f = NewFailureLimiter(FailureLimitOptions{MaxFailures: 1, Window: time.Hour})
 	for i := range maxClients {
-		f.Failed(fill(i), testNow)
+		f.Failed(fill(i), Now)
 	}
 	g.Expect(len(f.clients)).To(Equal(maxClients))
-	f.Failed("198.51.100.7", testNow)
+	f.Failed("198.51.100.7", Now)
 	g.Expect(len(f.clients)).To(Equal(maxClients-maxClients/8), "down to seven eighths, then the new client")
-	g.Expect(f.Throttled("198.51.100.7", testNow)).To(BeTrue())
+	g.Expect(f.Throttled("198.51.100.7", Now)).To(BeTrue())
 
 	// Clients whose buckets are full again go first, then those with
 	// attempts left; the locked-out ones stay.
 	f = NewFailureLimiter(FailureLimitOptions{MaxFailures: 2, Window: time.Hour})
 	for i := range maxClients - 10 {
-		f.Failed(fill(i), testNow) // one attempt left
+		f.Failed(fill(i), Now) // one attempt left
 	}
 	for _, c := range locked[:10] {
-		f.Failed(c, testNow)
-		f.Failed(c, testNow)
+		f.Failed(c, Now)
+		f.Failed(c, Now)
 	}
 	g.Expect(len(f.clients)).To(Equal(maxClients))
-	f.Failed("192.0.2.1", testNow.Add(time.Hour/4)) // no bucket is full yet
+	f.Failed("192.0.2.1", Now.Add(time.Hour/4)) // no bucket is full yet
 	g.Expect(len(f.clients)).To(Equal(maxClients-maxClients/8), "down to seven eighths, then the new client")
 	for _, c := range locked[:10] {
-		g.Expect(f.Throttled(c, testNow.Add(time.Hour/4))).To(BeTrue(), c)
+		g.Expect(f.Throttled(c, Now.Add(time.Hour/4))).To(BeTrue(), c)
 	}
 }

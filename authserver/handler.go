@@ -1,3 +1,8 @@
+// Package authserver is the auth service: it serves the proxies' auth checks
+// over HTTP (Handler, with the front-ends of package frontend), with the
+// server limits, the listener that keeps malformed requests from becoming
+// 400s, the metrics and the failure limiter. The decision is package policy's;
+// the credential kinds are under authn/.
 package authserver
 
 import (
@@ -6,33 +11,33 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/frontend"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // Observer is told about every decision (metrics). It must not block.
 type Observer interface {
 	// The decision is passed by value: an interface call with a pointer
 	// would move every request's Decision to the heap.
-	ObserveDecision(d Decision, elapsed time.Duration)
+	ObserveDecision(d policy.Decision, elapsed time.Duration)
 }
 
-// Handler serves the ingress auth check for nginx (/validate), Traefik
-// (/forward-auth) and Envoy (/ext-authz); see proxies.go:
-//
-//	GET /validate                     policy chosen by the host of X-Original-URL
-//	GET /validate/{namespace}/{name}  policy chosen by name
-//
-// Any method is accepted (nginx's auth subrequests are GET; other proxies
-// forward the original method). It answers 200 with identity headers and a
-// JSON body, or 401/403 with a JSON reason; never another status, because
-// nginx's auth_request turns anything else into a 500 for the client.
+// Handler serves the ingress auth check for every HTTP front-end (see
+// package frontend): nginx (/validate), Traefik (/forward-auth) and Envoy
+// (/ext-authz). Any method is accepted (nginx's auth subrequests are GET;
+// other proxies forward the original method). It answers 200 with identity
+// headers, or 401/403 with a reason; never another status, because nginx's
+// auth_request turns anything else into a 500 for the client.
 type Handler struct {
-	store    *Store
+	store    *policy.Store
 	log      logr.Logger
 	now      func() time.Time
 	observer Observer
 	clientIP func(*http.Request) string
 	failures *FailureLimiter
-	trusted  []netip.Prefix
+	env      frontend.Env
 }
 
 // HandlerOptions configure a Handler.
@@ -44,10 +49,10 @@ type HandlerOptions struct {
 	Observer Observer
 	// TrustedProxies are the peers whose X-Real-IP, X-Forwarded-For and
 	// (Traefik) X-Forwarded-* headers are believed; nil means
-	// DefaultTrustedProxies.
+	// frontend.DefaultTrustedProxies.
 	TrustedProxies []netip.Prefix
 	// ClientIP extracts the client address; defaults to
-	// ClientIPFunc(TrustedProxies).
+	// frontend.ClientIPFunc(TrustedProxies).
 	ClientIP func(*http.Request) string
 	// Failures limits failed static token and API key attempts per client;
 	// nil disables the limit.
@@ -55,27 +60,37 @@ type HandlerOptions struct {
 }
 
 // NewHandler returns the auth check handler reading from store.
-func NewHandler(store *Store, opts HandlerOptions) *Handler {
-	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP, failures: opts.Failures, trusted: trustedFrom(opts)}
+func NewHandler(store *policy.Store, opts HandlerOptions) *Handler {
+	trusted := opts.TrustedProxies
+	if trusted == nil {
+		trusted = frontend.DefaultTrustedProxies
+	}
+	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP,
+		failures: opts.Failures, env: frontend.Env{Trusted: trusted}}
 	if h.clientIP == nil {
-		h.clientIP = ClientIPFunc(h.trusted)
+		h.clientIP = frontend.ClientIPFunc(trusted)
 	}
 	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	req := Request{
+	fe := frontend.Lookup(r.URL.Path)
+	if fe == nil {
+		http.NotFound(w, r)
+		return
+	}
+	req := check.Request{
 		Authorization:  r.Header["Authorization"],
 		XAuthorization: r.Header["X-Authorization"],
 		Cookie:         r.Header["Cookie"],
 	}
-	deny, ok := h.parseRoute(r, &req)
+	deny, ok := fe.Parse(r, &req, &h.env)
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	var d Decision
+	var d policy.Decision
 	if deny != "" {
 		d.Reason = deny
 	} else {
@@ -86,23 +101,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h.failures.tracking() && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
 			req.Throttled = h.failures.Throttled(h.client(r, &req), now)
 		}
-		d = Decide(r.Context(), h.store.Load(), &req, now)
+		d = policy.Decide(r.Context(), h.store.Load(), &req, now)
 		if d.SecretMismatch {
 			h.failures.Failed(h.client(r, &req), now)
 		}
 	}
-	h.write(w, r, &d)
+	fe.Write(w, r, d.Reason, d.Identity)
 	if h.observer != nil {
 		h.observer.ObserveDecision(d, time.Since(start))
 	}
 	if !d.Allowed() {
 		if log := h.log.V(1); log.Enabled() {
-			policy := ""
+			key := ""
 			if d.Policy != nil {
-				policy = d.Policy.key
+				key = d.Policy.Key()
 			}
-			log.Info("request denied", "policy", policy, "reason", d.Reason, "status", d.Status(),
-				"path", d.Path, "method", req.OriginalMethod, "client", h.client(r, &req), "credential", d.CredentialName)
+			log.Info("request denied", "policy", key, "reason", d.Reason, "status", d.Status(),
+				"path", d.Path, "method", req.Method, "client", h.client(r, &req), "credential", d.CredentialName)
 		}
 	}
 }
@@ -110,39 +125,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // client works out the client's address only when something needs it (the
 // failure limit while it tracks anyone or after a failure, the debug log of
 // a denial), once per request.
-func (h *Handler) client(r *http.Request, req *Request) string {
+func (h *Handler) client(r *http.Request, req *check.Request) string {
 	if req.ClientIP == "" {
 		req.ClientIP = h.clientIP(r)
 	}
 	return req.ClientIP
 }
-
-func (h *Handler) write(w http.ResponseWriter, r *http.Request, d *Decision) {
-	hdr := w.Header()
-	hdr["Content-Type"] = jsonContentType
-	hdr["Cache-Control"] = noStore
-	var body []byte
-	if id := d.Identity; id != nil {
-		for i, k := range identityHeaders {
-			hdr[k] = id.headers[i]
-		}
-		body = id.body
-		w.WriteHeader(http.StatusOK)
-	} else {
-		dr := denyReasons[d.Reason]
-		if dr.status == http.StatusUnauthorized {
-			hdr["Www-Authenticate"] = wwwAuthenticate
-		}
-		body = dr.body
-		w.WriteHeader(dr.status)
-	}
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
-}
-
-var (
-	jsonContentType = []string{"application/json"}
-	noStore         = []string{"no-store"}
-	wwwAuthenticate = []string{`Bearer realm="registry"`}
-)

@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryauth/registry-auth-operator/authserver/secret"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing, so the benchmark
@@ -26,8 +29,8 @@ func (d *discardWriter) WriteHeader(int)             {}
 // binary configures it (metrics, failure limit), without net/http's own
 // parsing and writing.
 func BenchmarkHandler(b *testing.B) {
-	store := NewStore(StoreOptions{})
-	store.Put(compileOK(b, basePolicy()))
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(b, BasePolicy()))
 	m := NewMetrics()
 	if err := m.Register(prometheus.NewRegistry()); err != nil {
 		b.Fatal(err)
@@ -36,7 +39,7 @@ func BenchmarkHandler(b *testing.B) {
 		Observer: m,
 		Failures: NewFailureLimiter(FailureLimitOptions{MaxFailures: 10, Window: time.Minute}),
 	})
-	for _, c := range []struct{ name, tok string }{{"static_token", tokStatic}, {"wrong_token", tokStatic2}} {
+	for _, c := range []struct{ name, tok string }{{"static_token", TokStatic}, {"wrong_token", TokStatic2}} {
 		b.Run(c.name, func(b *testing.B) {
 			r := httptest.NewRequest("GET", "/validate", nil)
 			r.RemoteAddr = "10.1.2.3:4567"
@@ -83,17 +86,17 @@ func (c *copyingWriter) Write(b []byte) (int, error) {
 func BenchmarkHandlerPolicies(b *testing.B) {
 	for _, n := range []int{1, 1000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			store := NewStore(StoreOptions{})
+			store := policy.NewStore(policy.StoreOptions{})
 			var reqs []*http.Request
 			for i := range n {
-				cfg := basePolicy()
+				cfg := BasePolicy()
 				cfg.Namespace, cfg.Name = "bench", fmt.Sprintf("p%04d", i)
 				host := cfg.Name + ".example.com"
 				cfg.Hosts = []string{host}
 				tok := secret.DigestOf([]byte(cfg.Name)).Hex()
 				cfg.StaticToken.Token.Value = []byte(tok)
-				cfg.StaticToken.Identity = IdentityConfig{Username: "ci-" + cfg.Name, Groups: []string{"mcp-registry-admin"}}
-				store.Put(compileOK(b, cfg))
+				cfg.StaticToken.Identity = statictoken.IdentityConfig{Username: "ci-" + cfg.Name, Groups: []string{"mcp-registry-admin"}}
+				store.Put(CompileOK(b, cfg))
 				r := httptest.NewRequest("GET", "/validate/bench/"+cfg.Name, nil)
 				r.Header.Set("X-Original-URL", "http://"+host+"/api/servers")
 				r.Header.Set("Authorization", "Bearer "+tok)

@@ -1,20 +1,27 @@
 package authserver
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/gomega"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/authtest"
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 func TestHandlerContract(t *testing.T) {
-	store := NewStore(StoreOptions{})
-	store.Put(compileOK(t, basePolicy()))
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, BasePolicy()))
 	var logs []string
 	log := funcr.New(func(prefix, args string) { logs = append(logs, args) }, funcr.Options{Verbosity: 1})
 	srv := httptest.NewServer(NewHandler(store, HandlerOptions{Log: log}))
@@ -51,7 +58,7 @@ func TestHandlerContract(t *testing.T) {
 		resp, body := do("GET", "/validate", map[string][]string{
 			"X-Original-URL":    {"http://registry.example.com/api/servers"},
 			"X-Original-Method": {"GET"},
-			"Authorization":     {"Bearer " + tokStatic},
+			"Authorization":     {"Bearer " + TokStatic},
 		})
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
 		g.Expect(resp.Header.Get("X-User")).To(Equal("network-user"))
@@ -71,7 +78,7 @@ func TestHandlerContract(t *testing.T) {
 		g := NewWithT(t)
 		resp, _ := do("GET", "/validate/team/registry", map[string][]string{
 			"X-Original-URL": {"http://elsewhere/v0.1/servers"},
-			"Authorization":  {"Bearer " + tokStatic},
+			"Authorization":  {"Bearer " + TokStatic},
 		})
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
 	})
@@ -89,37 +96,37 @@ func TestHandlerContract(t *testing.T) {
 		g := NewWithT(t)
 		resp, body := do("GET", "/validate", map[string][]string{
 			"X-Original-URL": {"http://registry.example.com/mcpserver/mcp"},
-			"Authorization":  {"Bearer " + tokStatic},
+			"Authorization":  {"Bearer " + TokStatic},
 		})
 		g.Expect(resp.StatusCode).To(Equal(http.StatusUnauthorized))
-		g.Expect(body).To(HaveKeyWithValue("reason", string(ReasonRegistryCredOnGateway)))
-		g.Expect(body["message"]).NotTo(ContainSubstring(tokStatic))
+		g.Expect(body).To(HaveKeyWithValue("reason", string(check.ReasonRegistryCredOnGateway)))
+		g.Expect(body["message"]).NotTo(ContainSubstring(TokStatic))
 	})
 	t.Run("forbidden", func(t *testing.T) {
 		g := NewWithT(t)
 		resp, body := do("GET", "/validate", map[string][]string{
 			"X-Original-URL":    {"http://registry.example.com/api/servers"},
 			"X-Original-Method": {"DELETE"},
-			"Authorization":     {"Bearer " + tokReadKey},
+			"Authorization":     {"Bearer " + TokReadKey},
 		})
 		g.Expect(resp.StatusCode).To(Equal(http.StatusForbidden))
 		g.Expect(resp.Header.Get("WWW-Authenticate")).To(BeEmpty())
-		g.Expect(body).To(HaveKeyWithValue("reason", string(ReasonAPIKeyForbidden)))
+		g.Expect(body).To(HaveKeyWithValue("reason", string(check.ReasonAPIKeyForbidden)))
 	})
 	t.Run("no policy", func(t *testing.T) {
 		g := NewWithT(t)
 		resp, body := do("GET", "/validate", map[string][]string{
 			"X-Original-URL": {"http://unknown.example.com/api/servers"},
-			"Authorization":  {"Bearer " + tokStatic},
+			"Authorization":  {"Bearer " + TokStatic},
 		})
 		g.Expect(resp.StatusCode).To(Equal(http.StatusForbidden))
-		g.Expect(body).To(HaveKeyWithValue("reason", string(ReasonNoPolicy)))
+		g.Expect(body).To(HaveKeyWithValue("reason", string(check.ReasonNoPolicy)))
 	})
 	t.Run("HEAD has no body", func(t *testing.T) {
 		g := NewWithT(t)
 		resp, body := do("HEAD", "/validate", map[string][]string{
 			"X-Original-URL": {"http://registry.example.com/api/servers"},
-			"Authorization":  {"Bearer " + tokStatic},
+			"Authorization":  {"Bearer " + TokStatic},
 		})
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
 		g.Expect(body).To(BeNil())
@@ -136,21 +143,49 @@ func TestHandlerContract(t *testing.T) {
 		g.Expect(logs).NotTo(BeEmpty())
 		for _, l := range logs {
 			g.Expect(l).To(ContainSubstring(`"reason"`))
-			g.Expect(l).NotTo(ContainSubstring(tokStatic))
-			g.Expect(l).NotTo(ContainSubstring(tokReadKey))
+			g.Expect(l).NotTo(ContainSubstring(TokStatic))
+			g.Expect(l).NotTo(ContainSubstring(TokReadKey))
 		}
 	})
 }
 
-func TestPolicyKeyFromPath(t *testing.T) {
+// An IdP user's identity reaches the proxy in the identity headers: the
+// client from azp, groups comma-joined, scopes from the group map.
+func TestHandlerOIDCIdentityHeaders(t *testing.T) {
 	g := NewWithT(t)
-	for p, want := range map[string]string{"/validate": "", "/validate/": "", "/validate/ns/name": "ns/name", "/validate/ns/name/": "ns/name"} {
-		got, ok := policyKeyFrom(strings.TrimPrefix(p, "/validate"))
-		g.Expect(ok).To(BeTrue(), p)
-		g.Expect(got).To(Equal(want), p)
-	}
-	for _, p := range []string{"/validat", "/validate/ns", "/validate//name", "/validate/ns/", "/validate/a/b/c"} {
-		_, ok := policyKeyFrom(strings.TrimPrefix(p, "/validate"))
-		g.Expect(ok).To(BeFalse(), p)
-	}
+	idp := authtest.NewIssuer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iss, err := jwt.NewIssuers(nil).Resolve(ctx, idp.URL())
+	g.Expect(err).NotTo(HaveOccurred())
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, policy.PolicyConfig{
+		Namespace: "team", Name: "good", Hosts: []string{"good.example.com"},
+		OIDC: &jwt.Config{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry", "registry-cli"}},
+		GroupScopes: map[string][]string{
+			"dev":    {"mcp-servers/read"},
+			"admins": {"mcp-registry-admin", "mcp-servers/read"},
+		},
+	}))
+	now := time.Unix(time.Now().Unix(), 0)
+	c := idp.Claims("registry", "alice", []string{"dev", "admins"}, time.Hour)
+	c["iat"], c["nbf"], c["exp"] = now.Unix(), now.Unix(), now.Add(time.Hour).Unix()
+	c["azp"] = "web-ui"
+
+	h := NewHandler(store, HandlerOptions{Now: func() time.Time { return now }})
+	r := httptest.NewRequest(http.MethodGet, "/validate", nil)
+	r.Header.Set("X-Original-URL", "https://good.example.com/v0/servers")
+	r.Header.Set("X-Original-Method", http.MethodGet)
+	r.Header.Set("Authorization", "Bearer "+idp.Sign(c))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	g.Expect(w.Code).To(Equal(http.StatusOK))
+	g.Expect(w.Header().Get("X-Auth-Method")).To(Equal("oidc"))
+	g.Expect(w.Header().Get("X-User")).To(Equal("alice"))
+	g.Expect(w.Header().Get("X-Username")).To(Equal("alice"))
+	g.Expect(w.Header().Get("X-Client-Id")).To(Equal("web-ui"))
+	g.Expect(w.Header().Get("X-Groups")).To(Equal("dev,admins"))
+	g.Expect(w.Header().Get("X-Scopes")).To(Equal("mcp-servers/read mcp-registry-admin"))
+	g.Expect(w.Body.String()).To(MatchJSON(`{"valid":true,"username":"alice","client_id":"web-ui",
+		"scopes":["mcp-servers/read","mcp-registry-admin"],"groups":["dev","admins"],"method":"oidc"}`))
 }

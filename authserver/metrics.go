@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // Metrics are the auth service's Prometheus metrics. Register them with the
@@ -35,14 +38,14 @@ type Metrics struct {
 	denyObs  prometheus.Observer
 
 	mu    sync.Mutex
-	known map[string]*Policy // policy key -> policy in the last snapshot
+	known map[string]*policy.Policy // policy key -> policy in the last snapshot
 }
 
 // policyCounts are one policy's decisions by reason (indexed like
-// allReasons) and when it was last loaded, in Unix nanoseconds (0: never;
+// check.NumReasons) and when it was last loaded, in Unix nanoseconds (0: never;
 // the block for decisions without a policy).
 type policyCounts struct {
-	decisions [len(allReasons)]atomic.Uint64
+	decisions [check.NumReasons]atomic.Uint64
 	loadedAt  atomic.Int64
 }
 
@@ -78,8 +81,8 @@ func (c *perPolicyCollector) Collect(ch chan<- prometheus.Metric) {
 			if n == 0 {
 				continue
 			}
-			r := allReasons[i]
-			method, allowed := allowMethod[r]
+			r := check.ReasonAt(i)
+			method, allowed := r.Method()
 			result := "deny"
 			if allowed {
 				result = "allow"
@@ -125,7 +128,7 @@ func NewMetrics() *Metrics {
 			Name: "registry_auth_bruteforce_refusals_total",
 			Help: "Requests refused without comparing credentials because their client failed too often.",
 		}, []string{"policy"}),
-		known: map[string]*Policy{},
+		known: map[string]*policy.Policy{},
 	}
 	m.allowObs = m.duration.WithLabelValues("allow")
 	m.denyObs = m.duration.WithLabelValues("deny")
@@ -143,10 +146,10 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 }
 
 // ObserveDecision implements Observer.
-func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
+func (m *Metrics) ObserveDecision(d policy.Decision, elapsed time.Duration) {
 	key := ""
 	if d.Policy != nil {
-		key = d.Policy.key
+		key = d.Policy.Key()
 	}
 	if d.Identity != nil {
 		m.allowObs.Observe(elapsed.Seconds())
@@ -157,16 +160,16 @@ func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
 	// for a policy just removed then always leaves a block behind, and
 	// the next snapshot, finding it, deletes the rare series with it.
 	switch d.Reason {
-	case ReasonAllowedStaticTokenPrevious:
+	case check.ReasonAllowedStaticTokenPrevious:
 		m.previousUses.WithLabelValues(key, "static").Inc()
-	case ReasonAllowedAPIKeyPrevious:
+	case check.ReasonAllowedAPIKeyPrevious:
 		m.previousUses.WithLabelValues(key, d.CredentialName).Inc()
-	case ReasonTooManyFailures:
+	case check.ReasonTooManyFailures:
 		m.bruteRefusals.WithLabelValues(key).Inc()
 	}
-	i, ok := reasonIndex[d.Reason]
+	i, ok := d.Reason.Index()
 	if !ok {
-		i = reasonIndex[reasonUnlisted]
+		i, _ = check.ReasonUnlisted.Index()
 	}
 	m.perPolicy.of(key).decisions[i].Add(1)
 }
@@ -177,13 +180,13 @@ func (m *Metrics) ObserveDecision(d Decision, elapsed time.Duration) {
 //
 // A request that chose a policy from the snapshot before can still count a
 // decision for it after it is gone; the next snapshot deletes that again.
-func (m *Metrics) ObserveSnapshot(s *Snapshot) {
+func (m *Metrics) ObserveSnapshot(s *policy.Snapshot) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.generation.Set(float64(s.generation))
-	m.policies.Set(float64(len(s.policies)))
+	m.generation.Set(float64(s.Generation()))
+	m.policies.Set(float64(s.Len()))
 	now := time.Now().UnixNano()
-	for key, p := range s.policies {
+	for key, p := range s.All() {
 		if m.known[key] != p {
 			m.perPolicy.of(key).loadedAt.Store(now)
 		}
@@ -191,13 +194,13 @@ func (m *Metrics) ObserveSnapshot(s *Snapshot) {
 	// Every policy of the last snapshot has a block, and so does any
 	// policy a late decision counted for.
 	m.perPolicy.counts.Range(func(k, _ any) bool {
-		if key := k.(string); key != "" && s.policies[key] == nil {
+		if key := k.(string); key != "" && s.Policy(key) == nil {
 			m.forget(key)
 		}
 		return true
 	})
-	m.known = make(map[string]*Policy, len(s.policies))
-	for key, p := range s.policies {
+	m.known = make(map[string]*policy.Policy, s.Len())
+	for key, p := range s.All() {
 		m.known[key] = p
 	}
 }

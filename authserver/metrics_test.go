@@ -2,23 +2,21 @@ package authserver
 
 import (
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/registryauth/registry-auth-operator/authserver/secret"
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 func TestMetricsCountKnownTraffic(t *testing.T) {
@@ -26,13 +24,13 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics()
 	g.Expect(m.Register(reg)).To(Succeed())
-	store := NewStore(StoreOptions{})
+	store := policy.NewStore(policy.StoreOptions{})
 	store.OnPublish(m.ObserveSnapshot)
 
-	cfg := basePolicy()
-	cfg.StaticToken.Token.Value = []byte(tokStatic2)
-	cfg.StaticToken.Previous = []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(tokStatic)), ExpiresAt: time.Now().Add(time.Hour)}}
-	store.Put(compileOK(t, cfg))
+	cfg := BasePolicy()
+	cfg.StaticToken.Token.Value = []byte(TokStatic2)
+	cfg.StaticToken.Previous = []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(TokStatic)), ExpiresAt: time.Now().Add(time.Hour)}}
+	store.Put(CompileOK(t, cfg))
 	h := NewHandler(store, HandlerOptions{Observer: m})
 
 	send := func(n int, path, method, tok string) {
@@ -46,23 +44,23 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 			h.ServeHTTP(httptest.NewRecorder(), r)
 		}
 	}
-	send(3, "/api/servers", "GET", tokStatic2)  // allowed, current token
-	send(2, "/api/servers", "GET", tokStatic)   // allowed, previous token
+	send(3, "/api/servers", "GET", TokStatic2)  // allowed, current token
+	send(2, "/api/servers", "GET", TokStatic)   // allowed, previous token
 	send(4, "/api/servers", "GET", "")          // no credentials
-	send(1, "/api/servers", "POST", tokReadKey) // api key forbidden
-	send(5, "/api/servers", "GET", tokReadKey)  // api key allowed
-	send(1, "/mcpserver/mcp", "GET", tokStatic2)
+	send(1, "/api/servers", "POST", TokReadKey) // api key forbidden
+	send(5, "/api/servers", "GET", TokReadKey)  // api key allowed
+	send(1, "/mcpserver/mcp", "GET", TokStatic2)
 
 	const key = "team/registry"
-	count := func(method, result string, reason Reason) float64 {
+	count := func(method, result string, reason check.Reason) float64 {
 		return gathered(t, reg, "registry_auth_decisions_total")[fmt.Sprintf("method=%s,policy=%s,reason=%s,result=%s", method, key, reason, result)]
 	}
-	g.Expect(count("network-trusted", "allow", ReasonAllowedStaticToken)).To(Equal(3.0))
-	g.Expect(count("network-trusted", "allow", ReasonAllowedStaticTokenPrevious)).To(Equal(2.0))
-	g.Expect(count("", "deny", ReasonNoCredentials)).To(Equal(4.0))
-	g.Expect(count("", "deny", ReasonAPIKeyForbidden)).To(Equal(1.0))
-	g.Expect(count("api-key", "allow", ReasonAllowedAPIKey)).To(Equal(5.0))
-	g.Expect(count("", "deny", ReasonRegistryCredOnGateway)).To(Equal(1.0))
+	g.Expect(count("network-trusted", "allow", check.ReasonAllowedStaticToken)).To(Equal(3.0))
+	g.Expect(count("network-trusted", "allow", check.ReasonAllowedStaticTokenPrevious)).To(Equal(2.0))
+	g.Expect(count("", "deny", check.ReasonNoCredentials)).To(Equal(4.0))
+	g.Expect(count("", "deny", check.ReasonAPIKeyForbidden)).To(Equal(1.0))
+	g.Expect(count("api-key", "allow", check.ReasonAllowedAPIKey)).To(Equal(5.0))
+	g.Expect(count("", "deny", check.ReasonRegistryCredOnGateway)).To(Equal(1.0))
 	g.Expect(testutil.ToFloat64(m.previousUses.WithLabelValues(key, "static"))).To(Equal(2.0))
 	g.Expect(testutil.CollectAndCount(m.duration)).To(Equal(2)) // allow and deny series
 	g.Expect(testutil.ToFloat64(m.generation)).To(Equal(float64(store.Load().Generation())))
@@ -74,7 +72,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 
 	// The exposition never holds a secret.
 	body := scrape(t, reg)
-	for _, s := range []string{tokStatic, tokStatic2, tokReadKey, sessionKey} {
+	for _, s := range []string{TokStatic, TokStatic2, TokReadKey, SessionKey} {
 		g.Expect(body).NotTo(ContainSubstring(s))
 	}
 	g.Expect(body).To(ContainSubstring(`registry_auth_decisions_total{method="network-trusted",policy="team/registry",reason="static_token",result="allow"} 3`))
@@ -82,8 +80,8 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	// A reload keeps the counts and moves the load time.
 	before := gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")["policy="+key]
 	time.Sleep(10 * time.Millisecond)
-	store.Put(compileOK(t, cfg))
-	g.Expect(count("network-trusted", "allow", ReasonAllowedStaticToken)).To(Equal(3.0))
+	store.Put(CompileOK(t, cfg))
+	g.Expect(count("network-trusted", "allow", check.ReasonAllowedStaticToken)).To(Equal(3.0))
 	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")["policy="+key]).To(BeNumerically(">", before))
 
 	// A removed policy's series go away.
@@ -96,14 +94,14 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	// A decision made on the snapshot before the removal, counted after
 	// it, is gone again with the next snapshot, with the series of a
 	// previous token's use.
-	old := compileOK(t, cfg)
-	m.ObserveDecision(Decision{Policy: old, Reason: ReasonAllowedStaticTokenPrevious, Identity: &Identity{}}, time.Microsecond)
+	old := CompileOK(t, cfg)
+	m.ObserveDecision(policy.Decision{Policy: old, Reason: check.ReasonAllowedStaticTokenPrevious, Identity: &check.Identity{}}, time.Microsecond)
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveLen(1))
 	g.Expect(testutil.CollectAndCount(m.previousUses)).To(Equal(1))
-	other := basePolicy()
+	other := BasePolicy()
 	other.Name = "other"
 	other.Hosts = []string{"other.example.com"}
-	store.Put(compileOK(t, other))
+	store.Put(CompileOK(t, other))
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(BeEmpty())
 	g.Expect(testutil.CollectAndCount(m.previousUses)).To(Equal(0))
 	g.Expect(gathered(t, reg, "registry_auth_policy_last_load_timestamp_seconds")).To(HaveLen(1))
@@ -115,7 +113,7 @@ func TestMetricsCountWithoutPolicy(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics()
 	g.Expect(m.Register(reg)).To(Succeed())
-	store := NewStore(StoreOptions{})
+	store := policy.NewStore(policy.StoreOptions{})
 	store.OnPublish(m.ObserveSnapshot)
 	h := NewHandler(store, HandlerOptions{Observer: m})
 	for range 2 {
@@ -127,57 +125,8 @@ func TestMetricsCountWithoutPolicy(t *testing.T) {
 		"method=,policy=,reason=no_policy,result=deny": 2,
 	}))
 	// Not deleted by a snapshot: it belongs to no policy.
-	store.Put(compileOK(t, basePolicy()))
+	store.Put(CompileOK(t, BasePolicy()))
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(HaveKeyWithValue("method=,policy=,reason=no_policy,result=deny", 2.0))
-}
-
-// Every Reason constant of the package (read from its source) has a
-// counter, and each reason for allowing a method.
-func TestEveryReasonIsCounted(t *testing.T) {
-	g := NewWithT(t)
-	g.Expect(reasonIndex).To(HaveLen(len(allReasons)), "a reason is listed twice in allReasons")
-
-	files, err := filepath.Glob("*.go")
-	g.Expect(err).NotTo(HaveOccurred())
-	var declared []Reason
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
-		g.Expect(err).NotTo(HaveOccurred())
-		for _, d := range f.Decls {
-			gd, ok := d.(*ast.GenDecl)
-			if !ok || gd.Tok != token.CONST {
-				continue
-			}
-			for _, spec := range gd.Specs {
-				vs := spec.(*ast.ValueSpec)
-				if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Reason" {
-					continue
-				}
-				for _, v := range vs.Values {
-					lit, ok := v.(*ast.BasicLit)
-					g.Expect(ok).To(BeTrue(), "a Reason constant that is not a string literal")
-					val, err := strconv.Unquote(lit.Value)
-					g.Expect(err).NotTo(HaveOccurred())
-					declared = append(declared, Reason(val))
-				}
-			}
-		}
-	}
-	g.Expect(len(declared)).To(BeNumerically(">", 25), "the source scan found too few reasons")
-	for _, r := range declared {
-		g.Expect(reasonIndex).To(HaveKey(r), "reason %q is not in allReasons", r)
-		_, deny := denyReasons[r]
-		if r != reasonUnlisted && r != ReasonUntrustedProxy && !deny {
-			g.Expect(allowMethod).To(HaveKey(r), "reason %q neither denies nor has a method", r)
-		}
-	}
-	g.Expect(allReasons).To(HaveLen(len(declared)), "allReasons lists a reason that is not declared")
-	for r := range allowMethod {
-		g.Expect(denyReasons).NotTo(HaveKey(r))
-	}
 }
 
 // A reason missing from allReasons is still counted, under "unlisted".
@@ -186,7 +135,7 @@ func TestMetricsCountUnlistedReason(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics()
 	g.Expect(m.Register(reg)).To(Succeed())
-	m.ObserveDecision(Decision{Reason: "made_up"}, time.Microsecond)
+	m.ObserveDecision(policy.Decision{Reason: "made_up"}, time.Microsecond)
 	g.Expect(gathered(t, reg, "registry_auth_decisions_total")).To(Equal(map[string]float64{
 		"method=,policy=,reason=unlisted,result=deny": 1,
 	}))

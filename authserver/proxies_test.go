@@ -15,6 +15,12 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // The proxy contract: one decision table, written in the proxy's terms
@@ -49,9 +55,9 @@ type proxyRow struct {
 // proxyWant is the expected outcome of a row.
 type proxyWant struct {
 	status int
-	user   string // X-User and X-Username, when allowed
-	method Method // X-Auth-Method, when allowed
-	reason Reason // the JSON reason, when denied
+	user   string       // X-User and X-Username, when allowed
+	method check.Method // X-Auth-Method, when allowed
+	reason check.Reason // the JSON reason, when denied
 }
 
 func (r proxyRow) withDefaults() proxyRow {
@@ -133,7 +139,7 @@ var proxyAdapters = []proxyAdapter{
 // and the client's own headers.
 func nginxCheck(r proxyRow, client string) wireRequest {
 	r = r.withDefaults()
-	target := routeValidate
+	target := "/validate"
 	if r.policy != "" {
 		target += "/" + r.policy
 	}
@@ -153,7 +159,7 @@ func nginxCheck(r proxyRow, client string) wireRequest {
 // client address).
 func traefikCheck(r proxyRow, client string) wireRequest {
 	r = r.withDefaults()
-	target := routeForwardAuth
+	target := "/forward-auth"
 	if r.policy != "" {
 		target += "/" + r.policy
 	}
@@ -175,9 +181,9 @@ func traefikCheck(r proxyRow, client string) wireRequest {
 // appended) and Content-Length: 0.
 func envoyCheck(r proxyRow, client string) wireRequest {
 	r = r.withDefaults()
-	target := routeExtAuthz + r.target
+	target := "/ext-authz" + r.target
 	if r.policy != "" {
-		target = routeExtAuthzName + r.policy + r.target
+		target = "/ext-authz-policy/" + r.policy + r.target
 	}
 	w := wireRequest{method: r.method, target: target, host: r.host}
 	w.addRaw(r.header)
@@ -193,7 +199,7 @@ type proxyOutcome struct {
 	body   string
 }
 
-var proxyOutcomeHeaders = append(append([]string(nil), identityHeaders[:]...), "Www-Authenticate", "Content-Type", "Cache-Control")
+var proxyOutcomeHeaders = append(identityHeaderNames(), "Www-Authenticate", "Content-Type", "Cache-Control")
 
 func proxyOutcomeOf(resp *http.Response) proxyOutcome {
 	b, _ := io.ReadAll(resp.Body)
@@ -208,7 +214,7 @@ func proxyOutcomeOf(resp *http.Response) proxyOutcome {
 
 // observedDecision is what the Observer saw of one decision.
 type observedDecision struct {
-	reason Reason
+	reason check.Reason
 	policy string
 	path   string
 }
@@ -218,10 +224,10 @@ type decisionRecorder struct {
 	last *observedDecision
 }
 
-func (d *decisionRecorder) ObserveDecision(dec Decision, _ time.Duration) {
+func (d *decisionRecorder) ObserveDecision(dec policy.Decision, _ time.Duration) {
 	o := &observedDecision{reason: dec.Reason, path: dec.Path}
 	if dec.Policy != nil {
-		o.policy = dec.Policy.key
+		o.policy = dec.Policy.Key()
 	}
 	d.mu.Lock()
 	d.last = o
@@ -239,7 +245,7 @@ func (d *decisionRecorder) take() *observedDecision {
 // proxyEnv is a Store with two policies, a Handler served in-process (with a
 // decision recorder) and the same Store behind a real listener.
 type proxyEnv struct {
-	store *Store
+	store *policy.Store
 	h     *Handler
 	obs   *decisionRecorder
 	addr  string
@@ -247,31 +253,31 @@ type proxyEnv struct {
 
 // proxyOtherPolicy is a second policy, team/other for other.example.com, with its
 // own static token and identity.
-func proxyOtherPolicy() PolicyConfig {
-	return PolicyConfig{
+func proxyOtherPolicy() policy.PolicyConfig {
+	return policy.PolicyConfig{
 		Namespace: "team",
 		Name:      "other",
 		Hosts:     []string{"other.example.com"},
-		StaticToken: &StaticTokenConfig{
+		StaticToken: &statictoken.Config{
 			Enabled:  true,
-			Token:    SecretValue{Value: []byte(tokStatic2)},
-			Identity: IdentityConfig{Username: "other-user"},
+			Token:    authn.SecretValue{Value: []byte(TokStatic2)},
+			Identity: statictoken.IdentityConfig{Username: "other-user"},
 		},
 	}
 }
 
 func newProxyEnv(t *testing.T, opts HandlerOptions) *proxyEnv {
 	t.Helper()
-	store := NewStore(StoreOptions{})
-	store.Put(compileOK(t, basePolicy()))
-	store.Put(compileOK(t, proxyOtherPolicy()))
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, BasePolicy()))
+	store.Put(CompileOK(t, proxyOtherPolicy()))
 	return newProxyEnvFor(t, store, opts)
 }
 
-func newProxyEnvFor(t *testing.T, store *Store, opts HandlerOptions) *proxyEnv {
+func newProxyEnvFor(t *testing.T, store *policy.Store, opts HandlerOptions) *proxyEnv {
 	t.Helper()
 	if opts.Now == nil {
-		opts.Now = func() time.Time { return testNow }
+		opts.Now = func() time.Time { return Now }
 	}
 	obs := &decisionRecorder{}
 	inProcess := opts
@@ -329,92 +335,92 @@ func (e *proxyEnv) exchange(t *testing.T, w wireRequest) proxyOutcome {
 }
 
 // proxyTrustedPeer is the proxy's address as the auth service sees it: a pod IP,
-// inside DefaultTrustedProxies.
+// inside frontend.DefaultTrustedProxies.
 const proxyTrustedPeer = "10.42.0.17:41234"
 
 func proxyRows(t *testing.T) []proxyRow {
-	validCookie := "mcp_gateway_session=" + sessionCookie(t, "alice", []string{"readers"}, testNow.Add(-time.Hour))
-	expiredCookie := "mcp_gateway_session=" + sessionCookie(t, "alice", []string{"readers"}, testNow.Add(-9*time.Hour))
+	validCookie := "mcp_gateway_session=" + SessionCookie(t, "alice", []string{"readers"}, Now.Add(-time.Hour))
+	expiredCookie := "mcp_gateway_session=" + SessionCookie(t, "alice", []string{"readers"}, Now.Add(-9*time.Hour))
 	authz := func(tok string) string { return "Authorization: Bearer " + tok }
-	static := proxyWant{status: 200, user: "network-user", method: MethodNetworkTrusted}
-	session := proxyWant{status: 200, user: "alice", method: MethodSession}
-	readKey := proxyWant{status: 200, user: "ci-read", method: MethodAPIKey}
-	writeKey := proxyWant{status: 200, user: "ci-write", method: MethodAPIKey}
-	deny := func(status int, r Reason) proxyWant { return proxyWant{status: status, reason: r} }
-	onGateway := deny(401, ReasonRegistryCredOnGateway)
+	static := proxyWant{status: 200, user: "network-user", method: check.MethodNetworkTrusted}
+	session := proxyWant{status: 200, user: "alice", method: check.MethodSession}
+	readKey := proxyWant{status: 200, user: "ci-read", method: check.MethodAPIKey}
+	writeKey := proxyWant{status: 200, user: "ci-write", method: check.MethodAPIKey}
+	deny := func(status int, r check.Reason) proxyWant { return proxyWant{status: status, reason: r} }
+	onGateway := deny(401, check.ReasonRegistryCredOnGateway)
 
 	return []proxyRow{
 		// Static token on Registry API paths.
-		{name: "static token on /api/", target: "/api/servers", header: []string{authz(tokStatic)}, want: static},
-		{name: "static token on /v0.1/ with a query", target: "/v0.1/servers?limit=5&cursor=abc", header: []string{authz(tokStatic)}, want: static},
-		{name: "static token on POST", method: "POST", target: "/api/servers", header: []string{authz(tokStatic)}, want: static},
-		{name: "static token, https, upper-case host with port", scheme: "https", host: "REGISTRY.example.com:8443", target: "/api/servers", header: []string{authz(tokStatic)}, want: static},
+		{name: "static token on /api/", target: "/api/servers", header: []string{authz(TokStatic)}, want: static},
+		{name: "static token on /v0.1/ with a query", target: "/v0.1/servers?limit=5&cursor=abc", header: []string{authz(TokStatic)}, want: static},
+		{name: "static token on POST", method: "POST", target: "/api/servers", header: []string{authz(TokStatic)}, want: static},
+		{name: "static token, https, upper-case host with port", scheme: "https", host: "REGISTRY.example.com:8443", target: "/api/servers", header: []string{authz(TokStatic)}, want: static},
 
 		// Static token on gateway paths.
-		{name: "static token on gateway path", target: "/mcpserver/mcp", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "static token on /api without slash", target: "/api", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "static token on /apix/", target: "/apix/servers", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "static token on /", target: "/", header: []string{authz(tokStatic)}, want: onGateway},
+		{name: "static token on gateway path", target: "/mcpserver/mcp", header: []string{authz(TokStatic)}, want: onGateway},
+		{name: "static token on /api without slash", target: "/api", header: []string{authz(TokStatic)}, want: onGateway},
+		{name: "static token on /apix/", target: "/apix/servers", header: []string{authz(TokStatic)}, want: onGateway},
+		{name: "static token on /", target: "/", header: []string{authz(TokStatic)}, want: onGateway},
 
 		// Path tricks: slashes are merged as nginx does; dot segments,
 		// which nginx resolves but forwards raw, are refused.
-		{name: "dot-dot out of /api/", target: "/api/../mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "encoded dot-dot out of /api/", target: "/api/%2e%2e/mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "upper-case encoded dot-dot out of /api/", target: "/api/%2E%2E/mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "dot-dot and encoded slash out of /api/", target: "/api/..%2fmcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "dot-dot into /api/", target: "/mcpserver/../api/servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "dot segment inside /api/", target: "/api/./servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "double slashes to /api/", target: "//api//servers", header: []string{authz(tokStatic)}, want: static},
-		{name: "double slashes to the gateway", target: "//mcpserver//mcp", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "dot-dot above the root", target: "/api/../../mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
-		{name: "encoded NUL", target: "/api/servers%00", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "dot-dot out of /api/", target: "/api/../mcpserver/mcp", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "encoded dot-dot out of /api/", target: "/api/%2e%2e/mcpserver/mcp", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "upper-case encoded dot-dot out of /api/", target: "/api/%2E%2E/mcpserver/mcp", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "dot-dot and encoded slash out of /api/", target: "/api/..%2fmcpserver/mcp", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "dot-dot into /api/", target: "/mcpserver/../api/servers", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "dot segment inside /api/", target: "/api/./servers", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "double slashes to /api/", target: "//api//servers", header: []string{authz(TokStatic)}, want: static},
+		{name: "double slashes to the gateway", target: "//mcpserver//mcp", header: []string{authz(TokStatic)}, want: onGateway},
+		{name: "dot-dot above the root", target: "/api/../../mcpserver/mcp", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
+		{name: "encoded NUL", target: "/api/servers%00", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
 
 		// Query strings never change the decision.
-		{name: "query names /api/", target: "/mcpserver/mcp?next=/api/servers", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "query is /api/", target: "/mcpserver/mcp?/api/servers", header: []string{authz(tokStatic)}, want: onGateway},
-		{name: "query with dot-dot on a Registry API path", target: "/api/servers?x=/../../mcpserver/mcp", header: []string{authz(tokStatic)}, want: static},
+		{name: "query names /api/", target: "/mcpserver/mcp?next=/api/servers", header: []string{authz(TokStatic)}, want: onGateway},
+		{name: "query is /api/", target: "/mcpserver/mcp?/api/servers", header: []string{authz(TokStatic)}, want: onGateway},
+		{name: "query with dot-dot on a Registry API path", target: "/api/servers?x=/../../mcpserver/mcp", header: []string{authz(TokStatic)}, want: static},
 
 		// API keys and their method limits.
-		{name: "read key GET", target: "/api/servers", header: []string{authz(tokReadKey)}, want: readKey},
-		{name: "read key HEAD", method: "HEAD", target: "/v0.1/servers", header: []string{authz(tokReadKey)}, want: readKey},
-		{name: "read key POST", method: "POST", target: "/api/servers", header: []string{authz(tokReadKey)}, want: deny(403, ReasonAPIKeyForbidden)},
-		{name: "read key DELETE", method: "DELETE", target: "/api/servers/x", header: []string{authz(tokReadKey)}, want: deny(403, ReasonAPIKeyForbidden)},
-		{name: "write key POST in its prefix", method: "POST", target: "/api/servers/x", header: []string{authz(tokWriteKey)}, want: writeKey},
-		{name: "write key PUT outside its prefix", method: "PUT", target: "/api/agents/x", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonAPIKeyForbidden)},
-		{name: "write key dot-dot out of its prefix", method: "POST", target: "/api/servers/../agents", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonBadPath)},
-		{name: "write key dot-dot into its prefix", method: "POST", target: "/api/agents/x/../../servers/foo", header: []string{authz(tokWriteKey)}, want: deny(403, ReasonBadPath)},
-		{name: "read key on gateway path", target: "/mcpserver/mcp", header: []string{authz(tokReadKey)}, want: onGateway},
+		{name: "read key GET", target: "/api/servers", header: []string{authz(TokReadKey)}, want: readKey},
+		{name: "read key HEAD", method: "HEAD", target: "/v0.1/servers", header: []string{authz(TokReadKey)}, want: readKey},
+		{name: "read key POST", method: "POST", target: "/api/servers", header: []string{authz(TokReadKey)}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "read key DELETE", method: "DELETE", target: "/api/servers/x", header: []string{authz(TokReadKey)}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "write key POST in its prefix", method: "POST", target: "/api/servers/x", header: []string{authz(TokWriteKey)}, want: writeKey},
+		{name: "write key PUT outside its prefix", method: "PUT", target: "/api/agents/x", header: []string{authz(TokWriteKey)}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "write key dot-dot out of its prefix", method: "POST", target: "/api/servers/../agents", header: []string{authz(TokWriteKey)}, want: deny(403, check.ReasonBadPath)},
+		{name: "write key dot-dot into its prefix", method: "POST", target: "/api/agents/x/../../servers/foo", header: []string{authz(TokWriteKey)}, want: deny(403, check.ReasonBadPath)},
+		{name: "read key on gateway path", target: "/mcpserver/mcp", header: []string{authz(TokReadKey)}, want: onGateway},
 
 		// The session cookie, and the static-token skip.
 		{name: "session on gateway path", target: "/mcpserver/mcp", header: []string{"Cookie: " + validCookie}, want: session},
 		{name: "session among other cookies", method: "POST", target: "/mcpserver/mcp", header: []string{"Cookie: theme=dark; " + validCookie + "; lang=en"}, want: session},
-		{name: "session cookie skips the static token", target: "/api/servers", header: []string{authz(tokStatic), "Cookie: " + validCookie}, want: session},
-		{name: "invalid session cookie still skips the static token", target: "/api/servers", header: []string{authz(tokStatic), "Cookie: mcp_gateway_session=garbage"}, want: deny(401, ReasonInvalidCredentials)},
-		{name: "expired session", target: "/mcpserver/mcp", header: []string{"Cookie: " + expiredCookie}, want: deny(401, ReasonSessionInvalid)},
+		{name: "session cookie skips the static token", target: "/api/servers", header: []string{authz(TokStatic), "Cookie: " + validCookie}, want: session},
+		{name: "invalid session cookie still skips the static token", target: "/api/servers", header: []string{authz(TokStatic), "Cookie: mcp_gateway_session=garbage"}, want: deny(401, check.ReasonInvalidCredentials)},
+		{name: "expired session", target: "/mcpserver/mcp", header: []string{"Cookie: " + expiredCookie}, want: deny(401, check.ReasonSessionInvalid)},
 
 		// No, wrong and oddly sent credentials.
-		{name: "no credentials on /api/", target: "/api/servers", want: deny(401, ReasonNoCredentials)},
-		{name: "no credentials on gateway path", target: "/mcpserver/mcp", want: deny(401, ReasonNoCredentials)},
-		{name: "wrong token", target: "/api/servers", header: []string{authz(tokStatic2)}, want: deny(401, ReasonInvalidCredentials)},
-		{name: "Basic authorization", target: "/api/servers", header: []string{"Authorization: Basic dXNlcjpwYXNz"}, want: deny(401, ReasonUnsupportedAuthzScheme)},
-		{name: "Bearer without token", target: "/api/servers", header: []string{"Authorization: Bearer"}, want: deny(401, ReasonMalformedAuthorization)},
-		{name: "lower-case bearer", target: "/api/servers", header: []string{"Authorization: bearer " + tokStatic}, want: static},
-		{name: "two Authorization headers", target: "/api/servers", header: []string{authz(tokStatic), authz(tokStatic)}, want: deny(401, ReasonAmbiguousAuthorization)},
-		{name: "two Authorization values joined by a comma", target: "/api/servers", header: []string{authz(tokStatic + ", Bearer " + tokStatic2)}, want: deny(401, ReasonMalformedAuthorization)},
-		{name: "X-Authorization", target: "/api/servers", header: []string{"X-Authorization: Bearer " + tokStatic}, want: static},
-		{name: "X-Authorization on gateway path", target: "/mcpserver/mcp", header: []string{"X-Authorization: Bearer " + tokStatic}, want: onGateway},
-		{name: "Authorization and X-Authorization differ", target: "/api/servers", header: []string{authz(tokStatic), "X-Authorization: Bearer " + tokStatic2}, want: deny(401, ReasonAmbiguousAuthorization)},
+		{name: "no credentials on /api/", target: "/api/servers", want: deny(401, check.ReasonNoCredentials)},
+		{name: "no credentials on gateway path", target: "/mcpserver/mcp", want: deny(401, check.ReasonNoCredentials)},
+		{name: "wrong token", target: "/api/servers", header: []string{authz(TokStatic2)}, want: deny(401, check.ReasonInvalidCredentials)},
+		{name: "Basic authorization", target: "/api/servers", header: []string{"Authorization: Basic dXNlcjpwYXNz"}, want: deny(401, check.ReasonUnsupportedAuthzScheme)},
+		{name: "Bearer without token", target: "/api/servers", header: []string{"Authorization: Bearer"}, want: deny(401, check.ReasonMalformedAuthorization)},
+		{name: "lower-case bearer", target: "/api/servers", header: []string{"Authorization: bearer " + TokStatic}, want: static},
+		{name: "two Authorization headers", target: "/api/servers", header: []string{authz(TokStatic), authz(TokStatic)}, want: deny(401, check.ReasonAmbiguousAuthorization)},
+		{name: "two Authorization values joined by a comma", target: "/api/servers", header: []string{authz(TokStatic + ", Bearer " + TokStatic2)}, want: deny(401, check.ReasonMalformedAuthorization)},
+		{name: "X-Authorization", target: "/api/servers", header: []string{"X-Authorization: Bearer " + TokStatic}, want: static},
+		{name: "X-Authorization on gateway path", target: "/mcpserver/mcp", header: []string{"X-Authorization: Bearer " + TokStatic}, want: onGateway},
+		{name: "Authorization and X-Authorization differ", target: "/api/servers", header: []string{authz(TokStatic), "X-Authorization: Bearer " + TokStatic2}, want: deny(401, check.ReasonAmbiguousAuthorization)},
 
 		// Policy selection.
-		{name: "unknown host", host: "unknown.example.com", target: "/api/servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonNoPolicy)},
-		{name: "second policy by host", host: "other.example.com", target: "/api/servers", header: []string{authz(tokStatic2)}, want: proxyWant{status: 200, user: "other-user", method: MethodNetworkTrusted}},
-		{name: "second policy refuses the first policy's token", host: "other.example.com", target: "/api/servers", header: []string{authz(tokStatic)}, want: deny(401, ReasonInvalidCredentials)},
-		{name: "named policy, any host", policy: "team/registry", host: "elsewhere.example", target: "/api/servers", header: []string{authz(tokStatic)}, want: static},
-		{name: "named policy wins over host", policy: "team/other", target: "/api/servers", header: []string{authz(tokStatic2)}, want: proxyWant{status: 200, user: "other-user", method: MethodNetworkTrusted}},
-		{name: "named policy refuses another policy's token", policy: "team/other", target: "/api/servers", header: []string{authz(tokStatic)}, want: deny(401, ReasonInvalidCredentials)},
-		{name: "named policy, dot-dot out of /api/", policy: "team/registry", target: "/api/../mcpserver/mcp", header: []string{authz(tokStatic)}, want: deny(403, ReasonBadPath)},
+		{name: "unknown host", host: "unknown.example.com", target: "/api/servers", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonNoPolicy)},
+		{name: "second policy by host", host: "other.example.com", target: "/api/servers", header: []string{authz(TokStatic2)}, want: proxyWant{status: 200, user: "other-user", method: check.MethodNetworkTrusted}},
+		{name: "second policy refuses the first policy's token", host: "other.example.com", target: "/api/servers", header: []string{authz(TokStatic)}, want: deny(401, check.ReasonInvalidCredentials)},
+		{name: "named policy, any host", policy: "team/registry", host: "elsewhere.example", target: "/api/servers", header: []string{authz(TokStatic)}, want: static},
+		{name: "named policy wins over host", policy: "team/other", target: "/api/servers", header: []string{authz(TokStatic2)}, want: proxyWant{status: 200, user: "other-user", method: check.MethodNetworkTrusted}},
+		{name: "named policy refuses another policy's token", policy: "team/other", target: "/api/servers", header: []string{authz(TokStatic)}, want: deny(401, check.ReasonInvalidCredentials)},
+		{name: "named policy, dot-dot out of /api/", policy: "team/registry", target: "/api/../mcpserver/mcp", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonBadPath)},
 		{name: "named policy, session on gateway path", policy: "team/registry", target: "/mcpserver/mcp?x=1", header: []string{"Cookie: " + validCookie}, want: session},
-		{name: "unknown named policy", policy: "team/missing", target: "/api/servers", header: []string{authz(tokStatic)}, want: deny(403, ReasonUnknownPolicy)},
+		{name: "unknown named policy", policy: "team/missing", target: "/api/servers", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonUnknownPolicy)},
 	}
 }
 
@@ -496,7 +502,7 @@ func checkProxyWant(t *testing.T, adapter string, row proxyRow, got proxyOutcome
 		g.Expect(got.header["X-User"]).To(Equal([]string{row.want.user}), desc)
 		g.Expect(got.header["X-Username"]).To(Equal([]string{row.want.user}), desc)
 		g.Expect(got.header["X-Auth-Method"]).To(Equal([]string{string(row.want.method)}), desc)
-		for _, k := range identityHeaders {
+		for _, k := range identityHeaderNames() {
 			g.Expect(got.header).To(HaveKey(k), desc)
 		}
 		g.Expect(got.header).NotTo(HaveKey("Www-Authenticate"), desc)
@@ -507,7 +513,7 @@ func checkProxyWant(t *testing.T, adapter string, row proxyRow, got proxyOutcome
 		}
 		return
 	}
-	for _, k := range identityHeaders {
+	for _, k := range identityHeaderNames() {
 		g.Expect(got.header).NotTo(HaveKey(k), desc)
 	}
 	if row.want.status == http.StatusUnauthorized {
@@ -529,7 +535,7 @@ func proxyReason(o proxyOutcome) string {
 	return body.Reason
 }
 
-var proxyStaticRow = proxyRow{name: "static", target: "/api/servers", header: []string{"Authorization: Bearer " + tokStatic}}
+var proxyStaticRow = proxyRow{name: "static", target: "/api/servers", header: []string{"Authorization: Bearer " + TokStatic}}
 
 func TestProxyTraefikUntrustedPeer(t *testing.T) {
 	g := NewWithT(t)
@@ -545,12 +551,12 @@ func TestProxyTraefikUntrustedPeer(t *testing.T) {
 	for _, peer := range []string{"203.0.113.7:5555", "[2001:db8::1]:5555", "not-an-address"} {
 		got, dec := env.serve(t, w, peer)
 		g.Expect(got.status).To(Equal(http.StatusForbidden), peer)
-		g.Expect(proxyReason(got)).To(Equal(string(ReasonUntrustedProxy)), peer)
+		g.Expect(proxyReason(got)).To(Equal(string(check.ReasonUntrustedProxy)), peer)
 		g.Expect(got.header).NotTo(HaveKey("X-User"), peer)
 		// No policy is consulted (the observer, if told, sees only the
 		// refusal).
 		if dec != nil {
-			g.Expect(*dec).To(Equal(observedDecision{reason: ReasonUntrustedProxy}), peer)
+			g.Expect(*dec).To(Equal(observedDecision{reason: check.ReasonUntrustedProxy}), peer)
 		}
 	}
 
@@ -559,7 +565,7 @@ func TestProxyTraefikUntrustedPeer(t *testing.T) {
 	strict := newProxyEnv(t, HandlerOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	got = strict.exchange(t, w)
 	g.Expect(got.status).To(Equal(http.StatusForbidden))
-	g.Expect(proxyReason(got)).To(Equal(string(ReasonUntrustedProxy)))
+	g.Expect(proxyReason(got)).To(Equal(string(check.ReasonUntrustedProxy)))
 	// The other proxies' routes do not depend on X-Forwarded-* and are
 	// decided from any peer.
 	g.Expect(strict.exchange(t, nginxCheck(proxyStaticRow, "192.0.2.10")).status).To(Equal(http.StatusOK))
@@ -572,19 +578,19 @@ func TestProxyTraefikBadForwardedHeaders(t *testing.T) {
 		name   string
 		mutate func(w *wireRequest)
 		status int
-		reason Reason
+		reason check.Reason
 	}{
 		{"complete", func(*wireRequest) {}, http.StatusOK, ""},
 		{"no X-Forwarded-Proto means http", func(w *wireRequest) { w.del("X-Forwarded-Proto") }, http.StatusOK, ""},
-		{"no X-Forwarded-Host", func(w *wireRequest) { w.del("X-Forwarded-Host") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"empty X-Forwarded-Host", func(w *wireRequest) { w.set("X-Forwarded-Host", "") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"no X-Forwarded-Uri", func(w *wireRequest) { w.del("X-Forwarded-Uri") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"neither", func(w *wireRequest) { w.del("X-Forwarded-Host"); w.del("X-Forwarded-Uri") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"relative X-Forwarded-Uri", func(w *wireRequest) { w.set("X-Forwarded-Uri", "api/servers") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"absolute X-Forwarded-Uri", func(w *wireRequest) { w.set("X-Forwarded-Uri", "http://registry.example.com/api/servers") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"X-Forwarded-Host with a path", func(w *wireRequest) { w.set("X-Forwarded-Host", "registry.example.com/api") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"X-Forwarded-Host with user info", func(w *wireRequest) { w.set("X-Forwarded-Host", "evil@registry.example.com") }, http.StatusForbidden, ReasonBadOriginalURL},
-		{"X-Forwarded-Proto not http(s)", func(w *wireRequest) { w.set("X-Forwarded-Proto", "ftp") }, http.StatusForbidden, ReasonBadOriginalURL},
+		{"no X-Forwarded-Host", func(w *wireRequest) { w.del("X-Forwarded-Host") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"empty X-Forwarded-Host", func(w *wireRequest) { w.set("X-Forwarded-Host", "") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"no X-Forwarded-Uri", func(w *wireRequest) { w.del("X-Forwarded-Uri") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"neither", func(w *wireRequest) { w.del("X-Forwarded-Host"); w.del("X-Forwarded-Uri") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"relative X-Forwarded-Uri", func(w *wireRequest) { w.set("X-Forwarded-Uri", "api/servers") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"absolute X-Forwarded-Uri", func(w *wireRequest) { w.set("X-Forwarded-Uri", "http://registry.example.com/api/servers") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"X-Forwarded-Host with a path", func(w *wireRequest) { w.set("X-Forwarded-Host", "registry.example.com/api") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"X-Forwarded-Host with user info", func(w *wireRequest) { w.set("X-Forwarded-Host", "evil@registry.example.com") }, http.StatusForbidden, check.ReasonBadOriginalURL},
+		{"X-Forwarded-Proto not http(s)", func(w *wireRequest) { w.set("X-Forwarded-Proto", "ftp") }, http.StatusForbidden, check.ReasonBadOriginalURL},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -610,31 +616,31 @@ func TestProxyEnvoyOriginalPath(t *testing.T) {
 		policy string // the policy that decides
 		path   string // the original path as decided
 		status int
-		reason Reason
+		reason check.Reason
 	}{
 		// No original part: the original path is "/", a gateway path.
-		{"/ext-authz", "team/registry", "/", 401, ReasonRegistryCredOnGateway},
-		{"/ext-authz?next=/api/servers", "team/registry", "/", 401, ReasonRegistryCredOnGateway},
-		{"/ext-authz/", "team/registry", "/", 401, ReasonRegistryCredOnGateway},
-		{"/ext-authz-policy/team/registry/", "team/registry", "/", 401, ReasonRegistryCredOnGateway},
-		{"/ext-authz-policy/team/registry/?/api/", "team/registry", "/", 401, ReasonRegistryCredOnGateway},
+		{"/ext-authz", "team/registry", "/", 401, check.ReasonRegistryCredOnGateway},
+		{"/ext-authz?next=/api/servers", "team/registry", "/", 401, check.ReasonRegistryCredOnGateway},
+		{"/ext-authz/", "team/registry", "/", 401, check.ReasonRegistryCredOnGateway},
+		{"/ext-authz-policy/team/registry/", "team/registry", "/", 401, check.ReasonRegistryCredOnGateway},
+		{"/ext-authz-policy/team/registry/?/api/", "team/registry", "/", 401, check.ReasonRegistryCredOnGateway},
 		{"/ext-authz/api/servers", "team/registry", "/api/servers", 200, ""},
 		{"/ext-authz-policy/team/registry/api/servers?limit=1", "team/registry", "/api/servers", 200, ""},
 		// Dot segments in the original path of the named route are refused
 		// by the policy the route names: they cannot reach the policy name.
-		{"/ext-authz-policy/team/registry/api/../mcpserver/mcp", "team/registry", "", 403, ReasonBadPath},
-		{"/ext-authz-policy/team/registry/api/%2e%2e/mcpserver/mcp", "team/registry", "", 403, ReasonBadPath},
-		{"/ext-authz-policy/team/registry/mcpserver/../api/servers", "team/registry", "", 403, ReasonBadPath},
+		{"/ext-authz-policy/team/registry/api/../mcpserver/mcp", "team/registry", "", 403, check.ReasonBadPath},
+		{"/ext-authz-policy/team/registry/api/%2e%2e/mcpserver/mcp", "team/registry", "", 403, check.ReasonBadPath},
+		{"/ext-authz-policy/team/registry/mcpserver/../api/servers", "team/registry", "", 403, check.ReasonBadPath},
 		{"/ext-authz-policy/team/registry//api//servers", "team/registry", "/api/servers", 200, ""},
-		{"/ext-authz-policy/team/other/../registry/api/servers", "team/other", "", 403, ReasonBadPath},
-		{"/ext-authz-policy/team/other/%2e%2e/registry/api/servers", "team/other", "", 403, ReasonBadPath},
-		{"/ext-authz/../validate/team/registry", "team/registry", "", 403, ReasonBadPath},
+		{"/ext-authz-policy/team/other/../registry/api/servers", "team/other", "", 403, check.ReasonBadPath},
+		{"/ext-authz-policy/team/other/%2e%2e/registry/api/servers", "team/other", "", 403, check.ReasonBadPath},
+		{"/ext-authz/../validate/team/registry", "team/registry", "", 403, check.ReasonBadPath},
 	}
 	for _, tc := range cases {
 		t.Run(tc.target, func(t *testing.T) {
 			g := NewWithT(t)
 			w := wireRequest{method: http.MethodGet, target: tc.target, host: "registry.example.com"}
-			w.add("Authorization", "Bearer "+tokStatic)
+			w.add("Authorization", "Bearer "+TokStatic)
 			got, dec := env.serve(t, w, proxyTrustedPeer)
 			g.Expect(got.status).To(Equal(tc.status), got.body)
 			g.Expect(proxyReason(got)).To(Equal(string(tc.reason)))
@@ -654,8 +660,8 @@ func TestProxyEnvoyOriginalPath(t *testing.T) {
 // policy whatever the host (standalone mode), so a made-up host cannot hide
 // a made-up path.
 func TestProxyEnvoyRawTarget(t *testing.T) {
-	store := NewStore(StoreOptions{SelectOnlyPolicy: true})
-	store.Put(compileOK(t, basePolicy()))
+	store := policy.NewStore(policy.StoreOptions{SelectOnlyPolicy: true})
+	store.Put(CompileOK(t, BasePolicy()))
 	env := newProxyEnvFor(t, store, HandlerOptions{})
 	for _, target := range []string{
 		"http://api/ext-authz/servers",          // absolute-form
@@ -668,23 +674,23 @@ func TestProxyEnvoyRawTarget(t *testing.T) {
 		t.Run(target, func(t *testing.T) {
 			g := NewWithT(t)
 			w := wireRequest{method: http.MethodGet, target: target, host: "registry.example.com"}
-			w.add("Authorization", "Bearer "+tokStatic)
+			w.add("Authorization", "Bearer "+TokStatic)
 			for _, got := range []proxyOutcome{outcomeOnly(env.serve(t, w, proxyTrustedPeer)), env.exchange(t, w)} {
 				g.Expect(got.status).To(Equal(http.StatusForbidden), got.body)
-				g.Expect(proxyReason(got)).To(Equal(string(ReasonBadOriginalURL)))
+				g.Expect(proxyReason(got)).To(Equal(string(check.ReasonBadOriginalURL)))
 			}
 		})
 	}
 	// The control: the same store decides an origin-form target.
 	w := wireRequest{method: http.MethodGet, target: "/ext-authz/api/servers", host: "any.example"}
-	w.add("Authorization", "Bearer "+tokStatic)
+	w.add("Authorization", "Bearer "+TokStatic)
 	NewWithT(t).Expect(env.exchange(t, w).status).To(Equal(http.StatusOK))
 	// A target net/http cannot parse (bad percent-encoding) never reaches
 	// the handler; the check is still denied, with 400.
 	t.Run("bad percent-encoding", func(t *testing.T) {
 		g := NewWithT(t)
 		w := wireRequest{method: http.MethodGet, target: "/ext-authz/api/%zz/servers", host: "registry.example.com"}
-		w.add("Authorization", "Bearer "+tokStatic)
+		w.add("Authorization", "Bearer "+TokStatic)
 		got := env.exchange(t, w)
 		g.Expect(got.status).To(Equal(http.StatusBadRequest))
 		g.Expect(got.header).NotTo(HaveKey("X-User"))
@@ -705,7 +711,7 @@ func TestProxyUnknownRoutes(t *testing.T) {
 			g := NewWithT(t)
 			// A request any adapter would accept, were the route known.
 			w := wireRequest{method: http.MethodGet, target: target, host: "registry.example.com"}
-			w.add("Authorization", "Bearer "+tokStatic)
+			w.add("Authorization", "Bearer "+TokStatic)
 			w.add("X-Original-URL", "http://registry.example.com/api/servers")
 			w.add("X-Forwarded-Host", "registry.example.com")
 			w.add("X-Forwarded-Uri", "/api/servers")
@@ -725,7 +731,7 @@ func TestProxyClientIP(t *testing.T) {
 		clientA = "198.51.100.1"
 		clientB = "198.51.100.2"
 	)
-	wrong := proxyRow{name: "wrong", target: "/api/servers", header: []string{"Authorization: Bearer " + tokStatic2}}
+	wrong := proxyRow{name: "wrong", target: "/api/servers", header: []string{"Authorization: Bearer " + TokStatic2}}
 
 	// The client tried to pick its address by sending X-Real-IP and
 	// X-Forwarded-For itself. nginx overwrites both; Traefik
@@ -762,20 +768,20 @@ func TestProxyClientIP(t *testing.T) {
 			for range 2 {
 				got := send(wrong, clientA, proxyTrustedPeer)
 				g.Expect(got.status).To(Equal(http.StatusUnauthorized), got.body)
-				g.Expect(proxyReason(got)).To(Equal(string(ReasonInvalidCredentials)))
+				g.Expect(proxyReason(got)).To(Equal(string(check.ReasonInvalidCredentials)))
 			}
 			got := send(proxyStaticRow, clientA, proxyTrustedPeer)
 			g.Expect(got.status).To(Equal(http.StatusForbidden), got.body)
-			g.Expect(proxyReason(got)).To(Equal(string(ReasonTooManyFailures)))
+			g.Expect(proxyReason(got)).To(Equal(string(check.ReasonTooManyFailures)))
 			g.Expect(send(proxyStaticRow, clientB, proxyTrustedPeer).status).To(Equal(http.StatusOK))
 			// Another proxy pod relaying A is still A.
-			g.Expect(proxyReason(send(proxyStaticRow, clientA, "10.42.3.9:5000"))).To(Equal(string(ReasonTooManyFailures)))
+			g.Expect(proxyReason(send(proxyStaticRow, clientA, "10.42.3.9:5000"))).To(Equal(string(check.ReasonTooManyFailures)))
 
 			if a.name == "traefik" {
 				// From an untrusted peer nothing is decided, so nothing
 				// is counted either.
 				for range 3 {
-					g.Expect(proxyReason(send(wrong, clientB, "203.0.113.5:999"))).To(Equal(string(ReasonUntrustedProxy)))
+					g.Expect(proxyReason(send(wrong, clientB, "203.0.113.5:999"))).To(Equal(string(check.ReasonUntrustedProxy)))
 				}
 				g.Expect(send(proxyStaticRow, clientB, proxyTrustedPeer).status).To(Equal(http.StatusOK))
 				return
@@ -786,7 +792,7 @@ func TestProxyClientIP(t *testing.T) {
 				g.Expect(send(wrong, "192.0.2.50", "203.0.113.5:999").status).To(Equal(http.StatusUnauthorized))
 			}
 			got = send(proxyStaticRow, "192.0.2.51", "203.0.113.5:999")
-			g.Expect(proxyReason(got)).To(Equal(string(ReasonTooManyFailures)), "a new claimed address from the same peer")
+			g.Expect(proxyReason(got)).To(Equal(string(check.ReasonTooManyFailures)), "a new claimed address from the same peer")
 			g.Expect(send(proxyStaticRow, "192.0.2.50", proxyTrustedPeer).status).To(Equal(http.StatusOK), "the claimed address was never counted")
 		})
 	}
@@ -800,36 +806,36 @@ func TestProxyClientIP(t *testing.T) {
 // and path the decision is made on.
 func TestProxyTraefikForwardedProto(t *testing.T) {
 	env := newProxyEnv(t, HandlerOptions{})
-	validCookie := "mcp_gateway_session=" + sessionCookie(t, "alice", []string{"readers"}, testNow.Add(-time.Hour))
+	validCookie := "mcp_gateway_session=" + SessionCookie(t, "alice", []string{"readers"}, Now.Add(-time.Hour))
 	static := proxyStaticRow
-	gateway := proxyRow{name: "static token on the gateway", target: "/mcpserver/mcp", header: []string{"Authorization: Bearer " + tokStatic}}
+	gateway := proxyRow{name: "static token on the gateway", target: "/mcpserver/mcp", header: []string{"Authorization: Bearer " + TokStatic}}
 	session := proxyRow{name: "session on the gateway", target: "/mcpserver/mcp", header: []string{"Cookie: " + validCookie}}
 	cases := []struct {
 		proto  string
 		row    proxyRow
 		status int
-		reason Reason
+		reason check.Reason
 		path   string // the path decided on; "" when nothing was decided
 	}{
 		{"http", static, http.StatusOK, "", "/api/servers"},
 		{"https", static, http.StatusOK, "", "/api/servers"},
 		{"HTTPS", static, http.StatusOK, "", "/api/servers"},
-		{"Http", gateway, http.StatusUnauthorized, ReasonRegistryCredOnGateway, "/mcpserver/mcp"},
+		{"Http", gateway, http.StatusUnauthorized, check.ReasonRegistryCredOnGateway, "/mcpserver/mcp"},
 		{"ws", session, http.StatusOK, "", "/mcpserver/mcp"},
 		{"wss", session, http.StatusOK, "", "/mcpserver/mcp"},
 		{"WSS", session, http.StatusOK, "", "/mcpserver/mcp"},
 		{"Ws", static, http.StatusOK, "", "/api/servers"},
-		{"wss", gateway, http.StatusUnauthorized, ReasonRegistryCredOnGateway, "/mcpserver/mcp"},
+		{"wss", gateway, http.StatusUnauthorized, check.ReasonRegistryCredOnGateway, "/mcpserver/mcp"},
 		// Injection: the client asked for /mcpserver/mcp, where the static
 		// token does not count.
-		{"http://registry.example.com/api/servers?", gateway, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"https://registry.example.com/api/servers#", gateway, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"http://other.example.com/api/servers?", session, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"http:", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"https,http", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"ftp", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"wss2", session, http.StatusForbidden, ReasonBadOriginalURL, ""},
-		{"h2", static, http.StatusForbidden, ReasonBadOriginalURL, ""},
+		{"http://registry.example.com/api/servers?", gateway, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"https://registry.example.com/api/servers#", gateway, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"http://other.example.com/api/servers?", session, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"http:", static, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"https,http", static, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"ftp", static, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"wss2", session, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
+		{"h2", static, http.StatusForbidden, check.ReasonBadOriginalURL, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.proto+" "+tc.row.name, func(t *testing.T) {
@@ -841,7 +847,7 @@ func TestProxyTraefikForwardedProto(t *testing.T) {
 			g.Expect(proxyReason(got)).To(Equal(string(tc.reason)))
 			g.Expect(dec).NotTo(BeNil())
 			g.Expect(dec.path).To(Equal(tc.path))
-			if tc.reason == ReasonBadOriginalURL {
+			if tc.reason == check.ReasonBadOriginalURL {
 				g.Expect(got.header).NotTo(HaveKey("X-User"))
 				g.Expect(dec.policy).To(BeEmpty())
 			}
@@ -849,4 +855,13 @@ func TestProxyTraefikForwardedProto(t *testing.T) {
 			g.Expect(equalProxyOutcome(got, overTCP, false)).To(BeTrue(), "over TCP: %+v", overTCP)
 		})
 	}
+}
+
+// identityHeaderNames are the identity headers' canonical names.
+func identityHeaderNames() []string {
+	names := make([]string, check.NumIdentityHeaders)
+	for i := range names {
+		names[i] = check.IdentityHeader(i)
+	}
+	return names
 }

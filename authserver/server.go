@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 )
 
 // Server limits. An auth check is a small GET with headers only, so the
@@ -15,7 +17,7 @@ const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 10 * time.Second
 	// WriteTimeout leaves room for one JWKS fetch (fetchTimeout).
-	WriteTimeout = fetchTimeout + 5*time.Second
+	WriteTimeout = jwt.FetchTimeout + 5*time.Second
 	// IdleTimeout outlives the ingress's keepalive to the auth service
 	// (ingress-nginx's auth-keepalive-timeout defaults to 60 s).
 	IdleTimeout    = 120 * time.Second

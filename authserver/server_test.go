@@ -16,6 +16,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // The HTTP server limits of NewServer, exercised on a real listener on
@@ -40,16 +45,16 @@ func serverTestToken(t *testing.T) string {
 func startLimitServer(t *testing.T) (*http.Server, string, string) {
 	t.Helper()
 	token := serverTestToken(t)
-	p, probs := Compile(PolicyConfig{
+	p, probs := policy.Compile(policy.PolicyConfig{
 		Namespace:   "team",
 		Name:        "registry",
 		Hosts:       []string{"registry.example.com"},
-		StaticToken: &StaticTokenConfig{Enabled: true, Token: SecretValue{Value: []byte(token)}},
-	}, CompileOptions{})
+		StaticToken: &statictoken.Config{Enabled: true, Token: authn.SecretValue{Value: []byte(token)}},
+	}, policy.CompileOptions{})
 	if len(probs) > 0 {
 		t.Fatalf("compiling the policy: %v", probs)
 	}
-	store := NewStore(StoreOptions{})
+	store := policy.NewStore(policy.StoreOptions{})
 	store.Put(p)
 	h := NewHandler(store, HandlerOptions{Log: logr.Discard()})
 
@@ -123,8 +128,8 @@ func TestServerLimitsConfigured(t *testing.T) {
 	}{
 		{"ReadHeaderTimeout", srv.ReadHeaderTimeout, 5 * time.Second},
 		{"ReadTimeout", srv.ReadTimeout, 10 * time.Second},
-		// One JWKS fetch (fetchTimeout) plus room to answer.
-		{"WriteTimeout", srv.WriteTimeout, fetchTimeout + 5*time.Second},
+		// One JWKS fetch (jwt.FetchTimeout) plus room to answer.
+		{"WriteTimeout", srv.WriteTimeout, jwt.FetchTimeout + 5*time.Second},
 		// Longer than ingress-nginx's auth-keepalive-timeout (60 s).
 		{"IdleTimeout", srv.IdleTimeout, 120 * time.Second},
 	}
@@ -136,8 +141,8 @@ func TestServerLimitsConfigured(t *testing.T) {
 	if srv.IdleTimeout <= 60*time.Second {
 		t.Errorf("IdleTimeout %v does not outlive ingress-nginx's 60s auth keepalive", srv.IdleTimeout)
 	}
-	if srv.WriteTimeout <= fetchTimeout {
-		t.Errorf("WriteTimeout %v leaves no room for a JWKS fetch (%v)", srv.WriteTimeout, fetchTimeout)
+	if srv.WriteTimeout <= jwt.FetchTimeout {
+		t.Errorf("WriteTimeout %v leaves no room for a JWKS fetch (%v)", srv.WriteTimeout, jwt.FetchTimeout)
 	}
 	if srv.MaxHeaderBytes != 64<<10 {
 		t.Errorf("MaxHeaderBytes = %d, want %d", srv.MaxHeaderBytes, 64<<10)

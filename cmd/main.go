@@ -47,7 +47,11 @@ import (
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
 	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/frontend"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/controllers"
+	"github.com/registryauth/registry-auth-operator/standalone"
 )
 
 var scheme = runtime.NewScheme()
@@ -168,14 +172,14 @@ func (a *authRunnable) Start(ctx context.Context) error {
 
 func (a *authRunnable) NeedLeaderElection() bool { return false }
 
-func newAuthRunnable(o options, store *authserver.Store, log logr.Logger) (*authRunnable, error) {
+func newAuthRunnable(o options, store *policy.Store, log logr.Logger) (*authRunnable, error) {
 	m := authserver.NewMetrics()
 	if err := m.Register(metrics.Registry); err != nil {
 		return nil, err
 	}
 	store.OnPublish(m.ObserveSnapshot)
 	m.ObserveSnapshot(store.Load())
-	trusted, err := authserver.ParsePrefixes(o.trusted)
+	trusted, err := frontend.ParsePrefixes(o.trusted)
 	if err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
 	}
@@ -183,7 +187,7 @@ func newAuthRunnable(o options, store *authserver.Store, log logr.Logger) (*auth
 		Log:            log.WithName("validate"),
 		Observer:       m,
 		TrustedProxies: trusted,
-		ClientIP:       authserver.ClientIPFunc(trusted),
+		ClientIP:       frontend.ClientIPFunc(trusted),
 		Failures:       authserver.NewFailureLimiter(authserver.FailureLimitOptions{MaxFailures: o.maxFailures, Window: o.failureWindow}),
 	})
 	srv := authserver.NewServer(o.authAddr, h)
@@ -229,10 +233,10 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 			return err
 		}
 	}
-	store := authserver.NewStore(authserver.StoreOptions{})
+	store := policy.NewStore(policy.StoreOptions{})
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
 		Store:       store,
-		Issuers:     authserver.NewOIDCIssuers(nil),
+		Issuers:     jwt.NewIssuers(nil),
 		Leader:      leader,
 		WatchHealth: health,
 		Namespaces:  namespaces,
@@ -259,7 +263,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 
 func defaultTrusted() string {
 	var s []string
-	for _, p := range authserver.DefaultTrustedProxies {
+	for _, p := range frontend.DefaultTrustedProxies {
 		s = append(s, p.String())
 	}
 	return strings.Join(s, ",")
@@ -270,16 +274,16 @@ func ptrDuration(d time.Duration) *time.Duration { return &d }
 // runStandalone serves the auth check configured from the environment, with
 // probes and metrics, and no Kubernetes.
 func runStandalone(ctx context.Context, o options, log logr.Logger) error {
-	env, err := authserver.ParseEnv(os.Getenv)
+	env, err := standalone.ParseEnv(os.Getenv)
 	if err != nil {
 		return fmt.Errorf("bad environment: %w", err)
 	}
-	store := authserver.NewStore(authserver.StoreOptions{SelectOnlyPolicy: true})
+	store := policy.NewStore(policy.StoreOptions{SelectOnlyPolicy: true})
 	auth, err := newAuthRunnable(o, store, log)
 	if err != nil {
 		return err
 	}
-	sa := authserver.NewStandalone(env, store, authserver.NewOIDCIssuers(nil), log, authserver.CompileOptions{})
+	sa := standalone.NewLoader(env, store, jwt.NewIssuers(nil), log, policy.CompileOptions{})
 	if err := sa.Start(ctx); err != nil {
 		return fmt.Errorf("bad configuration: %w", err)
 	}

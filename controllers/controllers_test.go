@@ -28,8 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryauth/registry-auth-operator/authserver/secret"
-
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -45,7 +43,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // inForce is how long a change may take to reach the auth service: the
@@ -231,7 +232,7 @@ func TestRotationGracePeriodSurvivesRestart(t *testing.T) {
 	rotated := time.Now()
 	g.Eventually(func() bool { return m.allows(ns, "registry", newTok) }, inForce, 5*time.Millisecond).Should(BeTrue())
 	g.Expect(m.allows(ns, "registry", oldTok)).To(BeTrue(), "old token must stay valid during the grace period")
-	g.Expect(m.decide(ns, "registry", "/api/servers", oldTok).Reason).To(Equal(authserver.ReasonAllowedStaticTokenPrevious))
+	g.Expect(m.decide(ns, "registry", "/api/servers", oldTok).Reason).To(Equal(check.ReasonAllowedStaticTokenPrevious))
 
 	var expires time.Time
 	g.Eventually(func(g Gomega) {
@@ -420,7 +421,7 @@ func TestProblemsFailClosed(t *testing.T) {
 				g.Expect(getPolicy(g, ns, "registry").Status.StaticToken).To(BeNil())
 				g.Expect(hasEvent(events(g, ns, "registry"), tc.wantReason, "")).To(BeTrue(), "a Warning event")
 			}, 15*time.Second, 50*time.Millisecond).Should(Succeed())
-			g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, 5*time.Second, 10*time.Millisecond).ShouldNot(BeNil())
+			g.Eventually(func() *policy.Policy { return m.store.Load().Policy(ns + "/registry") }, 5*time.Second, 10*time.Millisecond).ShouldNot(BeNil())
 			if tc.refused != "" {
 				g.Expect(m.allows(ns, "registry", tc.refused)).To(BeFalse())
 			}
@@ -507,8 +508,8 @@ func TestPolicyDeleted(t *testing.T) {
 	g.Eventually(rotations, 10*time.Second, 20*time.Millisecond).Should(BeEquivalentTo(1))
 
 	g.Expect(adminClient.Delete(context.Background(), p)).To(Succeed())
-	g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
-	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(authserver.ReasonUnknownPolicy))
+	g.Eventually(func() *policy.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
+	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(check.ReasonUnknownPolicy))
 	// The deleted policy's series are gone, not left at their last value.
 	g.Eventually(func() int { return seriesOf(rotationsTotal, ns+"/registry") }, inForce, 5*time.Millisecond).Should(BeZero())
 }
@@ -534,8 +535,8 @@ func TestPolicyBeingDeleted(t *testing.T) {
 	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
 
 	g.Expect(adminClient.Delete(context.Background(), p)).To(Succeed())
-	g.Eventually(func() *authserver.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
-	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(authserver.ReasonUnknownPolicy))
+	g.Eventually(func() *policy.Policy { return m.store.Load().Policy(ns + "/registry") }, inForce, 5*time.Millisecond).Should(BeNil())
+	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(check.ReasonUnknownPolicy))
 	g.Expect(adminClient.Get(context.Background(), client.ObjectKeyFromObject(p), p)).To(Succeed(), "the finalizer still holds the policy")
 	g.Expect(p.DeletionTimestamp.IsZero()).To(BeFalse())
 	// Nothing brings it back while it waits.
@@ -579,9 +580,9 @@ func TestAPIKeysAndHosts(t *testing.T) {
 		p.Spec.GroupScopes = map[string][]string{"readers": {"registry/read"}}
 	})
 	m := startManager(t, managerOpts{leaderElect: true})
-	byHost := func(token, method string) authserver.Decision {
-		return authserver.Decide(context.Background(), m.store.Load(), &authserver.Request{
-			OriginalURL: "http://" + host + "/api/servers", OriginalMethod: method, Authorization: []string{"Bearer " + token},
+	byHost := func(token, method string) policy.Decision {
+		return policy.Decide(context.Background(), m.store.Load(), &check.Request{
+			Scheme: "http", Host: host, Path: "/api/servers", Method: method, Authorization: []string{"Bearer " + token},
 		}, time.Now())
 	}
 	g.Eventually(func() bool { return byHost(readKey, "GET").Allowed() }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
@@ -603,7 +604,7 @@ func TestAPIKeysAndHosts(t *testing.T) {
 	createPolicy(t, ns, "other", "other-token", func(p *authv1alpha1.RegistryAuthPolicy) {
 		p.Spec.Hosts = []string{host}
 	})
-	g.Eventually(func() authserver.Reason { return byHost(tok, "GET").Reason }, inForce, 10*time.Millisecond).Should(Equal(authserver.ReasonHostConflict))
+	g.Eventually(func() check.Reason { return byHost(tok, "GET").Reason }, inForce, 10*time.Millisecond).Should(Equal(check.ReasonHostConflict))
 	for _, name := range []string{"registry", "other"} {
 		g.Eventually(func(g Gomega) {
 			c := readyCondition(g, ns, name)
@@ -825,7 +826,7 @@ func TestOwnStateSecretIsNoToken(t *testing.T) {
 	key := types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}
 	g.Eventually(func(g Gomega) {
 		c := readyCondition(g, ns, "registry")
-		g.Expect(c.Reason).To(Equal(authserver.ProblemInvalidSpec))
+		g.Expect(c.Reason).To(Equal(authn.ProblemInvalidSpec))
 		g.Expect(c.Message).To(ContainSubstring("rotation state"))
 		var st corev1.Secret
 		g.Expect(adminClient.Get(context.Background(), key, &st)).To(Succeed())

@@ -34,7 +34,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // PolicyLoader keeps this replica's auth service in step with the cluster:
@@ -44,7 +45,7 @@ import (
 type PolicyLoader struct {
 	client   client.Client
 	resolver *resolver
-	store    *authserver.Store
+	store    *policy.Store
 	ready    *readiness
 	backoff  workqueue.TypedRateLimiter[string]
 
@@ -154,9 +155,9 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	return result, nil
 }
 
-func hasRetryable(probs []authserver.Problem) bool {
+func hasRetryable(probs []authn.Problem) bool {
 	for _, p := range probs {
-		if p.Reason == authserver.ProblemOIDCDiscoveryFailed {
+		if p.Reason == authn.ProblemOIDCDiscoveryFailed {
 			return true
 		}
 	}

@@ -23,8 +23,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/registryauth/registry-auth-operator/authserver/secret"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,7 +30,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // resolver reads what a policy refers to (its Secrets, its rotation state,
@@ -49,9 +53,9 @@ type resolver struct {
 	metadata client.Reader
 	// health says when the cache may be behind the API server.
 	health  *WatchHealth
-	issuers *authserver.OIDCIssuers
+	issuers *jwt.Issuers
 	memory  *rotationMemory
-	opts    authserver.CompileOptions
+	opts    policy.CompileOptions
 	now     func() time.Time
 
 	stateMu sync.Mutex
@@ -73,8 +77,8 @@ type stateRecord struct {
 
 // resolution is one compiled policy and what went into it.
 type resolution struct {
-	policy   *authserver.Policy
-	problems []authserver.Problem
+	policy   *policy.Policy
+	problems []authn.Problem
 	// creds is the rotation state of each credential, after this resolution.
 	creds credentialStates
 	// state is the policy's rotation state Secret as read, nil if it has
@@ -116,39 +120,39 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		secrets[name] = &s
 		return &s, nil
 	}
-	value := func(ref authv1alpha1.SecretKeySelector, field string) (authserver.SecretValue, valueSource, error) {
+	value := func(ref authv1alpha1.SecretKeySelector, field string) (authn.SecretValue, valueSource, error) {
 		key := ref.KeyOrDefault()
 		src := valueSource{secret: ref.Name}
 		s, err := read(ref.Name)
 		if err != nil {
-			return authserver.SecretValue{}, src, err
+			return authn.SecretValue{}, src, err
 		}
 		// Reading a credential from a state Secret would feed each write of
 		// the state back into the next load: a rotation every load, for
 		// ever. (A user's Secret that only has the name is never written
 		// by the operator, so it is a Secret like any other.)
 		if s != nil && stateSecretOwner(s) != "" {
-			return authserver.SecretValue{Problem: &authserver.Problem{
-				Reason: authserver.ProblemInvalidSpec, Field: field,
+			return authn.SecretValue{Problem: &authn.Problem{
+				Reason: authn.ProblemInvalidSpec, Field: field,
 				Message: fmt.Sprintf("Secret %q holds the operator's rotation state; a credential cannot be read from it", ref.Name),
 			}}, src, nil
 		}
 		if s == nil {
-			return authserver.SecretValue{Problem: &authserver.Problem{
-				Reason: authserver.ProblemSecretNotFound, Field: field,
+			return authn.SecretValue{Problem: &authn.Problem{
+				Reason: authn.ProblemSecretNotFound, Field: field,
 				Message: fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, pol.Namespace),
 			}}, src, nil
 		}
 		src.uid, src.created = string(s.UID), s.CreationTimestamp.Time
 		v, ok := s.Data[key]
 		if !ok {
-			return authserver.SecretValue{Problem: &authserver.Problem{
-				Reason: authserver.ProblemKeyMissing, Field: field,
+			return authn.SecretValue{Problem: &authn.Problem{
+				Reason: authn.ProblemKeyMissing, Field: field,
 				Message: fmt.Sprintf("Secret %q has no key %q", ref.Name, key),
 			}}, src, nil
 		}
 		src.changedAt = lastChanged(s, now)
-		return authserver.SecretValue{Value: v}, src, nil
+		return authn.SecretValue{Value: v}, src, nil
 	}
 
 	// Rotation state: the state Secret, then this replica's memory. The
@@ -168,7 +172,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 	remembered := r.memory.get(pol.Namespace+"/"+pol.Name, pol.UID)
 	res.creds = make(credentialStates, 0, 1+len(pol.Spec.APIKeys))
-	rotate := func(cred string, sv *authserver.SecretValue, src valueSource, grace time.Duration) []secret.PreviousDigest {
+	rotate := func(cred string, sv *authn.SecretValue, src valueSource, grace time.Duration) []secret.PreviousDigest {
 		var current *secret.Digest
 		if sv.Problem == nil {
 			if v := secret.Clean(sv.Value); secret.Usable(v) {
@@ -182,7 +186,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 
 	spec := &pol.Spec
-	cfg := authserver.PolicyConfig{
+	cfg := policy.PolicyConfig{
 		Namespace:   pol.Namespace,
 		Name:        pol.Name,
 		Generation:  pol.Generation,
@@ -197,11 +201,11 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			if err != nil {
 				return nil, err
 			}
-			cfg.StaticToken = &authserver.StaticTokenConfig{
+			cfg.StaticToken = &statictoken.Config{
 				Enabled:  true,
 				Token:    sv,
 				Previous: rotate(credStaticToken, &sv, src, durationOf(st.RotationGracePeriod)),
-				Identity: authserver.IdentityConfig{
+				Identity: statictoken.IdentityConfig{
 					Username: st.Identity.Username,
 					ClientID: st.Identity.ClientID,
 					Groups:   st.Identity.Groups,
@@ -215,7 +219,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		if err != nil {
 			return nil, err
 		}
-		cfg.APIKeys = append(cfg.APIKeys, authserver.APIKeyConfig{
+		cfg.APIKeys = append(cfg.APIKeys, apikey.Config{
 			Name:         k.Name,
 			Key:          sv,
 			Previous:     rotate(credAPIKeyPrefix+k.Name, &sv, src, durationOf(k.RotationGracePeriod)),
@@ -229,14 +233,14 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		if err != nil {
 			return nil, err
 		}
-		cfg.Session = &authserver.SessionConfig{
+		cfg.Session = &session.Config{
 			CookieName: s.CookieName,
-			SecretKeys: []authserver.SecretValue{sv},
+			SecretKeys: []authn.SecretValue{sv},
 			MaxAge:     durationOf(s.MaxAge),
 		}
 	}
 	if o := spec.OIDC; o != nil {
-		oc := &authserver.OIDCConfig{
+		oc := &jwt.Config{
 			IssuerURL:     o.IssuerURL,
 			Audiences:     o.Audiences,
 			UsernameClaim: o.UsernameClaim,
@@ -250,7 +254,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			if iss != nil {
 				msg += "; still verifying with the keys of the last successful discovery"
 			}
-			oc.Problem = &authserver.Problem{Reason: authserver.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: msg}
+			oc.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: msg}
 		}
 		cfg.OIDC = oc
 	}
@@ -266,7 +270,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			res.secretVersions[i] = st.resourceVersion
 		}
 	}
-	res.policy, res.problems = authserver.Compile(cfg, r.opts)
+	res.policy, res.problems = policy.Compile(cfg, r.opts)
 	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds)
 	return res, nil
 }

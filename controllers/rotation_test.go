@@ -22,8 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryauth/registry-auth-operator/authserver/secret"
-
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,7 +33,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // secretReader serves Secrets from a map: the API server, or a cache that
@@ -462,7 +461,7 @@ func TestStateSecretIsNoCredential(t *testing.T) {
 				g.Expect(res.policy.Fingerprints().StaticToken).NotTo(BeEmpty())
 				return
 			}
-			g.Expect(res.problems).To(ConsistOf(HaveField("Reason", authserver.ProblemInvalidSpec)))
+			g.Expect(res.problems).To(ConsistOf(HaveField("Reason", authn.ProblemInvalidSpec)))
 			g.Expect(res.problems[0].Message).To(ContainSubstring("rotation state"))
 			g.Expect(res.policy.Fingerprints().StaticToken).To(BeEmpty(), "nothing in force")
 			g.Expect(res.creds.get(credStaticToken).Current).To(BeEmpty())

@@ -39,7 +39,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // Least privilege: read policies and write their status; read Secrets (the
@@ -65,11 +66,11 @@ const (
 // Options configure the controllers.
 type Options struct {
 	// Store is the auth service's store the loader fills.
-	Store *authserver.Store
+	Store *policy.Store
 	// Issuers discovers OIDC issuers; shared with nothing else.
-	Issuers *authserver.OIDCIssuers
+	Issuers *jwt.Issuers
 	// Compile tunes the compile step.
-	Compile authserver.CompileOptions
+	Compile policy.CompileOptions
 	// MaxConcurrentReconciles of each controller (default 8).
 	MaxConcurrentReconciles int
 	// EventRecorderName is the reporting controller of events.

@@ -37,7 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
 )
 
 // Event reasons.
@@ -264,8 +264,8 @@ func (s *StatusReconciler) recordReadiness(pol, orig *authv1alpha1.RegistryAuthP
 }
 
 // hostConflicts reports the hosts of pol that other policies claim too.
-func (s *StatusReconciler) hostConflicts(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) ([]authserver.Problem, error) {
-	var probs []authserver.Problem
+func (s *StatusReconciler) hostConflicts(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) ([]authn.Problem, error) {
+	var probs []authn.Problem
 	for _, h := range pol.Spec.Hosts {
 		var list authv1alpha1.RegistryAuthPolicyList
 		if err := s.client.List(ctx, &list, client.MatchingFields{indexHosts: h}); err != nil {
@@ -279,8 +279,8 @@ func (s *StatusReconciler) hostConflicts(ctx context.Context, pol *authv1alpha1.
 		}
 		if len(others) > 0 {
 			sort.Strings(others)
-			probs = append(probs, authserver.Problem{
-				Reason:  authserver.ProblemHostConflict,
+			probs = append(probs, authn.Problem{
+				Reason:  authn.ProblemHostConflict,
 				Field:   "spec.hosts",
 				Message: fmt.Sprintf("host %q is also listed by %s; plain /validate requests for it are refused", h, strings.Join(others, ", ")),
 			})
@@ -294,7 +294,7 @@ const maxConditionMessage = 4096
 
 // buildStatus sets pol.Status from a resolution and returns the Ready
 // condition.
-func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems []authserver.Problem) *metav1.Condition {
+func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems []authn.Problem) *metav1.Condition {
 	st := &pol.Status
 	st.ObservedGeneration = pol.Generation
 	cond := metav1.Condition{

@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,10 +49,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
-	"go.uber.org/zap/zapcore"
-
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
@@ -218,7 +219,7 @@ func readYAML(rel string, into any) error {
 type manager struct {
 	name   string
 	leader *LeaderElector
-	store  *authserver.Store
+	store  *policy.Store
 	ready  func() error
 	mgr    ctrl.Manager
 	cancel context.CancelFunc
@@ -305,8 +306,8 @@ func startManager(t *testing.T, o managerOpts) *manager {
 			t.Fatal(err)
 		}
 	}
-	store := authserver.NewStore(authserver.StoreOptions{})
-	check, err := Setup(mgr, Options{Store: store, Issuers: authserver.NewOIDCIssuers(nil), EventRecorderName: "registry-auth-operator",
+	store := policy.NewStore(policy.StoreOptions{})
+	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), EventRecorderName: "registry-auth-operator",
 		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
 	if err != nil {
 		t.Fatal(err)
@@ -335,16 +336,16 @@ func (m *manager) stop() {
 func (m *manager) isLeader() bool { return m.leader != nil && m.leader.IsLeader() }
 
 // decide asks the manager's store, as the auth handler does.
-func (m *manager) decide(ns, name, path, token string) authserver.Decision {
-	req := &authserver.Request{
-		Policy:         ns + "/" + name,
-		OriginalURL:    "http://registry.test" + path,
-		OriginalMethod: "GET",
+func (m *manager) decide(ns, name, path, token string) policy.Decision {
+	req := &check.Request{
+		Policy: ns + "/" + name,
+		Scheme: "http", Host: "registry.test", Path: path,
+		Method: "GET",
 	}
 	if token != "" {
 		req.Authorization = []string{"Bearer " + token}
 	}
-	return authserver.Decide(context.Background(), m.store.Load(), req, time.Now())
+	return policy.Decide(context.Background(), m.store.Load(), req, time.Now())
 }
 
 func (m *manager) allows(ns, name, token string) bool {

@@ -12,9 +12,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Generate authserver/testdata/session/fixtures.json.
+"""Generate authserver/authn/session/testdata/session/fixtures.json.
 
-The Go session verifier (authserver/session.go) must accept exactly the
+The Go session verifier (authserver/authn/session/verifier.go) must accept exactly the
 cookies that the registry web app makes with
 
     itsdangerous.URLSafeTimedSerializer(SECRET_KEY).dumps(claims)
@@ -58,7 +58,7 @@ from itsdangerous.timed import TimestampSigner
 # Fixed "signing time" for all cookies: 2026-01-01T00:00:00Z.
 SIGNED_AT = 1767225600
 MAX_AGE = 3600
-# Must match sessionFutureLeeway in authserver/session.go.
+# Must match sessionFutureLeeway in authserver/authn/session/verifier.go.
 GO_FUTURE_LEEWAY = 10
 
 KEY_A = "fixture-key-a-not-a-real-secret"
@@ -323,7 +323,7 @@ def main():
     args = parser.parse_args()
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = os.path.join(root, "authserver", "testdata", "session", "fixtures.json")
+    out = os.path.join(root, "authserver", "authn", "session", "testdata", "session", "fixtures.json")
     text = json.dumps(build_cases(), indent=2, ensure_ascii=True) + "\n"
 
     if args.check:

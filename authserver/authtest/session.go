@@ -2,7 +2,7 @@ package authtest
 
 // Session cookies of the registry web app, for tests: the signing side of
 // itsdangerous.URLSafeTimedSerializer(SECRET_KEY).dumps(claims), with every
-// itsdangerous default. The verifying side lives in authserver/session.go,
+// itsdangerous default. The verifying side lives in authserver/authn/session,
 // which also describes the format.
 
 import (

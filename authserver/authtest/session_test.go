@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/registryauth/registry-auth-operator/authserver"
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
 // sessionFixture is the part of a hack/gen-session-fixtures.py case this
@@ -32,7 +35,7 @@ type sessionFixture struct {
 
 func loadFixture(t *testing.T, name string) sessionFixture {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "testdata", "session", "fixtures.json"))
+	data, err := os.ReadFile(filepath.Join("..", "authn", "session", "testdata", "session", "fixtures.json"))
 	if err != nil {
 		t.Fatalf("reading fixtures: %v", err)
 	}
@@ -151,26 +154,26 @@ func TestSessionCookieCompressed(t *testing.T) {
 	// shorter than the service's minimum, so a longer test key signs.
 	const key = "authtest-session-key-not-a-real-secret-0123"
 	cookie = SessionCookie([]byte(key), claims, signedAt)
-	decide := func(key string) authserver.Decision {
-		p, probs := authserver.Compile(authserver.PolicyConfig{
+	decide := func(key string) policy.Decision {
+		p, probs := policy.Compile(policy.PolicyConfig{
 			Namespace: "ns", Name: "p",
-			Session: &authserver.SessionConfig{
-				SecretKeys: []authserver.SecretValue{{Value: []byte(key)}},
+			Session: &session.Config{
+				SecretKeys: []authn.SecretValue{{Value: []byte(key)}},
 				MaxAge:     time.Duration(f.MaxAgeSeconds) * time.Second,
 			},
-		}, authserver.CompileOptions{TokenCacheSize: -1})
+		}, policy.CompileOptions{TokenCacheSize: -1})
 		if len(probs) > 0 {
 			t.Fatalf("compile: %v", probs)
 		}
-		store := authserver.NewStore(authserver.StoreOptions{SelectOnlyPolicy: true})
+		store := policy.NewStore(policy.StoreOptions{SelectOnlyPolicy: true})
 		store.Replace(p)
-		return authserver.Decide(context.Background(), store.Load(), &authserver.Request{
-			OriginalURL:    "https://registry.test/mcpserver/mcp",
-			OriginalMethod: "GET",
-			Cookie:         []string{SessionCookieName + "=" + cookie},
+		return policy.Decide(context.Background(), store.Load(), &check.Request{
+			Scheme: "https", Host: "registry.test", Path: "/mcpserver/mcp",
+			Method: "GET",
+			Cookie: []string{SessionCookieName + "=" + cookie},
 		}, time.Unix(f.NowUnix, 0))
 	}
-	if d := decide(key); !d.Allowed() || d.Identity.Username != f.WantUsername || d.Identity.Method != authserver.MethodSession {
+	if d := decide(key); !d.Allowed() || d.Identity.Username != f.WantUsername || d.Identity.Method != check.MethodSession {
 		t.Errorf("verifier: reason %q, identity %+v; want a session as %q", d.Reason, d.Identity, f.WantUsername)
 	}
 	if d := decide(key + "-other"); d.Allowed() {

@@ -38,9 +38,9 @@ func (m *microResult) get(name string) *microBench {
 var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) ns/op(?:\s+([\d.]+) B/op\s+([\d.]+) allocs/op)?`)
 
 // runMicro runs the decision function's Go benchmarks (BenchmarkDecide and
-// BenchmarkDecideOIDC in ./authserver) with -benchmem.
+// BenchmarkDecideOIDC in ./authserver/policy) with -benchmem.
 func runMicro(ctx context.Context, cfg config, root string) (*microResult, error) {
-	args := []string{"test", "./authserver", "-run", "^$", "-bench", "^(BenchmarkDecide|BenchmarkDecideOIDC)$",
+	args := []string{"test", "./authserver/policy", "-run", "^$", "-bench", "^(BenchmarkDecide|BenchmarkDecideOIDC)$",
 		"-benchmem", "-count", strconv.Itoa(cfg.microCount), "-benchtime", cfg.benchtime}
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = root

@@ -1,0 +1,219 @@
+// Package jwt is bearer JWTs from an OpenID Connect issuer (the IdP): the
+// issuer's discovery and key set, the verifier, and the presets that know
+// where Keycloak, Entra ID and Cognito put the username, the groups and the
+// audience.
+//
+// Discovery and key fetching are network calls; they happen here, outside
+// the compile step and outside the request path (except a rate-limited JWKS
+// refetch when a token names a key the service has not seen, which is how
+// issuers announce key rotation). An Issuer is shared by every policy that
+// names the same issuer URL and outlives compiled policies, so a policy
+// change or a token rotation does not drop the JWKS cache, and an issuer
+// outage after the first fetch leaves the cached keys working.
+package jwt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Tunables of issuer handling.
+const (
+	// RediscoverAfter is how old a successful discovery may get before
+	// Resolve repeats it.
+	RediscoverAfter = time.Hour
+	// RetryDiscoveryAfter is how long a failed discovery is remembered.
+	RetryDiscoveryAfter = 10 * time.Second
+	// keysRefreshAfter is how old the cached keys may get before the next
+	// verification starts a background refetch (to drop keys the issuer has
+	// withdrawn).
+	keysRefreshAfter = 15 * time.Minute
+	// unknownKidRefetchEvery limits JWKS refetches caused by unknown key IDs,
+	// so tokens with made-up key IDs cannot make the service hammer the
+	// issuer.
+	unknownKidRefetchEvery = 5 * time.Second
+	// maxDocumentBytes bounds discovery and JWKS documents.
+	maxDocumentBytes = 1 << 20
+	// FetchTimeout bounds one discovery or JWKS request.
+	FetchTimeout = 10 * time.Second
+)
+
+// Issuers discovers issuers and keeps one Issuer per issuer URL.
+type Issuers struct {
+	client *http.Client
+
+	mu     sync.Mutex
+	byURL  map[string]*Issuer
+	nowFn  func() time.Time
+	inDisc map[string]*sync.Mutex
+	failed map[string]failedDiscovery
+}
+
+// failedDiscovery remembers a failed discovery for RetryDiscoveryAfter, so
+// that while an issuer is down, reconciles of every policy naming it do not
+// each wait for their own timeout.
+type failedDiscovery struct {
+	at  time.Time
+	err error
+}
+
+// NewIssuers returns an empty registry. client may be nil for a default
+// client with timeouts.
+func NewIssuers(client *http.Client) *Issuers {
+	if client == nil {
+		client = &http.Client{Timeout: FetchTimeout}
+	}
+	return &Issuers{client: client, byURL: map[string]*Issuer{}, nowFn: time.Now, inDisc: map[string]*sync.Mutex{}, failed: map[string]failedDiscovery{}}
+}
+
+// SetClock replaces the clock that ages discoveries and remembered failures
+// (tests). Call it while no Resolve runs.
+func (r *Issuers) SetClock(now func() time.Time) { r.nowFn = now }
+
+// Resolve returns the Issuer for issuerURL. It runs discovery (and a first
+// JWKS fetch) when none has succeeded yet or the last success is older than
+// an hour. When discovery fails it returns the last good Issuer, if any,
+// together with the error: callers keep verifying with it and report the
+// error.
+func (r *Issuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, error) {
+	r.mu.Lock()
+	last := r.byURL[issuerURL]
+	lock := r.inDisc[issuerURL]
+	if lock == nil {
+		lock = &sync.Mutex{}
+		r.inDisc[issuerURL] = lock
+	}
+	r.mu.Unlock()
+	if last != nil && r.nowFn().Sub(last.discoveredAt) < RediscoverAfter {
+		return last, nil
+	}
+
+	// One discovery per issuer at a time; others wait and reuse it.
+	lock.Lock()
+	defer lock.Unlock()
+	r.mu.Lock()
+	last = r.byURL[issuerURL]
+	f, failed := r.failed[issuerURL]
+	r.mu.Unlock()
+	if last != nil && r.nowFn().Sub(last.discoveredAt) < RediscoverAfter {
+		return last, nil
+	}
+	if failed && r.nowFn().Sub(f.at) < RetryDiscoveryAfter {
+		return last, f.err
+	}
+
+	iss, err := discover(ctx, r.client, issuerURL, r.nowFn())
+	if err != nil {
+		r.mu.Lock()
+		r.failed[issuerURL] = failedDiscovery{at: r.nowFn(), err: err}
+		r.mu.Unlock()
+		return last, err
+	}
+	if last != nil && last.keys.jwksURL == iss.keys.jwksURL && slices.Equal(last.algs, iss.algs) {
+		// Same key endpoint and algorithms: keep the key set (its
+		// limiter and background state), with the keys just fetched.
+		last.keys.cur.Store(iss.keys.cur.Load())
+		iss.keys = last.keys
+	}
+	r.mu.Lock()
+	r.byURL[issuerURL] = iss
+	delete(r.failed, issuerURL)
+	r.mu.Unlock()
+	return iss, nil
+}
+
+// Issuer is a discovered OpenID Connect issuer and its key set.
+type Issuer struct {
+	url          string
+	algs         []string
+	keys         *keySet
+	discoveredAt time.Time
+}
+
+// URL is the issuer identifier.
+func (i *Issuer) URL() string { return i.url }
+
+// discoveryDoc is the part of the discovery document used here.
+type discoveryDoc struct {
+	Issuer  string   `json:"issuer"`
+	JWKSURI string   `json:"jwks_uri"`
+	Algs    []string `json:"id_token_signing_alg_values_supported"`
+}
+
+// supportedAlgs are the signature algorithms accepted at all; "none" and HMAC
+// are never accepted.
+var supportedAlgs = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"PS256": true, "PS384": true, "PS512": true, "EdDSA": true,
+}
+
+func discover(ctx context.Context, client *http.Client, issuerURL string, now time.Time) (*Issuer, error) {
+	u, err := url.Parse(issuerURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("issuer URL %q is not an http(s) URL", issuerURL)
+	}
+	wellKnown := strings.TrimSuffix(issuerURL, "/") + "/.well-known/openid-configuration"
+	var doc discoveryDoc
+	if err := getJSON(ctx, client, wellKnown, &doc); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	if doc.Issuer != issuerURL {
+		return nil, fmt.Errorf("discovery: the document's issuer %q does not match the configured issuer URL %q", doc.Issuer, issuerURL)
+	}
+	if doc.JWKSURI == "" {
+		return nil, errors.New("discovery: the document has no jwks_uri")
+	}
+	var algs []string
+	for _, a := range doc.Algs {
+		if supportedAlgs[a] {
+			algs = append(algs, a)
+		}
+	}
+	if len(algs) == 0 {
+		algs = []string{"RS256"}
+	}
+	ks := newKeySet(client, doc.JWKSURI, algs)
+	if err := ks.fetch(ctx, now); err != nil {
+		return nil, err
+	}
+	return &Issuer{url: doc.Issuer, algs: algs, keys: ks, discoveredAt: now}, nil
+}
+
+func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocumentBytes+1))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	if len(body) > maxDocumentBytes {
+		return fmt.Errorf("GET %s: document larger than %d bytes", u, maxDocumentBytes)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package check
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+)
+
+// Method is how a request was authenticated. It is sent in X-Auth-Method.
+type Method string
+
+// Authentication methods.
+const (
+	MethodNetworkTrusted Method = "network-trusted"
+	MethodAPIKey         Method = "api-key"
+	MethodSession        Method = "session"
+	MethodOIDC           Method = "oidc"
+)
+
+// Identity is who an allowed request is. It is immutable once built; the
+// header values and JSON body the handler sends are computed once, when the
+// identity is built, so answering an allowed request formats nothing.
+type Identity struct {
+	Username string
+	ClientID string
+	Groups   []string
+	Scopes   []string
+	Method   Method
+
+	headers [len(identityHeaders)][]string // values, in identityHeaders order
+	body    []byte                         // {"valid":true,...}
+}
+
+// identityHeaders are the response headers of an allowed request, in
+// canonical form. ingress-nginx copies the ones listed in the Ingress's
+// auth-response-headers annotation to the upstream request.
+var identityHeaders = [...]string{"X-User", "X-Username", "X-Client-Id", "X-Scopes", "X-Groups", "X-Auth-Method"}
+
+// NumIdentityHeaders is the number of identity headers.
+const NumIdentityHeaders = len(identityHeaders)
+
+// IdentityHeader is the canonical name of identity header i
+// (0 <= i < NumIdentityHeaders).
+func IdentityHeader(i int) string { return identityHeaders[i] }
+
+// HeaderValues are the identity header values, in IdentityHeader order, each
+// a one-element slice ready for an http.Header. They are shared: callers
+// must not modify them.
+func (id *Identity) HeaderValues() *[NumIdentityHeaders][]string { return &id.headers }
+
+// JSON is the identity as the JSON body of an allowed answer. It is shared:
+// callers must not modify it.
+func (id *Identity) JSON() []byte { return id.body }
+
+// allowBody is the JSON body of an allowed request.
+type allowBody struct {
+	Valid    bool     `json:"valid"`
+	Username string   `json:"username"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+	Groups   []string `json:"groups"`
+	Method   Method   `json:"method"`
+}
+
+// NewIdentity builds an identity. Groups and scopes that cannot travel safely
+// in a comma- or space-joined header (empty, or holding a comma, white space or
+// a control character) are dropped: a group named "x,mcp-registry-admin" must
+// not become two groups at the upstream.
+func NewIdentity(username, clientID string, groups, scopes []string, m Method) *Identity {
+	id := &Identity{
+		Username: username,
+		ClientID: clientID,
+		Groups:   SafeList(groups),
+		Scopes:   SafeList(scopes),
+		Method:   m,
+	}
+	id.headers = [len(identityHeaders)][]string{
+		{id.Username}, {id.Username}, {id.ClientID},
+		{strings.Join(id.Scopes, " ")}, {strings.Join(id.Groups, ",")}, {string(m)},
+	}
+	body, err := json.Marshal(allowBody{
+		Valid: true, Username: id.Username, ClientID: id.ClientID,
+		Scopes: id.Scopes, Groups: id.Groups, Method: id.Method,
+	})
+	if err != nil { // cannot happen for strings and string slices
+		panic(err)
+	}
+	id.body = append(body, '\n')
+	return id
+}
+
+// MemSize approximates the bytes id holds beyond its struct: its strings,
+// their slices' backing arrays, the joined header values and the body.
+func (id *Identity) MemSize() int {
+	n := len(id.Username) + len(id.ClientID) + len(id.body)
+	for _, s := range id.Groups {
+		n += 16 + len(s)
+	}
+	for _, s := range id.Scopes {
+		n += 16 + len(s)
+	}
+	for _, v := range id.headers[3:5] { // X-Scopes, X-Groups: joined copies
+		n += len(v[0])
+	}
+	return n
+}
+
+// SafeList returns the values of in that can travel in a comma- or
+// space-joined header, without duplicates.
+func SafeList(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+			return r == ',' || r <= ' ' || r == 0x7f
+		}) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// HeaderSafe reports whether s can be sent as a header value as is: no
+// control character, and no space or tab at either end, which HTTP drops
+// from a field value (RFC 9110, section 5.5). " admin" would reach the
+// upstream as "admin".
+func HeaderSafe(s string) bool {
+	return !HasOuterBlank(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
+}
+
+// HasOuterBlank reports whether s starts or ends with a space or a tab.
+func HasOuterBlank(s string) bool {
+	return s != "" && (s[0] == ' ' || s[0] == '\t' || s[len(s)-1] == ' ' || s[len(s)-1] == '\t')
+}
+
+// ScopesFor maps groups to scopes with groupScopes, in a stable order and
+// without duplicates.
+func ScopesFor(groups []string, groupScopes map[string][]string) []string {
+	var scopes []string
+	for _, g := range groups {
+		for _, s := range groupScopes[g] {
+			if !slices.Contains(scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	return scopes
+}

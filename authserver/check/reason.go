@@ -1,0 +1,173 @@
+package check
+
+// Reason is the machine-readable outcome of a decision. It appears in the
+// answers of denials, in debug logs and as a metric label. The set is fixed,
+// so metric cardinality is bounded.
+type Reason string
+
+// Reasons for allowing.
+const (
+	ReasonAllowedStaticToken         Reason = "static_token"
+	ReasonAllowedStaticTokenPrevious Reason = "static_token_previous"
+	ReasonAllowedAPIKey              Reason = "api_key"
+	ReasonAllowedAPIKeyPrevious      Reason = "api_key_previous"
+	ReasonAllowedSession             Reason = "session"
+	ReasonAllowedOIDC                Reason = "oidc"
+)
+
+// Reasons for denying. Each has a fixed status and message (see
+// denyReasons). The auth service answers only 200, 401 and 403: nginx's
+// auth_request treats any other status as an error and answers 500.
+const (
+	ReasonNoPolicy                Reason = "no_policy"
+	ReasonUnknownPolicy           Reason = "unknown_policy"
+	ReasonHostConflict            Reason = "host_conflict"
+	ReasonBadOriginalURL          Reason = "bad_original_url"
+	ReasonBadPath                 Reason = "bad_path"
+	ReasonAmbiguousAuthorization  Reason = "ambiguous_authorization"
+	ReasonMalformedAuthorization  Reason = "malformed_authorization"
+	ReasonNoCredentials           Reason = "no_credentials"
+	ReasonInvalidCredentials      Reason = "invalid_credentials"
+	ReasonRegistryCredOnGateway   Reason = "registry_credential_on_gateway_path"
+	ReasonAPIKeyForbidden         Reason = "api_key_forbidden"
+	ReasonSessionInvalid          Reason = "session_invalid"
+	ReasonJWTInvalid              Reason = "jwt_invalid"
+	ReasonJWTExpired              Reason = "jwt_expired"
+	ReasonJWTAudience             Reason = "jwt_audience"
+	ReasonJWTUnknownKey           Reason = "jwt_unknown_key"
+	ReasonJWTNoUsername           Reason = "jwt_no_username"
+	ReasonJWTNotConfigured        Reason = "jwt_not_configured"
+	ReasonTooManyFailures         Reason = "too_many_failures"
+	ReasonUnsupportedAuthzScheme  Reason = "unsupported_authorization_scheme"
+	ReasonOIDCIssuerNotDiscovered Reason = "oidc_issuer_unavailable"
+	// ReasonUntrustedProxy: X-Forwarded-* headers from a peer that is not a
+	// trusted proxy.
+	ReasonUntrustedProxy Reason = "untrusted_proxy"
+)
+
+// allReasons lists every reason, those for allowing first.
+var allReasons = [...]Reason{
+	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
+	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
+
+	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
+	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonMalformedAuthorization,
+	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway,
+	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
+	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
+	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
+	ReasonUntrustedProxy,
+	ReasonUnlisted,
+}
+
+// NumReasons is the number of reasons, ReasonUnlisted included. It is a
+// constant: the metrics keep one counter per reason in a fixed-size array.
+const NumReasons = len(allReasons)
+
+// ReasonAt returns the reason with index i (0 <= i < NumReasons).
+func ReasonAt(i int) Reason { return allReasons[i] }
+
+// Index is the reason's position among all reasons, and false for a reason
+// that is not listed.
+func (r Reason) Index() (int, bool) {
+	i, ok := reasonIndex[r]
+	return i, ok
+}
+
+// ReasonUnlisted counts, in the metrics, a reason missing from allReasons
+// (a bug TestEveryReasonIsCounted is there to catch).
+const ReasonUnlisted Reason = "unlisted"
+
+// allowMethod is the authentication method of each reason for allowing.
+var allowMethod = map[Reason]Method{
+	ReasonAllowedStaticToken:         MethodNetworkTrusted,
+	ReasonAllowedStaticTokenPrevious: MethodNetworkTrusted,
+	ReasonAllowedAPIKey:              MethodAPIKey,
+	ReasonAllowedAPIKeyPrevious:      MethodAPIKey,
+	ReasonAllowedSession:             MethodSession,
+	ReasonAllowedOIDC:                MethodOIDC,
+}
+
+// reasonIndex is each reason's position in allReasons.
+var reasonIndex = func() map[Reason]int {
+	m := make(map[Reason]int, len(allReasons))
+	for i, r := range allReasons {
+		m[r] = i
+	}
+	return m
+}()
+
+// Method returns the authentication method of a reason for allowing, and
+// false for a reason for denying.
+func (r Reason) Method() (Method, bool) {
+	m, ok := allowMethod[r]
+	return m, ok
+}
+
+// The statuses of decisions. The auth service answers nothing else: nginx's
+// auth_request turns any other status into a 500 for the client.
+const (
+	StatusOK           = 200
+	StatusUnauthorized = 401
+	StatusForbidden    = 403
+)
+
+// denyReason is a deny reason's status and message.
+type denyReason struct {
+	status  int
+	message string
+}
+
+var denyReasons = map[Reason]*denyReason{}
+
+func defineDeny(r Reason, status int, message string) {
+	denyReasons[r] = &denyReason{status: status, message: message}
+}
+
+// Denies reports whether r is a reason for denying.
+func (r Reason) Denies() bool { return denyReasons[r] != nil }
+
+func init() {
+	const (
+		s401 = StatusUnauthorized
+		s403 = StatusForbidden
+	)
+	defineDeny(ReasonNoPolicy, s403, "no policy answers for this host; call /validate/<namespace>/<name> or list the host in a policy's spec.hosts")
+	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
+	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
+	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL; X-Forwarded-Host and X-Forwarded-Uri for /forward-auth; the /ext-authz prefix for Envoy)")
+	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (a '.' or '..' segment, bad percent-encoding, or a control character)")
+	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization value was sent")
+	defineDeny(ReasonMalformedAuthorization, s401, "the Authorization header is not 'Bearer <token>'")
+	defineDeny(ReasonUnsupportedAuthzScheme, s401, "only Bearer authorization is supported")
+	defineDeny(ReasonNoCredentials, s401, "no credentials: send 'Authorization: Bearer <token>' or a session cookie")
+	defineDeny(ReasonInvalidCredentials, s401, "the credentials were not accepted")
+	defineDeny(ReasonRegistryCredOnGateway, s401, "static tokens and API keys are accepted on Registry API paths only; gateway paths need an IdP token or a session")
+	defineDeny(ReasonAPIKeyForbidden, s403, "this API key does not allow this method or path")
+	defineDeny(ReasonSessionInvalid, s401, "the session cookie is invalid or expired")
+	defineDeny(ReasonJWTInvalid, s401, "the bearer token is not a valid token of the configured issuer")
+	defineDeny(ReasonJWTExpired, s401, "the bearer token has expired")
+	defineDeny(ReasonJWTAudience, s401, "the bearer token was issued for another audience")
+	defineDeny(ReasonJWTUnknownKey, s401, "the bearer token was signed with a key the issuer does not publish")
+	defineDeny(ReasonJWTNoUsername, s401, "the bearer token has no usable username claim")
+	defineDeny(ReasonJWTNotConfigured, s401, "the bearer token was not accepted and no IdP is configured for this policy")
+	defineDeny(ReasonOIDCIssuerNotDiscovered, s401, "the IdP has not been reached yet; bearer JWTs cannot be verified")
+	defineDeny(ReasonTooManyFailures, s403, "too many failed attempts from this client; try again later")
+	defineDeny(ReasonUntrustedProxy, s403, "X-Forwarded-* headers are only believed from a trusted proxy (--trusted-proxies)")
+}
+
+// Status is the HTTP status of a deny reason (200 for allow reasons).
+func (r Reason) Status() int {
+	if d := denyReasons[r]; d != nil {
+		return d.status
+	}
+	return StatusOK
+}
+
+// Message is the human-readable text of a deny reason.
+func (r Reason) Message() string {
+	if d := denyReasons[r]; d != nil {
+		return d.message
+	}
+	return ""
+}

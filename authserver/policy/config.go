@@ -1,0 +1,45 @@
+package policy
+
+import (
+	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+)
+
+// This file holds the input of the compile step: plain configuration with the
+// secret bytes already read. The operator builds it from a RegistryAuthPolicy
+// and its Secrets (package controllers); standalone mode builds it from the
+// environment (package standalone). Nothing here refers to Kubernetes. Each
+// credential kind's part is that kind's own Config type.
+
+// PolicyConfig is one policy's configuration, input to Compile.
+type PolicyConfig struct {
+	Namespace string
+	Name      string
+	// Generation is the source object's generation, for status and logs.
+	Generation int64
+	// Hosts this policy answers for on plain /validate.
+	Hosts []string
+	// RegistryPathPrefixes are the Registry API prefixes; static tokens and
+	// API keys count only under them. Empty means DefaultRegistryPathPrefixes.
+	RegistryPathPrefixes []string
+	// SessionCookieName: a request carrying this cookie skips static tokens
+	// and API keys. Empty means session.DefaultCookieName.
+	SessionCookieName string
+
+	StaticToken *statictoken.Config
+	APIKeys     []apikey.Config
+	OIDC        *jwt.Config
+	Session     *session.Config
+	// GroupScopes maps a group to the scopes its members get (API keys,
+	// sessions and OIDC identities).
+	GroupScopes map[string][]string
+}
+
+// Key is "namespace/name".
+func (c *PolicyConfig) Key() string { return c.Namespace + "/" + c.Name }
+
+// DefaultRegistryPathPrefixes are the original auth server's Registry API
+// paths.
+var DefaultRegistryPathPrefixes = []string{"/api/", "/v0.1/"}

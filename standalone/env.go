@@ -1,0 +1,299 @@
+package standalone
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+)
+
+// The environment of standalone mode:
+//
+//	REGISTRY_STATIC_TOKEN_AUTH_ENABLED  true|false (default false)
+//	REGISTRY_API_TOKEN                  the static token, or
+//	REGISTRY_API_TOKEN_FILE             a file holding it; re-read when it changes
+//	REGISTRY_API_PATH_PREFIXES          comma-separated Registry API prefixes (default /api/,/v0.1/)
+//	REGISTRY_API_KEYS                   JSON list of named API keys (see APIKeyEnv)
+//	OIDC_ISSUER_URL                     IdP issuer; JWTs are accepted when set
+//	OIDC_CLIENT_ID                      accepted audience(s), comma-separated
+//	OIDC_USERNAME_CLAIM                 default per preset (preferred_username, then sub)
+//	OIDC_GROUPS_CLAIM                   default per preset (groups; cognito:groups)
+//	OIDC_PRESET                         keycloak|entra|cognito|generic (default generic)
+//	SECRET_KEY / SECRET_KEY_FILE        the web app's session signing key
+//	SESSION_COOKIE_NAME                 default mcp_gateway_session
+//	SESSION_MAX_AGE                     seconds or a Go duration (default 8h)
+//	GROUP_SCOPES                        JSON object: group -> list of scopes
+//
+// The standalone policy's key is PolicyKey; plain /validate selects it.
+
+// PolicyKey is the key of the policy built from the environment.
+const (
+	PolicyNamespace = "standalone"
+	PolicyName      = "default"
+	PolicyKey       = PolicyNamespace + "/" + PolicyName
+)
+
+// APIKeyEnv is one entry of REGISTRY_API_KEYS:
+//
+//	[{"name": "ci-read", "key_file": "/run/secrets/ci-read", "groups": ["registry-readers"],
+//	  "path_prefixes": ["/api/servers"], "methods": ["GET", "HEAD"]}]
+//
+// Exactly one of key and key_file is set. Files are re-read when they change.
+type APIKeyEnv struct {
+	Name         string   `json:"name"`
+	Key          string   `json:"key,omitempty"`
+	KeyFile      string   `json:"key_file,omitempty"`
+	Groups       []string `json:"groups,omitempty"`
+	PathPrefixes []string `json:"path_prefixes,omitempty"`
+	Methods      []string `json:"methods,omitempty"`
+}
+
+// Env is the parsed standalone environment. Secrets that come from files are
+// read by Load, so a change of the file is picked up by the next Load.
+type Env struct {
+	StaticEnabled   bool
+	StaticToken     string
+	StaticTokenFile string
+	PathPrefixes    []string
+	APIKeys         []APIKeyEnv
+	OIDC            *jwt.Config
+	SecretKey       string
+	SecretKeyFile   string
+	CookieName      string
+	MaxAge          time.Duration
+	GroupScopes     map[string][]string
+}
+
+// ParseEnv reads the standalone environment with getenv (os.Getenv in
+// production). Malformed values are errors.
+func ParseEnv(getenv func(string) string) (*Env, error) {
+	e := &Env{CookieName: getenv("SESSION_COOKIE_NAME")}
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if v := strings.TrimSpace(getenv("REGISTRY_STATIC_TOKEN_AUTH_ENABLED")); v != "" {
+		b, err := parseBool(v)
+		if err != nil {
+			fail("REGISTRY_STATIC_TOKEN_AUTH_ENABLED=%s: want true or false", echoValue(v))
+		}
+		e.StaticEnabled = b
+	}
+	e.StaticToken = getenv("REGISTRY_API_TOKEN")
+	e.StaticTokenFile = getenv("REGISTRY_API_TOKEN_FILE")
+	if e.StaticToken != "" && e.StaticTokenFile != "" {
+		fail("set REGISTRY_API_TOKEN or REGISTRY_API_TOKEN_FILE, not both")
+	}
+	if v := getenv("REGISTRY_API_PATH_PREFIXES"); v != "" {
+		e.PathPrefixes = splitList(v)
+	}
+	if v := getenv("REGISTRY_API_KEYS"); strings.TrimSpace(v) != "" {
+		keys, err := ParseAPIKeysEnv(v)
+		if err != nil {
+			fail("REGISTRY_API_KEYS: %v", err)
+		}
+		e.APIKeys = keys
+	}
+	if iss := getenv("OIDC_ISSUER_URL"); iss != "" {
+		o := &jwt.Config{
+			IssuerURL:     iss,
+			Audiences:     splitList(getenv("OIDC_CLIENT_ID")),
+			UsernameClaim: getenv("OIDC_USERNAME_CLAIM"),
+			GroupsClaim:   getenv("OIDC_GROUPS_CLAIM"),
+			Preset:        getenv("OIDC_PRESET"),
+		}
+		switch o.Preset {
+		case "", jwt.PresetGeneric, jwt.PresetKeycloak, jwt.PresetEntra, jwt.PresetCognito:
+		default:
+			fail("OIDC_PRESET=%s: want keycloak, entra, cognito or generic", echoValue(o.Preset))
+		}
+		if len(o.Audiences) == 0 {
+			fail("OIDC_CLIENT_ID is required with OIDC_ISSUER_URL (the accepted audience)")
+		}
+		if !strings.HasPrefix(iss, "https://") && !strings.HasPrefix(iss, "http://") {
+			fail("OIDC_ISSUER_URL=%q: want an http(s) URL", iss)
+		}
+		e.OIDC = o
+	}
+	e.SecretKey = getenv("SECRET_KEY")
+	e.SecretKeyFile = getenv("SECRET_KEY_FILE")
+	if e.SecretKey != "" && e.SecretKeyFile != "" {
+		fail("set SECRET_KEY or SECRET_KEY_FILE, not both")
+	}
+	if v := strings.TrimSpace(getenv("SESSION_MAX_AGE")); v != "" {
+		d, err := parseSeconds(v)
+		if err != nil || d <= 0 {
+			fail("SESSION_MAX_AGE=%s: want seconds (28800) or a duration (8h)", echoValue(v))
+		}
+		e.MaxAge = d
+	}
+	if v := getenv("GROUP_SCOPES"); strings.TrimSpace(v) != "" {
+		if err := json.Unmarshal([]byte(v), &e.GroupScopes); err != nil {
+			fail("GROUP_SCOPES: want a JSON object of group to list of scopes: %v", err)
+		}
+	}
+	return e, errors.Join(errs...)
+}
+
+// ParseAPIKeysEnv parses REGISTRY_API_KEYS. Unknown fields are errors, so a
+// typo ("method" for "methods") does not silently widen a key.
+func ParseAPIKeysEnv(v string) ([]APIKeyEnv, error) {
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	var keys []APIKeyEnv
+	if err := dec.Decode(&keys); err != nil {
+		return nil, fmt.Errorf("want a JSON list of {name, key|key_file, groups, path_prefixes, methods}: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("trailing data after the JSON list")
+	}
+	for i, k := range keys {
+		if k.Name == "" {
+			return nil, fmt.Errorf("entry %d has no name", i)
+		}
+		if (k.Key == "") == (k.KeyFile == "") {
+			return nil, fmt.Errorf("entry %q: set exactly one of key and key_file", k.Name)
+		}
+	}
+	return keys, nil
+}
+
+// Config builds the policy configuration, reading secret files now. A
+// missing or unreadable file is reported as the credential's problem, not an
+// error: the credential is then refused.
+func (e *Env) Config() policy.PolicyConfig {
+	cfg := policy.PolicyConfig{
+		Namespace:            PolicyNamespace,
+		Name:                 PolicyName,
+		RegistryPathPrefixes: e.PathPrefixes,
+		GroupScopes:          e.GroupScopes,
+	}
+	if e.StaticEnabled {
+		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN")}
+	}
+	for _, k := range e.APIKeys {
+		cfg.APIKeys = append(cfg.APIKeys, apikey.Config{
+			Name:         k.Name,
+			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]"),
+			Groups:       k.Groups,
+			PathPrefixes: k.PathPrefixes,
+			Methods:      k.Methods,
+		})
+	}
+	if e.SecretKey != "" || e.SecretKeyFile != "" {
+		cfg.Session = &session.Config{
+			CookieName: e.CookieName,
+			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY")},
+			MaxAge:     e.MaxAge,
+		}
+	}
+	cfg.SessionCookieName = e.CookieName
+	if e.OIDC != nil {
+		o := *e.OIDC
+		cfg.OIDC = &o
+	}
+	return cfg
+}
+
+// files returns the secret files the configuration reads.
+func (e *Env) files() []string {
+	var fs []string
+	for _, f := range []string{e.StaticTokenFile, e.SecretKeyFile} {
+		if f != "" {
+			fs = append(fs, f)
+		}
+	}
+	for _, k := range e.APIKeys {
+		if k.KeyFile != "" {
+			fs = append(fs, k.KeyFile)
+		}
+	}
+	return fs
+}
+
+// envField names, in a problem about the environment, the variable that
+// holds the offending value instead of the policy field.
+func envField(field string) string {
+	switch {
+	case strings.HasPrefix(field, "spec.staticToken.pathPrefixes"):
+		return "REGISTRY_API_PATH_PREFIXES"
+	case strings.HasPrefix(field, "spec.staticToken"):
+		return "REGISTRY_API_TOKEN"
+	case strings.HasPrefix(field, "spec.apiKeys"):
+		return "REGISTRY_API_KEYS" + strings.TrimPrefix(field, "spec.apiKeys")
+	case strings.HasPrefix(field, "spec.session"):
+		return "SECRET_KEY"
+	case strings.HasPrefix(field, "spec.oidc"):
+		return "OIDC_ISSUER_URL"
+	}
+	return field
+}
+
+func secretFrom(value, file, field string) authn.SecretValue {
+	if file == "" {
+		return authn.SecretValue{Value: []byte(value)}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		reason := authn.ProblemSecretNotFound
+		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), errors.Unwrap(err))}}
+	}
+	return authn.SecretValue{Value: b}
+}
+
+// echoValue quotes a short setting for an error message. A long one is not
+// repeated: it may be a secret put in the wrong variable.
+func echoValue(v string) string {
+	if len(v) <= 16 {
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprintf("(a %d-character value, fingerprint %s)", len(v), secret.Fingerprint([]byte(v)))
+}
+
+// echoPath names a secret file that cannot be read. A name without a '/'
+// is not repeated: secret files are mounted at paths, and such a value is
+// more likely the secret itself, put in a *_FILE variable by mistake.
+func echoPath(p string) string {
+	if strings.ContainsRune(p, '/') {
+		return p
+	}
+	return fmt.Sprintf("the file named by a value without '/' (fingerprint %s; is it the secret instead of a path?)", secret.Fingerprint([]byte(p)))
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, errors.New("not a boolean")
+}
+
+func parseSeconds(v string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

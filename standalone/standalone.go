@@ -1,0 +1,198 @@
+// Package standalone runs the auth service without Kubernetes, configured
+// from the environment as the original auth server is (Docker Compose, ECS):
+// env.go reads the variables into a policy.PolicyConfig, standalone.go keeps
+// the store loaded from it, re-reading secret files when they change and
+// retrying OIDC discovery. It is the other configuration source beside the
+// operator's (package controllers); both feed the same compile step.
+package standalone
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/policy"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
+)
+
+// Loader keeps a policy.Store loaded from the environment: it re-reads secret
+// files when they change (including the atomic symlink swap kubelet and
+// Docker use for mounted secrets) and retries OIDC discovery until it works.
+type Loader struct {
+	env     *Env
+	store   *policy.Store
+	issuers *jwt.Issuers
+	log     logr.Logger
+	opts    policy.CompileOptions
+	// PollInterval is how often secret files are checked (default 500ms).
+	PollInterval time.Duration
+
+	fileState []byte
+	issuer    *jwt.Issuer
+	lastProbs string
+	// discoveryRetry is the first wait after a failed discovery (tests
+	// shorten it).
+	discoveryRetry time.Duration
+}
+
+// NewLoader returns a loader for env into store.
+func NewLoader(env *Env, store *policy.Store, issuers *jwt.Issuers, log logr.Logger, opts policy.CompileOptions) *Loader {
+	return &Loader{env: env, store: store, issuers: issuers, log: log, opts: opts, PollInterval: 500 * time.Millisecond,
+		discoveryRetry: jwt.RetryDiscoveryAfter}
+}
+
+// Start loads the configuration once. It fails when a credential is present
+// but unusable (weak, unreadable) — a bad environment stops start-up — except
+// the original's special case: static token auth enabled with an empty token
+// logs an error and falls back to JWT.
+func (s *Loader) Start(ctx context.Context) error {
+	if s.env.OIDC != nil {
+		// One bounded try: an IdP that does not answer must not keep the
+		// auth service, and its probes, from starting. Run keeps trying.
+		dctx, cancel := context.WithTimeout(ctx, startDiscoveryTimeout)
+		s.issuer = s.discover(dctx)
+		cancel()
+	}
+	probs := s.reload()
+	var errs []error
+	for _, p := range probs {
+		if p.Reason == authn.ProblemTokenEmpty && p.Field == "REGISTRY_API_TOKEN" || p.Reason == authn.ProblemOIDCDiscoveryFailed {
+			continue
+		}
+		errs = append(errs, p)
+	}
+	return errors.Join(errs...)
+}
+
+// startDiscoveryTimeout bounds Start's try at OIDC discovery.
+const startDiscoveryTimeout = 2 * time.Second
+
+// Run watches the secret files and the issuer until ctx ends.
+func (s *Loader) Run(ctx context.Context) {
+	t := time.NewTicker(s.PollInterval)
+	defer t.Stop()
+	var discovered <-chan *jwt.Issuer
+	if s.env.OIDC != nil {
+		discovered = s.discoverLoop(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.filesChanged() {
+				s.reload()
+			}
+		case iss := <-discovered:
+			if iss != nil && iss != s.issuer {
+				s.issuer = iss
+				s.reload()
+			}
+		}
+	}
+}
+
+// discoverLoop repeats OIDC discovery in the background and sends each
+// result: after a failure with a backoff from jwt.RetryDiscoveryAfter (what
+// Resolve remembers a failure for) to a minute, after a success every
+// jwt.RediscoverAfter. Discovery takes as long as the IdP makes it (up to the
+// fetch timeouts), and must not hold up the secret files' checks: a
+// replaced token has to stop working on time whatever the IdP does.
+func (s *Loader) discoverLoop(ctx context.Context) <-chan *jwt.Issuer {
+	ch := make(chan *jwt.Issuer)
+	wait := s.discoveryRetry
+	if s.issuer != nil {
+		wait = jwt.RediscoverAfter
+	}
+	go func() {
+		retry := s.discoveryRetry
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			iss := s.discover(ctx)
+			select {
+			case ch <- iss:
+			case <-ctx.Done():
+				return
+			}
+			if iss == nil {
+				wait, retry = retry, min(retry*2, time.Minute)
+			} else {
+				wait, retry = jwt.RediscoverAfter, s.discoveryRetry
+			}
+		}
+	}()
+	return ch
+}
+
+// discover resolves the configured issuer: the last good one, if any, when
+// discovery fails now.
+func (s *Loader) discover(ctx context.Context) *jwt.Issuer {
+	iss, err := s.issuers.Resolve(ctx, s.env.OIDC.IssuerURL)
+	if err != nil {
+		s.log.Error(err, "OIDC discovery failed; JWTs are refused until it succeeds", "issuer", s.env.OIDC.IssuerURL)
+	}
+	return iss
+}
+
+// filesChanged reports whether any secret file's content changed since the
+// last call. It compares digests of the contents, so it sees a changed file
+// behind a swapped symlink as well as one rewritten in place.
+func (s *Loader) filesChanged() bool {
+	h := make([]byte, 0, 64)
+	for _, f := range s.env.files() {
+		b, err := os.ReadFile(f)
+		d := secret.DigestOf(b)
+		if err != nil {
+			d = secret.DigestOf([]byte("\x00unreadable:" + err.Error()))
+		}
+		h = append(h, d[:]...)
+	}
+	if bytes.Equal(h, s.fileState) {
+		return false
+	}
+	s.fileState = h
+	return true
+}
+
+// reload compiles the environment and swaps the policy in.
+func (s *Loader) reload() []authn.Problem {
+	s.filesChanged() // record the state this load reads
+	cfg := s.env.Config()
+	if cfg.OIDC != nil {
+		cfg.OIDC.Issuer = s.issuer
+		if s.issuer == nil {
+			cfg.OIDC.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "OIDC_ISSUER_URL", Message: "issuer not discovered yet; retrying"}
+		}
+	}
+	p, probs := policy.Compile(cfg, s.opts)
+	for i := range probs {
+		probs[i].Field = envField(probs[i].Field)
+	}
+	s.store.Replace(p)
+	// Log problems once per change, never a secret.
+	var sb strings.Builder
+	for _, pr := range probs {
+		sb.WriteString(pr.Error())
+		sb.WriteByte('\n')
+	}
+	if sb.String() != s.lastProbs {
+		s.lastProbs = sb.String()
+		for _, pr := range probs {
+			s.log.Error(pr, "configuration problem; the credential is not accepted", "reason", pr.Reason, "field", pr.Field)
+		}
+	}
+	fp := p.Fingerprints()
+	s.log.Info("configuration loaded", "policy", p.Key(), "staticToken", fp.StaticToken, "apiKeys", fp.APIKeys, "problems", len(probs))
+	return probs
+}
