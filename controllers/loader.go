@@ -56,6 +56,9 @@ type PolicyLoader struct {
 	// the status reconciler: status reports what this replica loaded,
 	// without reading the cluster a second time.
 	loaded chan event.GenericEvent
+	// recovered receives the policies a recovery resync finds behind the
+	// API server (see recovery.go).
+	recovered chan event.GenericEvent
 }
 
 // loadedKeys are the keys of the policies loaded.

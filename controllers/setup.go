@@ -99,10 +99,11 @@ type Options struct {
 // Nothing waits on them: a load is in force as soon as it is in the store.
 const StatusDelay = 100 * time.Millisecond
 
-// Setup registers the field indexes, the loader (every replica), the status
-// reconciler (leader only) and the readiness tracking with mgr. The returned
-// checker is the readiness check: ready once every policy that existed at
-// start has been loaded.
+// Setup wires the controllers into mgr: the field indexes, the loader (every
+// replica), the status reconciler (leader only), the readiness tracking and
+// the recovery after an API server outage. Each controller registers itself
+// (SetupWithManager). The returned checker is the readiness check: ready once
+// every policy that existed at start has been loaded.
 func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if opts.MaxConcurrentReconciles <= 0 {
 		// Loads mostly wait on the API server (a Secret read each).
@@ -147,33 +148,19 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	}
 	ready := newReadiness()
 	loader := &PolicyLoader{
-		client:   mgr.GetClient(),
-		resolver: res,
-		store:    opts.Store,
-		ready:    ready,
-		backoff:  workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
-		problems: map[string]string{},
-		latest:   map[string]*resolution{},
-		loaded:   make(chan event.GenericEvent, 1024),
+		client:    mgr.GetClient(),
+		resolver:  res,
+		store:     opts.Store,
+		ready:     ready,
+		backoff:   workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
+		problems:  map[string]string{},
+		latest:    map[string]*resolution{},
+		loaded:    make(chan event.GenericEvent, 1024),
+		recovered: make(chan event.GenericEvent),
 	}
-	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		return policiesReferencing(ctx, mgr.GetClient(), o)
-	})
-	recovered := make(chan event.GenericEvent)
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("policy-loader").
-		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
-		WatchesRawSource(source.Channel(recovered, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{
-			NeedLeaderElection:      ptr.To(false),
-			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
-			RateLimiter:             retryLimiter(),
-		}).
-		Complete(loader); err != nil {
+	if err := loader.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err
 	}
-
 	status := &StatusReconciler{
 		client:   mgr.GetClient(),
 		loader:   loader,
@@ -181,39 +168,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		recorder: mgr.GetEventRecorder(opts.EventRecorderName),
 		leader:   opts.Leader,
 	}
-	// A new leader, and the end of the first full load, bring every
-	// policy's status up to date.
-	resync := make(chan event.GenericEvent)
-	resyncAll := func() {
-		var list authv1alpha1.RegistryAuthPolicyList
-		if err := mgr.GetClient().List(context.Background(), &list); err != nil {
-			return // the watches will catch up
-		}
-		for i := range list.Items {
-			resync <- event.GenericEvent{Object: &list.Items[i]}
-		}
-	}
-	opts.Leader.OnStartedLeading(func() { go resyncAll() })
-	ready.whenReady(resyncAll)
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("policy-status").
-		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
-		// Status follows the loader, StatusDelay later: it reports what
-		// was loaded.
-		WatchesRawSource(source.Channel(loader.loaded, enqueueAfter(StatusDelay))).
-		// A policy's hosts decide other policies' HostConflict condition.
-		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))
-		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		// Runs on every replica; Reconcile writes only while leading (see
-		// LeaderElector), so losing the lease never stops the process.
-		WithOptions(controller.Options{
-			NeedLeaderElection:      ptr.To(false),
-			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
-			RateLimiter:             retryLimiter(),
-		}).
-		Complete(status); err != nil {
+	if err := status.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err
 	}
 
@@ -235,7 +190,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 			loader:     loader,
 			namespaces: opts.Namespaces,
 			interval:   time.Second,
-			out:        recovered,
+			out:        loader.recovered,
 			log:        mgr.GetLogger().WithName("recovery"),
 		}); err != nil {
 			return nil, err
@@ -380,4 +335,60 @@ func stripForCache(obj any) (any, error) {
 		a.GetObjectMeta().SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// SetupWithManager registers the loader with mgr. It runs on every replica
+// (no leader election) and loads a policy when the policy's spec, one of its
+// Secrets (a metadata-only watch) or a recovery resync says so.
+func (l *PolicyLoader) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
+	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return policiesReferencing(ctx, mgr.GetClient(), o)
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("policy-loader").
+		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		WatchesRawSource(source.Channel(l.recovered, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{
+			NeedLeaderElection:      ptr.To(false),
+			MaxConcurrentReconciles: maxConcurrent,
+			RateLimiter:             retryLimiter(),
+		}).
+		Complete(l)
+}
+
+// SetupWithManager registers the status reconciler with mgr. It runs on
+// every replica but writes only while leading (see LeaderElector), so losing
+// the lease never stops the process. A new leader, and the end of the first
+// full load, bring every policy's status up to date.
+func (s *StatusReconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
+	resync := make(chan event.GenericEvent)
+	resyncAll := func() {
+		var list authv1alpha1.RegistryAuthPolicyList
+		if err := mgr.GetClient().List(context.Background(), &list); err != nil {
+			return // the watches will catch up
+		}
+		for i := range list.Items {
+			resync <- event.GenericEvent{Object: &list.Items[i]}
+		}
+	}
+	s.leader.OnStartedLeading(func() { go resyncAll() })
+	s.ready.whenReady(resyncAll)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("policy-status").
+		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(resync, &handler.EnqueueRequestForObject{})).
+		// Status follows the loader, StatusDelay later: it reports what
+		// was loaded.
+		WatchesRawSource(source.Channel(s.loader.loaded, enqueueAfter(StatusDelay))).
+		// A policy's hosts decide other policies' HostConflict condition.
+		Watches(&authv1alpha1.RegistryAuthPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return policiesSharingHosts(ctx, mgr.GetClient(), o.(*authv1alpha1.RegistryAuthPolicy))
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{
+			NeedLeaderElection:      ptr.To(false),
+			MaxConcurrentReconciles: maxConcurrent,
+			RateLimiter:             retryLimiter(),
+		}).
+		Complete(s)
 }
