@@ -293,7 +293,7 @@ func TestServerSlowloris(t *testing.T) {
 			results[i].closedAfter = time.Since(opened)
 			switch {
 			case err != nil && !isConnReset(err):
-				results[i].err = fmt.Errorf("read: %v (after %q)", err, got)
+				results[i].err = fmt.Errorf("read: %w (after %q)", err, got)
 			case len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 400 "):
 				results[i].err = fmt.Errorf("server answered %q", got)
 			}

@@ -153,7 +153,7 @@ func ParseAPIKeysEnv(v string) ([]APIKeyEnv, error) {
 	dec.DisallowUnknownFields()
 	var keys []APIKeyEnv
 	if err := dec.Decode(&keys); err != nil {
-		return nil, fmt.Errorf("want a JSON list of {name, key|key_file, groups, path_prefixes, methods}: %v", err)
+		return nil, fmt.Errorf("want a JSON list of {name, key|key_file, groups, path_prefixes, methods}: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("trailing data after the JSON list")

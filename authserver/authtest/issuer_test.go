@@ -72,7 +72,7 @@ func eventuallyVerify(g Gomega, ctx context.Context, v *oidc.IDTokenVerifier, to
 }
 
 func tokenHeader(g Gomega, token string) jose.Header {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{
 		jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
 	})
@@ -500,7 +500,7 @@ func TestConcurrentRotation(t *testing.T) {
 // verifyAgainstServedJWKS fetches the JWKS from the issuer and verifies the
 // token's signature with the published key of the same kid, without go-oidc.
 func verifyAgainstServedJWKS(iss *Issuer, token string) error {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{iss.Algorithm()})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{iss.Algorithm()})
 	if err != nil {
 		return err
 	}

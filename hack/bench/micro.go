@@ -47,7 +47,7 @@ func runMicro(ctx context.Context, cfg config, root string) (*microResult, error
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
 	}
 	res := &microResult{Command: "go " + strings.Join(args, " ")}
 	for _, line := range strings.Split(out.String(), "\n") {

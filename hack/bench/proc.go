@@ -163,7 +163,7 @@ func waitHTTP(p *proc, url string, want int, interval, timeout time.Duration, hd
 	last := ""
 	for {
 		if p != nil && p.exited() {
-			return 0, fmt.Errorf("%s exited before %s answered %d: %v\n%s", p.name, url, want, p.waitErr, p.tail(20))
+			return 0, fmt.Errorf("%s exited before %s answered %d: %w\n%s", p.name, url, want, p.waitErr, p.tail(20))
 		}
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		for k, v := range hdr {

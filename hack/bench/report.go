@@ -306,7 +306,7 @@ func drawChart(dir string, bin binaries, r *throughputResult) error {
 	defer func() { _ = os.Remove(f) }()
 	out, err := exec.Command(bin.chart, "-in", f, "-out", filepath.Join(dir, "throughput.png")).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("chart: %v\n%s", err, out)
+		return fmt.Errorf("chart: %w\n%s", err, out)
 	}
 	return nil
 }

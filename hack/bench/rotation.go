@@ -257,7 +257,7 @@ func (set *rotationSet) finish() (*rotationRun, error) {
 	run := set.run
 	for j, r := range set.reps {
 		if r.p.exited() {
-			return nil, fmt.Errorf("%s exited: %v\n%s", r.p.name, r.p.waitErr, r.p.tail(20))
+			return nil, fmt.Errorf("%s exited: %w\n%s", r.p.name, r.p.waitErr, r.p.tail(20))
 		}
 		if b, err := os.ReadFile(r.p.logPath); err == nil && strings.Contains(string(b), "became leader") {
 			run.Leader = j

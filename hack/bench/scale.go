@@ -156,7 +156,7 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 			return nil, err
 		}
 		if s.rep.p.exited() {
-			return nil, fmt.Errorf("%s exited: %v\n%s", s.rep.p.name, s.rep.p.waitErr, s.rep.p.tail(20))
+			return nil, fmt.Errorf("%s exited: %w\n%s", s.rep.p.name, s.rep.p.waitErr, s.rep.p.tail(20))
 		}
 	}
 	return res, nil
@@ -186,7 +186,7 @@ func waitStatuses(ctx context.Context, k *kube, s *scaleRun, timeout time.Durati
 			return 0, fmt.Errorf("%d of %d policies in %s have a Ready status after %v\n%s", ready, s.Policies, s.Namespace, timeout, s.rep.p.tail(20))
 		}
 		if s.rep.p.exited() {
-			return 0, fmt.Errorf("%s exited: %v\n%s", s.rep.p.name, s.rep.p.waitErr, s.rep.p.tail(20))
+			return 0, fmt.Errorf("%s exited: %w\n%s", s.rep.p.name, s.rep.p.waitErr, s.rep.p.tail(20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

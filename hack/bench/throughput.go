@@ -338,7 +338,7 @@ func runThroughput(ctx context.Context, cfg config, bin binaries, workDir string
 	}
 	for _, p := range []*proc{raProc, ceilProc, sameProc, o2Proc} {
 		if p.exited() {
-			return nil, fmt.Errorf("%s exited during the bench: %v\n%s", p.name, p.waitErr, p.tail(20))
+			return nil, fmt.Errorf("%s exited during the bench: %w\n%s", p.name, p.waitErr, p.tail(20))
 		}
 	}
 	return res, nil

@@ -107,7 +107,7 @@ func runWrk(ctx context.Context, workDir string, o wrkOptions, t wrkTarget, d ti
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return wrkResult{}, fmt.Errorf("wrk %s: %v\n%s%s", t.URL, err, stderr.String(), stdout.String())
+		return wrkResult{}, fmt.Errorf("wrk %s: %w\n%s%s", t.URL, err, stderr.String(), stdout.String())
 	}
 	for _, line := range strings.Split(stdout.String(), "\n") {
 		if rest, ok := strings.CutPrefix(line, "BENCHJSON "); ok {

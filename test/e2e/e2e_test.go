@@ -307,7 +307,7 @@ func tryStart(t *testing.T, args []string, env map[string]string, secrets *secre
 	var last string
 	for {
 		if p.exited() {
-			return p, fmt.Errorf("exited before it was ready: %v", p.waitErr)
+			return p, fmt.Errorf("exited before it was ready: %w", p.waitErr)
 		}
 		resp, err := probeClient.Get("http://" + p.probe + "/readyz")
 		if err == nil {
@@ -351,15 +351,6 @@ type result struct {
 	status int
 	echo   *nginxtest.Echo
 	body   string
-}
-
-// header is what the upstream saw in header k ("" when the request did not
-// reach the upstream).
-func (r result) header(k string) string {
-	if r.echo == nil {
-		return ""
-	}
-	return r.echo.Header.Get(k)
 }
 
 func (r result) String() string {

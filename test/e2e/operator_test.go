@@ -64,7 +64,7 @@ func (k *kubectl) try(stdin []byte, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%v: %s%s", err, k.secrets.redact(stderr.String()), k.secrets.redact(stdout.String()))
+		return "", fmt.Errorf("%w: %s%s", err, k.secrets.redact(stderr.String()), k.secrets.redact(stdout.String()))
 	}
 	return stdout.String(), nil
 }

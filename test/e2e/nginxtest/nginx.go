@@ -533,7 +533,7 @@ func checkNginx(bin string) error {
 	out, err := exec.Command(bin, "-V").CombinedOutput()
 	switch {
 	case err != nil:
-		err = fmt.Errorf("%s -V: %v: %s", bin, err, out)
+		err = fmt.Errorf("%s -V: %w: %s", bin, err, out)
 	case !bytes.Contains(out, []byte("--with-http_auth_request_module")):
 		err = fmt.Errorf("%s is built without http_auth_request_module (nginx -V: %s)", bin, out)
 	}
