@@ -184,7 +184,7 @@ func TestHandlerOIDCIdentityHeaders(t *testing.T) {
 	g.Expect(w.Header().Get("X-User")).To(Equal("alice"))
 	g.Expect(w.Header().Get("X-Username")).To(Equal("alice"))
 	g.Expect(w.Header().Get("X-Client-Id")).To(Equal("web-ui"))
-	g.Expect(w.Header().Get("X-Groups")).To(Equal("dev,admins"))
+	g.Expect(w.Header().Get("X-Groups")).To(Equal("dev admins"))
 	g.Expect(w.Header().Get("X-Scopes")).To(Equal("mcp-servers/read mcp-registry-admin"))
 	g.Expect(w.Body.String()).To(MatchJSON(`{"valid":true,"username":"alice","client_id":"web-ui",
 		"scopes":["mcp-servers/read","mcp-registry-admin"],"groups":["dev","admins"],"method":"oidc"}`))

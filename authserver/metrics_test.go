@@ -59,7 +59,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	g.Expect(count("network-trusted", "allow", check.ReasonAllowedStaticTokenPrevious)).To(Equal(2.0))
 	g.Expect(count("", "deny", check.ReasonNoCredentials)).To(Equal(4.0))
 	g.Expect(count("", "deny", check.ReasonAPIKeyForbidden)).To(Equal(1.0))
-	g.Expect(count("api-key", "allow", check.ReasonAllowedAPIKey)).To(Equal(5.0))
+	g.Expect(count("network-trusted", "allow", check.ReasonAllowedAPIKey)).To(Equal(5.0))
 	g.Expect(count("", "deny", check.ReasonRegistryCredOnGateway)).To(Equal(1.0))
 	g.Expect(testutil.ToFloat64(m.previousUses.WithLabelValues(key, "static"))).To(Equal(2.0))
 	g.Expect(testutil.CollectAndCount(m.duration)).To(Equal(2)) // allow and deny series

@@ -344,8 +344,8 @@ func proxyRows(t *testing.T) []proxyRow {
 	authz := func(tok string) string { return "Authorization: Bearer " + tok }
 	static := proxyWant{status: 200, user: "network-user", method: check.MethodNetworkTrusted}
 	session := proxyWant{status: 200, user: "alice", method: check.MethodSession}
-	readKey := proxyWant{status: 200, user: "ci-read", method: check.MethodAPIKey}
-	writeKey := proxyWant{status: 200, user: "ci-write", method: check.MethodAPIKey}
+	readKey := proxyWant{status: 200, user: "ci-read", method: check.MethodNetworkTrusted}
+	writeKey := proxyWant{status: 200, user: "ci-write", method: check.MethodNetworkTrusted}
 	deny := func(status int, r check.Reason) proxyWant { return proxyWant{status: status, reason: r} }
 	onGateway := deny(401, check.ReasonRegistryCredOnGateway)
 
@@ -409,7 +409,11 @@ func proxyRows(t *testing.T) []proxyRow {
 		{name: "two Authorization values joined by a comma", target: "/api/servers", header: []string{authz(TokStatic + ", Bearer " + TokStatic2)}, want: deny(401, check.ReasonMalformedAuthorization)},
 		{name: "X-Authorization", target: "/api/servers", header: []string{"X-Authorization: Bearer " + TokStatic}, want: static},
 		{name: "X-Authorization on gateway path", target: "/mcpserver/mcp", header: []string{"X-Authorization: Bearer " + TokStatic}, want: onGateway},
-		{name: "Authorization and X-Authorization differ", target: "/api/servers", header: []string{authz(TokStatic), "X-Authorization: Bearer " + TokStatic2}, want: deny(401, check.ReasonAmbiguousAuthorization)},
+		// As upstream (#988): a non-empty X-Authorization carries the
+		// registry credential, Authorization may be a backend's.
+		{name: "X-Authorization wins over Authorization", target: "/api/servers", header: []string{authz(TokStatic2), "X-Authorization: Bearer " + TokStatic}, want: static},
+		{name: "X-Authorization wins even when it fails", target: "/api/servers", header: []string{authz(TokStatic), "X-Authorization: Bearer " + TokStatic2}, want: deny(401, check.ReasonInvalidCredentials)},
+		{name: "two X-Authorization headers", target: "/api/servers", header: []string{"X-Authorization: Bearer " + TokStatic, "X-Authorization: Bearer " + TokStatic}, want: deny(401, check.ReasonAmbiguousAuthorization)},
 
 		// Policy selection.
 		{name: "unknown host", host: "unknown.example.com", target: "/api/servers", header: []string{authz(TokStatic)}, want: deny(403, check.ReasonNoPolicy)},

@@ -187,11 +187,12 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 
 	spec := &pol.Spec
 	cfg := policy.PolicyConfig{
-		Namespace:   pol.Namespace,
-		Name:        pol.Name,
-		Generation:  pol.Generation,
-		Hosts:       spec.Hosts,
-		GroupScopes: spec.GroupScopes,
+		Namespace:         pol.Namespace,
+		Name:              pol.Name,
+		Generation:        pol.Generation,
+		Hosts:             spec.Hosts,
+		GroupScopes:       spec.GroupScopes,
+		AgentPathPrefixes: spec.AgentPathPrefixes,
 	}
 	if st := spec.StaticToken; st != nil {
 		cfg.RegistryPathPrefixes = st.PathPrefixes

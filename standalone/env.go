@@ -30,7 +30,7 @@ import (
 //	OIDC_CLIENT_ID                      accepted audience(s), comma-separated
 //	OIDC_USERNAME_CLAIM                 default per preset (preferred_username, then sub)
 //	OIDC_GROUPS_CLAIM                   default per preset (groups; cognito:groups)
-//	OIDC_PRESET                         keycloak|entra|cognito|generic (default generic)
+//	OIDC_PRESET                         keycloak|entra|cognito|okta|auth0|generic (default generic)
 //	SECRET_KEY / SECRET_KEY_FILE        the web app's session signing key
 //	SESSION_COOKIE_NAME                 default mcp_gateway_session
 //	SESSION_MAX_AGE                     seconds or a Go duration (default 8h)
@@ -114,9 +114,9 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 			Preset:        getenv("OIDC_PRESET"),
 		}
 		switch o.Preset {
-		case "", jwt.PresetGeneric, jwt.PresetKeycloak, jwt.PresetEntra, jwt.PresetCognito:
+		case "", jwt.PresetGeneric, jwt.PresetKeycloak, jwt.PresetEntra, jwt.PresetCognito, jwt.PresetOkta, jwt.PresetAuth0:
 		default:
-			fail("OIDC_PRESET=%s: want keycloak, entra, cognito or generic", echoValue(o.Preset))
+			fail("OIDC_PRESET=%s: want keycloak, entra, cognito, okta, auth0 or generic", echoValue(o.Preset))
 		}
 		if len(o.Audiences) == 0 {
 			fail("OIDC_CLIENT_ID is required with OIDC_ISSUER_URL (the accepted audience)")

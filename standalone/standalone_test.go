@@ -212,8 +212,8 @@ func TestStandaloneParseEnv(t *testing.T) {
 		},
 		{
 			name:    "bad OIDC_PRESET",
-			env:     map[string]string{"OIDC_ISSUER_URL": "https://idp.example", "OIDC_CLIENT_ID": "c", "OIDC_PRESET": "okta"},
-			wantErr: []string{"OIDC_PRESET", "okta"},
+			env:     map[string]string{"OIDC_ISSUER_URL": "https://idp.example", "OIDC_CLIENT_ID": "c", "OIDC_PRESET": "ping"},
+			wantErr: []string{"OIDC_PRESET", "ping"},
 		},
 		{
 			name:    "OIDC_ISSUER_URL not an http(s) URL",
@@ -297,7 +297,7 @@ func TestStandaloneParseEnv(t *testing.T) {
 				"SESSION_MAX_AGE":                    "soon",
 				"GROUP_SCOPES":                       "[",
 				"OIDC_ISSUER_URL":                    "https://idp.example",
-				"OIDC_PRESET":                        "okta",
+				"OIDC_PRESET":                        "ping",
 			},
 			wantErr: []string{"REGISTRY_STATIC_TOKEN_AUTH_ENABLED", "SESSION_MAX_AGE", "GROUP_SCOPES", "OIDC_CLIENT_ID", "OIDC_PRESET"},
 		},
@@ -611,8 +611,8 @@ func TestStandaloneStart(t *testing.T) {
 			},
 			secrets: []string{key},
 			probes: []probe{
-				{method: "GET", url: standaloneServersURL, token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci-read", authMethod: check.MethodAPIKey},
-				{method: "get", url: standaloneServersURL, token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci-read", authMethod: check.MethodAPIKey},
+				{method: "GET", url: standaloneServersURL, token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci-read", authMethod: check.MethodNetworkTrusted},
+				{method: "get", url: standaloneServersURL, token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci-read", authMethod: check.MethodNetworkTrusted},
 				{method: "POST", url: standaloneServersURL, token: key, status: 403, reason: check.ReasonAPIKeyForbidden},
 				{method: "DELETE", url: "http://registry.local/v0.1/servers/x", token: key, status: 403, reason: check.ReasonAPIKeyForbidden},
 				{method: "GET", url: "http://registry.local/mcpserver/mcp", token: key, status: 401, reason: check.ReasonRegistryCredOnGateway},
@@ -627,7 +627,7 @@ func TestStandaloneStart(t *testing.T) {
 			},
 			secrets: []string{key},
 			probes: []probe{
-				{method: "POST", url: standaloneServersURL + "/x", token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci", authMethod: check.MethodAPIKey},
+				{method: "POST", url: standaloneServersURL + "/x", token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci", authMethod: check.MethodNetworkTrusted},
 				{method: "GET", url: "http://registry.local/api/agents", token: key, status: 403, reason: check.ReasonAPIKeyForbidden},
 			},
 		},
@@ -641,7 +641,7 @@ func TestStandaloneStart(t *testing.T) {
 			secrets: []string{tok, key},
 			probes: []probe{
 				allowStatic,
-				{method: "GET", url: standaloneServersURL, token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci-read", authMethod: check.MethodAPIKey},
+				{method: "GET", url: standaloneServersURL, token: key, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci-read", authMethod: check.MethodNetworkTrusted},
 				{method: "POST", url: standaloneServersURL, token: key, status: 403, reason: check.ReasonAPIKeyForbidden},
 			},
 		},

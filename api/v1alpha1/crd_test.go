@@ -298,7 +298,7 @@ func TestValidation(t *testing.T) {
 		name: "bad preset",
 		spec: authv1alpha1.RegistryAuthPolicySpec{OIDC: func() *authv1alpha1.OIDCSpec {
 			o := validOIDC()
-			o.Preset = "okta"
+			o.Preset = "pingfederate"
 			return o
 		}()},
 		want: []string{"spec.oidc.preset", "Unsupported value", `"okta"`},

@@ -248,7 +248,8 @@ type OIDCSpec struct {
 	// claim has it. Empty means the preset's
 	// default: preferred_username then sub (keycloak, generic),
 	// preferred_username, upn, unique_name then sub (entra), username,
-	// cognito:username then sub (cognito).
+	// cognito:username then sub (cognito), sub then preferred_username
+	// (okta), nickname then sub (auth0).
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	UsernameClaim string `json:"usernameClaim,omitempty"`
@@ -256,7 +257,8 @@ type OIDCSpec struct {
 	// groupsClaim is the claim that holds the groups; a dotted name
 	// (realm_access.roles) is looked up in nested objects when no top-level
 	// claim has it. Empty means the preset's default: groups (keycloak,
-	// entra, generic) or cognito:groups (cognito).
+	// entra, okta, generic), cognito:groups (cognito), or
+	// https://mcp-gateway/groups then permissions (auth0).
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	GroupsClaim string `json:"groupsClaim,omitempty"`
@@ -265,8 +267,10 @@ type OIDCSpec struct {
 	// azp (the requesting client) is one of the audiences, as Keycloak's
 	// access tokens often carry aud "account"; "entra" accepts both the v1
 	// (sts.windows.net) and v2 issuer of the tenant; "cognito" accepts access
-	// tokens that carry client_id instead of aud.
-	// +kubebuilder:validation:Enum=keycloak;entra;cognito;generic
+	// tokens that carry client_id instead of aud; "okta" takes the client
+	// from cid; "auth0" reads groups from its namespaced claim. A JWT user's
+	// X-Auth-Method is the preset's name, or "oidc" for generic.
+	// +kubebuilder:validation:Enum=keycloak;entra;cognito;okta;auth0;generic
 	// +kubebuilder:default=generic
 	// +optional
 	Preset string `json:"preset,omitempty"`
@@ -334,6 +338,19 @@ type RegistryAuthPolicySpec struct {
 	// +kubebuilder:validation:MaxProperties=256
 	// +optional
 	GroupScopes map[string][]string `json:"groupScopes,omitempty"`
+
+	// agentPathPrefixes are the agent (A2A) paths. There the Authorization
+	// header is the agent's own credential: only X-Authorization carries the
+	// registry credential, and the same bearer token in both headers is
+	// refused. Elsewhere a non-empty X-Authorization wins over
+	// Authorization. Empty means /agent/ (the registry's A2A paths; add the
+	// registry's root path when it has one).
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:Pattern=`^/[^?#\s]*$`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	AgentPathPrefixes []string `json:"agentPathPrefixes,omitempty"`
 }
 
 // CredentialStatus reports a loaded token or key by fingerprint only.

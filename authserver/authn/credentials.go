@@ -1,29 +1,49 @@
 package authn
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+)
 
 // Credential headers, parsed the same way for every kind.
 
-// AuthorizationValue picks the credential header. The original server
-// accepts X-Authorization where a proxy strips Authorization. More than one
-// value, or both headers with different values, is ambiguous and refused:
+// SelectCredential picks the credential header as the upstream auth server
+// does (its issue #988): clients put the registry's credential in
+// X-Authorization and a backend's in Authorization, so a non-empty
+// X-Authorization wins and an empty one is ignored. On agent (A2A) paths the
+// Authorization header belongs to the agent: only X-Authorization counts,
+// and the same bearer token in both is refused (it would hand the registry's
+// credential to the agent). More than one value of either header is refused:
 // proxies and applications disagree on which of several values counts.
-func AuthorizationValue(authz, xauthz []string) (string, bool) {
+func SelectCredential(authz, xauthz []string, agent bool) (string, check.Reason) {
 	if len(authz) > 1 || len(xauthz) > 1 {
-		return "", true
+		return "", check.ReasonAmbiguousAuthorization
+	}
+	var a, x string
+	if len(authz) == 1 {
+		a = authz[0]
+	}
+	if len(xauthz) == 1 {
+		x = xauthz[0]
 	}
 	switch {
-	case len(authz) == 1 && len(xauthz) == 1:
-		if authz[0] != xauthz[0] {
-			return "", true
-		}
-		return authz[0], false
-	case len(authz) == 1:
-		return authz[0], false
-	case len(xauthz) == 1:
-		return xauthz[0], false
+	case agent && x != "" && a != "" && bearerValue(a) == bearerValue(x):
+		return "", check.ReasonDuplicatedCredential
+	case x != "" || agent:
+		return x, ""
 	}
-	return "", false
+	return a, ""
+}
+
+// bearerValue is a header's credential for comparing two headers: without
+// surrounding space and without a "Bearer " prefix in any case.
+func bearerValue(h string) string {
+	h = strings.TrimSpace(h)
+	if len(h) >= 7 && strings.EqualFold(h[:7], "bearer ") {
+		h = strings.TrimSpace(h[7:])
+	}
+	return h
 }
 
 // ParseBearer parses "Bearer <token>" (RFC 6750): the scheme is

@@ -3,17 +3,22 @@ package authn
 import (
 	"strings"
 	"testing"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
 )
 
 // FuzzParseAuthorization checks the credential header parsing: it never
-// panics, and a token it accepts is the header's tail, without white space
-// or control characters.
+// panics, the header chosen follows the precedence rules, and a token it
+// accepts is the header's tail, without white space or control characters.
 func FuzzParseAuthorization(f *testing.F) {
 	for _, s := range []string{"Bearer abc", "bearer  abc", "Bearer\tabc", "Bearer ", "Basic x", "", "BEARER x y", "Bearerx", "Bearer \xff"} {
 		f.Add(s, "")
 	}
 	f.Add("Bearer a", "Bearer b")
 	f.Fuzz(func(t *testing.T, authz, xauthz string) {
+		if _, reason := SelectCredential([]string{authz, xauthz}, nil, false); reason != check.ReasonAmbiguousAuthorization {
+			t.Fatalf("two Authorization values not refused: %q", reason)
+		}
 		var a, x []string
 		if authz != "" {
 			a = []string{authz}
@@ -21,13 +26,24 @@ func FuzzParseAuthorization(f *testing.F) {
 		if xauthz != "" {
 			x = []string{xauthz}
 		}
-		h, ambiguous := AuthorizationValue(a, x)
-		if ambiguous {
-			if authz == "" || xauthz == "" || authz == xauthz {
-				t.Fatalf("ambiguous for %q / %q", authz, xauthz)
+		for _, agent := range []bool{false, true} {
+			h, reason := SelectCredential(a, x, agent)
+			switch {
+			case reason == check.ReasonDuplicatedCredential:
+				if !agent || authz == "" || xauthz == "" {
+					t.Fatalf("duplicated for %q / %q (agent %v)", authz, xauthz, agent)
+				}
+			case reason != "":
+				t.Fatalf("reason %q for one value each", reason)
+			case xauthz != "" && h != xauthz:
+				t.Fatalf("X-Authorization %q did not win: %q", xauthz, h)
+			case xauthz == "" && agent && h != "":
+				t.Fatalf("Authorization %q counted on an agent path", h)
+			case xauthz == "" && !agent && h != authz:
+				t.Fatalf("Authorization %q not taken: %q", authz, h)
 			}
-			return
 		}
+		h, _ := SelectCredential(a, x, false)
 		tok, scheme := ParseBearer(h)
 		if scheme != SchemeBearer {
 			if tok != "" {

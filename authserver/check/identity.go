@@ -6,15 +6,20 @@ import (
 	"strings"
 )
 
-// Method is how a request was authenticated. It is sent in X-Auth-Method.
+// Method is how a request was authenticated. It is sent in X-Auth-Method,
+// with the values of the upstream auth server.
 type Method string
 
-// Authentication methods.
+// Authentication methods. A JWT from an issuer with a preset carries the
+// preset's name instead of MethodOIDC ("keycloak", "entra", "cognito",
+// "okta", "auth0"), as the upstream auth server names its providers.
 const (
+	// MethodNetworkTrusted: the static token or a named API key.
 	MethodNetworkTrusted Method = "network-trusted"
-	MethodAPIKey         Method = "api-key"
-	MethodSession        Method = "session"
-	MethodOIDC           Method = "oidc"
+	// MethodSession: the registry web app's session cookie.
+	MethodSession Method = "session_cookie"
+	// MethodOIDC: a JWT from a generic OpenID Connect issuer.
+	MethodOIDC Method = "oidc"
 )
 
 // Identity is who an allowed request is. It is immutable once built; the
@@ -76,7 +81,7 @@ func NewIdentity(username, clientID string, groups, scopes []string, m Method) *
 	}
 	id.headers = [len(identityHeaders)][]string{
 		{id.Username}, {id.Username}, {id.ClientID},
-		{strings.Join(id.Scopes, " ")}, {strings.Join(id.Groups, ",")}, {string(m)},
+		{strings.Join(id.Scopes, " ")}, {strings.Join(id.Groups, " ")}, {string(m)},
 	}
 	body, err := json.Marshal(allowBody{
 		Valid: true, Username: id.Username, ClientID: id.ClientID,

@@ -25,6 +25,7 @@ const (
 	ReasonBadOriginalURL          Reason = "bad_original_url"
 	ReasonBadPath                 Reason = "bad_path"
 	ReasonAmbiguousAuthorization  Reason = "ambiguous_authorization"
+	ReasonDuplicatedCredential    Reason = "duplicated_credential"
 	ReasonMalformedAuthorization  Reason = "malformed_authorization"
 	ReasonNoCredentials           Reason = "no_credentials"
 	ReasonInvalidCredentials      Reason = "invalid_credentials"
@@ -51,7 +52,7 @@ var allReasons = [...]Reason{
 	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
 
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
-	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonMalformedAuthorization,
+	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
 	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway,
 	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
@@ -82,8 +83,8 @@ const ReasonUnlisted Reason = "unlisted"
 var allowMethod = map[Reason]Method{
 	ReasonAllowedStaticToken:         MethodNetworkTrusted,
 	ReasonAllowedStaticTokenPrevious: MethodNetworkTrusted,
-	ReasonAllowedAPIKey:              MethodAPIKey,
-	ReasonAllowedAPIKeyPrevious:      MethodAPIKey,
+	ReasonAllowedAPIKey:              MethodNetworkTrusted,
+	ReasonAllowedAPIKeyPrevious:      MethodNetworkTrusted,
 	ReasonAllowedSession:             MethodSession,
 	ReasonAllowedOIDC:                MethodOIDC,
 }
@@ -137,7 +138,8 @@ func init() {
 	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
 	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL; X-Forwarded-Host and X-Forwarded-Uri for /forward-auth; the /ext-authz prefix for Envoy)")
 	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (a '.' or '..' segment, bad percent-encoding, or a control character)")
-	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization value was sent")
+	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization or X-Authorization value was sent")
+	defineDeny(ReasonDuplicatedCredential, s401, "on agent paths Authorization is the agent's credential: it must not repeat the registry credential sent in X-Authorization")
 	defineDeny(ReasonMalformedAuthorization, s401, "the Authorization header is not 'Bearer <token>'")
 	defineDeny(ReasonUnsupportedAuthzScheme, s401, "only Bearer authorization is supported")
 	defineDeny(ReasonNoCredentials, s401, "no credentials: send 'Authorization: Bearer <token>' or a session cookie")

@@ -22,6 +22,7 @@ type Policy struct {
 	hosts      []string
 
 	registryPrefixes []string
+	agentPrefixes    []string
 	skipCookie       string // session cookie that skips static credentials
 	// static is set when a kind compares static credentials (a static
 	// token, API keys): only then is a bearer token hashed.
@@ -168,6 +169,23 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []authn.Problem) {
 			continue
 		}
 		p.registryPrefixes = append(p.registryPrefixes, pre)
+	}
+
+	agents := cfg.AgentPathPrefixes
+	if len(agents) == 0 {
+		agents = DefaultAgentPathPrefixes
+	}
+	for _, pre := range agents {
+		if err := pathnorm.CheckPrefix(pre); err != nil {
+			// Dropping it would let Authorization count there: keep the
+			// default's protection instead.
+			add("spec.agentPathPrefixes", "%v", err)
+			continue
+		}
+		p.agentPrefixes = append(p.agentPrefixes, pre)
+	}
+	if len(p.agentPrefixes) == 0 {
+		p.agentPrefixes = DefaultAgentPathPrefixes
 	}
 
 	env := &authn.Env{

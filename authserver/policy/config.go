@@ -27,6 +27,10 @@ type PolicyConfig struct {
 	// SessionCookieName: a request carrying this cookie skips static tokens
 	// and API keys. Empty means session.DefaultCookieName.
 	SessionCookieName string
+	// AgentPathPrefixes are the agent (A2A) paths, where only
+	// X-Authorization carries the registry credential (Authorization is the
+	// agent's). Empty means DefaultAgentPathPrefixes.
+	AgentPathPrefixes []string
 
 	StaticToken *statictoken.Config
 	APIKeys     []apikey.Config
@@ -40,6 +44,10 @@ type PolicyConfig struct {
 // Key is "namespace/name".
 func (c *PolicyConfig) Key() string { return c.Namespace + "/" + c.Name }
 
-// DefaultRegistryPathPrefixes are the original auth server's Registry API
-// paths.
-var DefaultRegistryPathPrefixes = []string{"/api/", "/v0.1/"}
+// Defaults of the original auth server's paths.
+var (
+	// DefaultRegistryPathPrefixes are the Registry API paths.
+	DefaultRegistryPathPrefixes = []string{"/api/", "/v0.1/"}
+	// DefaultAgentPathPrefixes are the agent (A2A) paths.
+	DefaultAgentPathPrefixes = []string{"/agent/"}
+)

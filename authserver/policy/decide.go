@@ -63,9 +63,9 @@ func Decide(ctx context.Context, snap *Snapshot, r *check.Request, now time.Time
 // is denied with the most specific failure a kind reported, or else with what
 // the credential header alone says.
 func (p *Policy) decide(ctx context.Context, r *check.Request, path string, now time.Time) Decision {
-	authz, ambiguous := authn.AuthorizationValue(r.Authorization, r.XAuthorization)
-	if ambiguous {
-		return Decision{Reason: check.ReasonAmbiguousAuthorization}
+	authz, refused := authn.SelectCredential(r.Authorization, r.XAuthorization, pathnorm.HasPrefix(path, p.agentPrefixes))
+	if refused != "" {
+		return Decision{Reason: refused}
 	}
 	bearer, scheme := authn.ParseBearer(authz)
 	if scheme == authn.SchemeMalformed {

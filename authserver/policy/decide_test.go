@@ -111,16 +111,16 @@ func TestDecideTable(t *testing.T) {
 		{"static with other cookies", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic), Cookie: []string{"theme=dark; lang=en"}}, allowStatic},
 
 		// Rule 2: API keys.
-		{"read key GET", request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokReadKey)}, want{check.ReasonAllowedAPIKey, "ci-read", check.MethodAPIKey}},
-		{"read key head lower-case", request{OriginalURL: u + "/v0.1/servers", OriginalMethod: "head", Authorization: Bearer(TokReadKey)}, want{check.ReasonAllowedAPIKey, "ci-read", check.MethodAPIKey}},
+		{"read key GET", request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokReadKey)}, want{check.ReasonAllowedAPIKey, "ci-read", check.MethodNetworkTrusted}},
+		{"read key head lower-case", request{OriginalURL: u + "/v0.1/servers", OriginalMethod: "head", Authorization: Bearer(TokReadKey)}, want{check.ReasonAllowedAPIKey, "ci-read", check.MethodNetworkTrusted}},
 		{"read key POST", request{OriginalURL: u + "/api/servers", OriginalMethod: "POST", Authorization: Bearer(TokReadKey)}, want{reason: check.ReasonAPIKeyForbidden}},
 		{"read key without method", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokReadKey)}, want{reason: check.ReasonAPIKeyForbidden}},
-		{"write key in its prefix", request{OriginalURL: u + "/api/servers/x", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{check.ReasonAllowedAPIKey, "ci-write", check.MethodAPIKey}},
+		{"write key in its prefix", request{OriginalURL: u + "/api/servers/x", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{check.ReasonAllowedAPIKey, "ci-write", check.MethodNetworkTrusted}},
 		{"write key outside its prefix", request{OriginalURL: u + "/api/agents", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{reason: check.ReasonAPIKeyForbidden}},
 		{"write key prefix needs segment boundary", request{OriginalURL: u + "/api/serversx", OriginalMethod: "GET", Authorization: Bearer(TokWriteKey)}, want{reason: check.ReasonAPIKeyForbidden}},
 		{"write key, dot-dot into its prefix", request{OriginalURL: u + "/api/agents/x/../../servers/foo", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{reason: check.ReasonBadPath}},
-		{"write key, the same path without dots", request{OriginalURL: u + "/api/servers/foo", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{check.ReasonAllowedAPIKey, "ci-write", check.MethodAPIKey}},
-		{"write key, double slashes into its prefix", request{OriginalURL: u + "//api//servers/foo", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{check.ReasonAllowedAPIKey, "ci-write", check.MethodAPIKey}},
+		{"write key, the same path without dots", request{OriginalURL: u + "/api/servers/foo", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{check.ReasonAllowedAPIKey, "ci-write", check.MethodNetworkTrusted}},
+		{"write key, double slashes into its prefix", request{OriginalURL: u + "//api//servers/foo", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{check.ReasonAllowedAPIKey, "ci-write", check.MethodNetworkTrusted}},
 		{"write key, dot-dot out of its prefix", request{OriginalURL: u + "/api/servers/../agents", OriginalMethod: "POST", Authorization: Bearer(TokWriteKey)}, want{reason: check.ReasonBadPath}},
 		{"API key on gateway path", request{OriginalURL: u + "/mcpserver/mcp", OriginalMethod: "GET", Authorization: Bearer(TokReadKey)}, want{reason: check.ReasonRegistryCredOnGateway}},
 		{"API key with session cookie", request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokReadKey), Cookie: []string{validCookie}}, want{check.ReasonAllowedSession, "alice", check.MethodSession}},
@@ -151,7 +151,20 @@ func TestDecideTable(t *testing.T) {
 		{"bearer with NUL", request{OriginalURL: u + "/api/servers", Authorization: []string{"Bearer " + TokStatic + "\x00"}}, want{reason: check.ReasonMalformedAuthorization}},
 		{"basic scheme", request{OriginalURL: u + "/api/servers", Authorization: []string{"Basic dXNlcjpwYXNz"}}, want{reason: check.ReasonUnsupportedAuthzScheme}},
 		{"two Authorization headers", request{OriginalURL: u + "/api/servers", Authorization: []string{"Bearer " + TokStatic, "Bearer " + TokStatic}}, want{reason: check.ReasonAmbiguousAuthorization}},
-		{"Authorization and X-Authorization differ", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic), XAuthorization: Bearer(TokStatic2)}, want{reason: check.ReasonAmbiguousAuthorization}},
+		{"two X-Authorization headers", request{OriginalURL: u + "/api/servers", XAuthorization: []string{"Bearer " + TokStatic, "Bearer " + TokStatic}}, want{reason: check.ReasonAmbiguousAuthorization}},
+		// Which header carries the credential (upstream #988).
+		{"X-Authorization wins over Authorization", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic2), XAuthorization: Bearer(TokStatic)}, allowStatic},
+		{"X-Authorization wins even when it fails", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic), XAuthorization: Bearer(TokStatic2)}, want{reason: check.ReasonInvalidCredentials}},
+		{"empty X-Authorization is ignored", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic), XAuthorization: []string{""}}, allowStatic},
+		// Agent paths: Authorization is the agent's, X-Authorization the
+		// registry's. (Static credentials count on Registry API paths only;
+		// the session shows which credential was read.)
+		{"agent path reads X-Authorization only", request{OriginalURL: u + "/agent/travel/invoke", Authorization: Bearer(TokStatic)}, want{reason: check.ReasonNoCredentials}},
+		{"agent path, X-Authorization read", request{OriginalURL: u + "/agent/travel/invoke", XAuthorization: Bearer(TokStatic)}, want{reason: check.ReasonRegistryCredOnGateway}},
+		{"agent path, the same bearer in both", request{OriginalURL: u + "/agent/travel/invoke", Authorization: Bearer(TokStatic), XAuthorization: []string{"bearer  " + TokStatic + " "}}, want{reason: check.ReasonDuplicatedCredential}},
+		{"agent path, different bearers", request{OriginalURL: u + "/agent/travel/invoke", Authorization: Bearer(TokStatic2), XAuthorization: Bearer(TokReadKey)}, want{reason: check.ReasonRegistryCredOnGateway}},
+		{"agent path, a session with an agent credential", request{OriginalURL: u + "/agent/travel/invoke", Authorization: Bearer(TokStatic2), Cookie: []string{validCookie}}, want{check.ReasonAllowedSession, "alice", check.MethodSession}},
+		{"not an agent path outside the prefix", request{OriginalURL: u + "/agents/x", Authorization: Bearer(TokStatic)}, want{reason: check.ReasonRegistryCredOnGateway}},
 		{"JWT-shaped bearer without OIDC", request{OriginalURL: u + "/api/servers", Authorization: Bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")}, want{reason: check.ReasonJWTNotConfigured}},
 		{"huge bearer", request{OriginalURL: u + "/api/servers", Authorization: Bearer(strings.Repeat("a", 60000))}, want{reason: check.ReasonInvalidCredentials}},
 

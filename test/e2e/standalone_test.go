@@ -106,7 +106,7 @@ func TestStandalone(t *testing.T) {
 	alice := map[string]any{"username": "alice", "groups": []string{"registry-users"}, "auth_method": "oidc", "provider": "keycloak"}
 	aliceCookie := cookie(alice, time.Now())
 	expiredCookie := cookie(alice, time.Now().Add(-9*time.Hour)) // SESSION_MAX_AGE defaults to 8h
-	aliceIdentity := map[string]string{"X-User": "alice", "X-Username": "alice", "X-Groups": "registry-users", "X-Auth-Method": "session"}
+	aliceIdentity := map[string]string{"X-User": "alice", "X-Username": "alice", "X-Groups": "registry-users", "X-Auth-Method": "session_cookie"}
 
 	t.Run("static token on Registry API paths", func(t *testing.T) {
 		for _, path := range []string{"/api/servers", "/v0.1/servers", "/api/servers?limit=5"} {
@@ -229,7 +229,7 @@ func TestStandalone(t *testing.T) {
 			"X-User":        "root",
 			"X-Username":    "root",
 			"X-Client-Id":   "root",
-			"X-Groups":      "mcp-registry-admin,root",
+			"X-Groups":      "mcp-registry-admin root",
 			"X-Scopes":      "everything",
 			"X-Auth-Method": "oidc",
 		}

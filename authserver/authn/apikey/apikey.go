@@ -75,7 +75,7 @@ func Compile(cfgs []Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 		}
 		ak.digests = secret.Digests{Current: d, Previous: authn.ClonePrevious(k.Previous, d)}
 		groups := check.SafeList(k.Groups)
-		ak.identity = check.NewIdentity(k.Name, k.Name, groups, check.ScopesFor(groups, env.GroupScopes), check.MethodAPIKey)
+		ak.identity = check.NewIdentity(k.Name, k.Name, groups, check.ScopesFor(groups, env.GroupScopes), check.MethodNetworkTrusted)
 		a.keys = append(a.keys, ak)
 		a.fingerprints[k.Name] = d.Fingerprint()
 	}

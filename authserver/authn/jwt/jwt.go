@@ -51,7 +51,9 @@ type Authenticator struct {
 	audiences      []string
 	preset         string
 	usernameClaims []string
-	groupsClaim    string
+	groupsClaims   []string
+	clientClaims   []string
+	method         check.Method
 	groupScopes    map[string][]string
 	leeway         time.Duration
 	cache          *authn.TokenCache
@@ -89,12 +91,12 @@ func newAuthenticator(cfg *Config, groupScopes map[string][]string, cacheSize in
 	if preset == "" {
 		preset = PresetGeneric
 	}
-	users, groups := presetDefaults(preset)
+	claims := presetDefaults(preset)
 	if cfg.UsernameClaim != "" {
-		users = []string{cfg.UsernameClaim}
+		claims.username = []string{cfg.UsernameClaim}
 	}
 	if cfg.GroupsClaim != "" {
-		groups = cfg.GroupsClaim
+		claims.groups = []string{cfg.GroupsClaim}
 	}
 	issuers := []string{cfg.Issuer.url}
 	if preset == PresetEntra {
@@ -115,8 +117,10 @@ func newAuthenticator(cfg *Config, groupScopes map[string][]string, cacheSize in
 		issuers:        issuers,
 		audiences:      append([]string(nil), cfg.Audiences...),
 		preset:         preset,
-		usernameClaims: users,
-		groupsClaim:    groups,
+		usernameClaims: claims.username,
+		groupsClaims:   claims.groups,
+		clientClaims:   claims.client,
+		method:         presetMethod(preset),
 		groupScopes:    groupScopes,
 		leeway:         jwtLeeway,
 		cache:          authn.NewTokenCache(cacheSize),
@@ -185,8 +189,14 @@ func (a *Authenticator) verify(ctx context.Context, raw string, now time.Time) (
 	if username == "" || !check.HeaderSafe(username) {
 		return nil, check.ReasonJWTNoUsername
 	}
-	groups := check.SafeList(stringList(lookupClaim(claims, a.groupsClaim)))
-	clientID := firstString(claims, "azp", "client_id", "appid")
+	var groups []string
+	for _, c := range a.groupsClaims {
+		if groups = stringList(lookupClaim(claims, c)); len(groups) > 0 {
+			break
+		}
+	}
+	groups = check.SafeList(groups)
+	clientID := firstString(claims, a.clientClaims...)
 	if clientID == "" {
 		for _, aud := range tok.Audience {
 			if contains(a.audiences, aud) {
@@ -198,7 +208,7 @@ func (a *Authenticator) verify(ctx context.Context, raw string, now time.Time) (
 	if !check.HeaderSafe(clientID) {
 		clientID = ""
 	}
-	id := check.NewIdentity(username, clientID, groups, check.ScopesFor(groups, a.groupScopes), check.MethodOIDC)
+	id := check.NewIdentity(username, clientID, groups, check.ScopesFor(groups, a.groupScopes), a.method)
 	if until := tok.Expiry; until.After(now) {
 		if maxUntil := now.Add(authn.MaxCachedTTL); until.After(maxUntil) {
 			until = maxUntil

@@ -66,6 +66,17 @@ func oidcResolve(tb testing.TB, idp *authtest.Issuer) (*Issuers, *Issuer) {
 	return reg, iss
 }
 
+// oidcResolveURL discovers issuerURL (served by idp) through a fresh registry.
+func oidcResolveURL(tb testing.TB, idp *authtest.Issuer, issuerURL string) (*Issuers, *Issuer) {
+	tb.Helper()
+	reg := NewIssuers(nil)
+	iss, err := reg.Resolve(oidcCtx(tb), issuerURL)
+	if err != nil || iss == nil {
+		tb.Fatalf("resolving %s: issuer %v, error %v", issuerURL, iss, err)
+	}
+	return reg, iss
+}
+
 // oidcPolicy is the JWT authenticator of the policy "team/<name>",
 // answering for <name>.example.com.
 type oidcPolicy struct {
@@ -1178,10 +1189,95 @@ func TestPresetKeycloak(t *testing.T) {
 				g.Expect(d.Identity.Username).To(Equal("alice"))
 				g.Expect(d.Identity.ClientID).To(Equal(tc.wantClient))
 				g.Expect(d.Identity.Groups).To(Equal([]string{"dev"}))
+				g.Expect(d.Identity.Method).To(Equal(check.Method("keycloak")))
+			}
+			if gd := oidcDecide(generic, tok, now); gd.Reason == check.ReasonAllowedOIDC {
+				g.Expect(gd.Identity.Method).To(Equal(check.MethodOIDC))
 			}
 			g.Expect(oidcDecide(generic, tok, now).Reason).To(Equal(tc.wantGeneric))
 		})
 	}
+}
+
+// Okta's custom authorization servers (https://{domain}/oauth2/default) issue
+// access tokens with aud "api://default" (the server's audience), the user in
+// sub, the client in cid, the scopes in scp and groups in a "groups" claim
+// when the server adds one.
+func TestPresetOkta(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t, authtest.WithPath("/oauth2/default"))
+	_, iss := oidcResolve(t, idp)
+	oc := Config{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"api://default"}, Preset: PresetOkta}
+	okta := oidcCompile(t, "okta", oc, oidcOptions{TokenCacheSize: -1})
+	now := oidcNow()
+	oktaClaims := func() map[string]any {
+		return map[string]any{
+			"ver": 1, "jti": "AT.abc", "iss": idp.URL(), "aud": "api://default",
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+			"cid": "0oa-registry-cli", "uid": "00u123", "scp": []string{"openid", "registry"},
+			"sub": "alice@example.com", "groups": []string{"mcp-registry-admin", "Everyone"},
+		}
+	}
+	g := NewWithT(t)
+	d := oidcDecide(okta, idp.Sign(oktaClaims()), now)
+	g.Expect(d.Reason).To(Equal(check.ReasonAllowedOIDC))
+	g.Expect(d.Identity.Username).To(Equal("alice@example.com"))
+	g.Expect(d.Identity.ClientID).To(Equal("0oa-registry-cli"))
+	g.Expect(d.Identity.Groups).To(Equal([]string{"mcp-registry-admin", "Everyone"}))
+	g.Expect(d.Identity.Method).To(Equal(check.Method("okta")))
+
+	// Another authorization server's audience is refused.
+	c := oktaClaims()
+	c["aud"] = "api://other"
+	g.Expect(oidcDecide(okta, idp.Sign(c), now).Reason).To(Equal(check.ReasonJWTAudience))
+	// Without cid, azp names the client.
+	c = oktaClaims()
+	delete(c, "cid")
+	c["azp"] = "0oa-web"
+	g.Expect(oidcDecide(okta, idp.Sign(c), now).Identity.ClientID).To(Equal("0oa-web"))
+}
+
+// Auth0 issues access tokens from https://{tenant}.auth0.com/ (the issuer
+// ends in a slash) with aud a list (the API identifier and the userinfo
+// endpoint), the user in sub ("auth0|..."), the client in azp, groups in a
+// namespaced custom claim or, with Auth0 RBAC, in permissions.
+func TestPresetAuth0(t *testing.T) {
+	t.Parallel()
+	idp := authtest.NewIssuer(t, authtest.WithIssuerOverride(authtest.IssuerURLPlaceholder+"/"))
+	issuerURL := idp.URL() + "/"
+	_, iss := oidcResolveURL(t, idp, issuerURL)
+	oc := Config{IssuerURL: issuerURL, Issuer: iss, Audiences: []string{"https://registry.example.com/api"}, Preset: PresetAuth0}
+	auth0 := oidcCompile(t, "auth0", oc, oidcOptions{TokenCacheSize: -1})
+	now := oidcNow()
+	auth0Claims := func() map[string]any {
+		return map[string]any{
+			"iss": issuerURL, "sub": "auth0|64f1c0ffee", "azp": "registry-cli-client",
+			"aud": []string{"https://registry.example.com/api", issuerURL + "userinfo"},
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "scope": "openid profile",
+			Auth0GroupsClaim: []string{"mcp-registry-admin"},
+		}
+	}
+	g := NewWithT(t)
+	d := oidcDecide(auth0, idp.Sign(auth0Claims()), now)
+	g.Expect(d.Reason).To(Equal(check.ReasonAllowedOIDC))
+	g.Expect(d.Identity.Username).To(Equal("auth0|64f1c0ffee"))
+	g.Expect(d.Identity.ClientID).To(Equal("registry-cli-client"))
+	g.Expect(d.Identity.Groups).To(Equal([]string{"mcp-registry-admin"}))
+	g.Expect(d.Identity.Method).To(Equal(check.Method("auth0")))
+
+	// With a nickname claim (ID tokens, or a rule that adds it), it is the
+	// username; without the namespaced claim, RBAC permissions are the groups.
+	c := auth0Claims()
+	c["nickname"] = "alice"
+	delete(c, Auth0GroupsClaim)
+	c["permissions"] = []string{"read:servers"}
+	d = oidcDecide(auth0, idp.Sign(c), now)
+	g.Expect(d.Identity.Username).To(Equal("alice"))
+	g.Expect(d.Identity.Groups).To(Equal([]string{"read:servers"}))
+	// The issuer without its slash is another issuer.
+	c = auth0Claims()
+	c["iss"] = idp.URL()
+	g.Expect(oidcDecide(auth0, idp.Sign(c), now).Allowed()).To(BeFalse())
 }
 
 func TestPresetEntra(t *testing.T) {
@@ -1567,7 +1663,7 @@ func TestJWTHeaderSafety(t *testing.T) {
 			for i := range check.NumIdentityHeaders {
 				k, v := check.IdentityHeader(i), vals[i][0]
 				if k == "X-Groups" {
-					g.Expect(v).To(Equal(strings.Join(tc.wantGroups, ",")))
+					g.Expect(v).To(Equal(strings.Join(tc.wantGroups, " ")))
 				}
 				g.Expect(v).NotTo(ContainSubstring("\n"), k)
 				g.Expect(v).NotTo(ContainSubstring("\r"), k)

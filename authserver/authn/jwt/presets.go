@@ -3,26 +3,63 @@ package jwt
 import (
 	"net/url"
 	"strings"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
 )
 
-// Presets: where an IdP puts the username, the groups and the audience.
+// Presets: where an IdP puts the username, the groups, the client and the
+// audience. A preset's name is also the X-Auth-Method of its users, as the
+// upstream auth server names its providers.
 const (
 	PresetGeneric  = "generic"
 	PresetKeycloak = "keycloak"
 	PresetEntra    = "entra"
 	PresetCognito  = "cognito"
+	PresetOkta     = "okta"
+	PresetAuth0    = "auth0"
 )
 
-// presetDefaults returns the default username claims and groups claim.
-func presetDefaults(preset string) (username []string, groups string) {
+// Presets lists every preset.
+var Presets = []string{PresetGeneric, PresetKeycloak, PresetEntra, PresetCognito, PresetOkta, PresetAuth0}
+
+// Auth0GroupsClaim is where the upstream auth server reads Auth0 groups by
+// default (AUTH0_GROUPS_CLAIM): Auth0 puts custom claims under a namespace.
+const Auth0GroupsClaim = "https://mcp-gateway/groups"
+
+// presetClaims are where a preset finds the username, the groups and the
+// client: the first claim present (and not empty) of each list.
+type presetClaims struct {
+	username []string
+	groups   []string
+	client   []string
+}
+
+// presetDefaults returns the preset's default claims.
+func presetDefaults(preset string) presetClaims {
+	generic := []string{"azp", "client_id", "appid"}
 	switch preset {
 	case PresetEntra:
-		return []string{"preferred_username", "upn", "unique_name", "sub"}, "groups"
+		return presetClaims{[]string{"preferred_username", "upn", "unique_name", "sub"}, []string{"groups"}, generic}
 	case PresetCognito:
-		return []string{"username", "cognito:username", "sub"}, "cognito:groups"
+		return presetClaims{[]string{"username", "cognito:username", "sub"}, []string{"cognito:groups"}, generic}
+	case PresetOkta:
+		// Okta's access tokens name the user in sub and the client in cid.
+		return presetClaims{[]string{"sub", "preferred_username"}, []string{"groups"}, []string{"cid", "azp", "client_id"}}
+	case PresetAuth0:
+		// Auth0's access tokens carry groups in a namespaced custom claim,
+		// or, with Auth0 RBAC, as permissions.
+		return presetClaims{[]string{"nickname", "sub"}, []string{Auth0GroupsClaim, "permissions"}, generic}
 	default:
-		return []string{"preferred_username", "sub"}, "groups"
+		return presetClaims{[]string{"preferred_username", "sub"}, []string{"groups"}, generic}
 	}
+}
+
+// method is the X-Auth-Method of the preset's users.
+func presetMethod(preset string) check.Method {
+	if preset == PresetGeneric || preset == "" {
+		return check.MethodOIDC
+	}
+	return check.Method(preset)
 }
 
 // entraV1Issuer returns the v1 issuer (https://sts.windows.net/<tenant>/) of
