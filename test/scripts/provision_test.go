@@ -119,11 +119,14 @@ func (s *sandbox) fake(dir, name, script string) string {
 	return p
 }
 
-// run runs script with args in the sandbox and returns stdout, stderr and
-// the exit code.
+// run runs script (relative to the repository root, or absolute) with args
+// in the sandbox and returns stdout, stderr and the exit code.
 func (s *sandbox) run(script string, args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(filepath.Join(utils.RepoRoot(), script), args...)
+	if !filepath.IsAbs(script) {
+		script = filepath.Join(utils.RepoRoot(), script)
+	}
+	cmd := exec.Command(script, args...)
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
 		case "PATH", "CI", "NGINX_BIN", "NGINX_SBIN_PATH", "CC", "CGO_ENABLED", "PROVISION_POLICY_RC",
