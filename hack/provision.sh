@@ -13,7 +13,8 @@
 #     (nginx; gcc and libc6-dev) without starting nginx's system service: a
 #     policy-rc.d that refuses every service start is in place while apt-get
 #     runs (one that exists already, as in container images, is kept), and
-#     the service of an nginx installed here is disabled afterwards;
+#     the service of an nginx installed here is disabled afterwards, so it
+#     does not start at boot either;
 #   - otherwise: says in one line what is missing and how to get it; the
 #     nginx tests then skip with that reason (test/e2e/nginxtest) and make
 #     test runs go test without -race;
@@ -212,11 +213,16 @@ if [[ "${MODE}" == provide ]] && ((can_apt)) && ((${#WANTED[@]} + ${#EXTRA_PACKA
 		nginx_ok=1
 		find_nginx || nginx_ok=0
 		# The package enables its service for the next boot; the tests do not
-		# need it, and nothing here may start it.
-		if ((nginx_ok)) && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]] &&
+		# need it, and nothing here may start it. (Without a running systemd,
+		# systemctl disable only removes the links.)
+		if ((nginx_ok)) && command -v systemctl >/dev/null 2>&1 &&
 			systemctl is-enabled --quiet nginx 2>/dev/null; then
-			systemctl disable --now nginx >/dev/null 2>&1 || true
-			log "disabled nginx's system service (the tests start their own nginx)"
+			if [[ -d /run/systemd/system ]]; then
+				systemctl disable --now nginx >/dev/null 2>&1 || true
+			else
+				systemctl disable nginx >/dev/null 2>&1 || true
+			fi
+			log "disabled nginx's system service, which the package enabled (the tests start their own nginx)"
 		fi
 	fi
 	if ((cc_ok == 0)); then
