@@ -76,7 +76,7 @@ fmt-check: ## Fail if `gofmt -l` lists any Go file (also testdata/ and hack/).
 .PHONY: test
 test: test-plan provision manifests generate fmt-check fmt vet envtest helm crds ## Run all tests with the race detector (unit, envtest, e2e with nginx). First provides nginx and gcc (hack/provision.sh) and builds the control plane (~10 min) and helm (~2-3 min more).
 	@race="$$(hack/provision.sh --race-flag)"; \
-	[ -n "$$race" ] || echo "go test runs without -race: no working C compiler (see [provision] above)"; \
+	[ -n "$$race" ] || echo "go test runs without -race: the race detector needs cgo and a working C compiler (see [provision] above)"; \
 	echo "KUBEBUILDER_ASSETS=\"$(ENVTEST_ASSETS)\" go test $$race ./... -count=1"; \
 	rc=0; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $$race ./... -count=1 || rc=$$?; \
 	hack/provision.sh --check 2>&1 | grep '^\[provision\] missing: ' || true; \
