@@ -66,11 +66,29 @@ fmt-check: ## Fail if `gofmt -l` lists any Go file (also testdata/ and hack/).
 	@out="$$(find . -name '*.go' -not -path './bin/*' -not -path './dist/*' -not -path './.git/*' -print0 | xargs -0 -r gofmt -l)"; \
 	if [ -n "$$out" ]; then echo "gofmt -l lists unformatted files (run 'make fmt'):"; echo "$$out"; exit 1; fi
 
+# test-plan prints the first line of make test: what it is about to build and
+# for how long. provision then installs nginx and a C compiler when it can
+# (root with apt-get) or says what is missing: the nginx tests skip and go test
+# runs without -race (CI=true: a missing part fails instead).
 # fmt-check runs before fmt so that unformatted code fails the tests instead of
-# being silently rewritten.
+# being silently rewritten. At the end, what was missing is said again, as
+# go test does not list skipped tests.
 .PHONY: test
-test: manifests generate fmt-check fmt vet envtest helm crds ## Run all tests with the race detector (unit, envtest, e2e with nginx). First run builds the control plane (~10 min) and helm (~2-3 min more).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -race ./... -count=1
+test: test-plan provision manifests generate fmt-check fmt vet envtest helm crds ## Run all tests with the race detector (unit, envtest, e2e with nginx). First provides nginx and gcc (hack/provision.sh) and builds the control plane (~10 min) and helm (~2-3 min more).
+	@race="$$(hack/provision.sh --race-flag)"; \
+	[ -n "$$race" ] || echo "go test runs without -race: the race detector needs cgo and a working C compiler (see [provision] above)"; \
+	echo "KUBEBUILDER_ASSETS=\"$(ENVTEST_ASSETS)\" go test $$race ./... -count=1"; \
+	rc=0; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $$race ./... -count=1 || rc=$$?; \
+	hack/provision.sh --check 2>&1 | grep '^\[provision\] missing: ' || true; \
+	exit $$rc
+
+.PHONY: test-plan
+test-plan:
+	@CONTROLLER_GEN_BIN="$(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION)" hack/build-tools.sh plan "make test"
+
+.PHONY: provision
+provision: ## Install what the tests need (nginx, gcc) as root with apt-get, else say what is missing (hack/provision.sh).
+	@hack/provision.sh
 
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not

@@ -10,6 +10,14 @@
 #   hack/build-tools.sh helm              bin/helm (make helm):
 #     bin/helm                helm.sh/helm/v3/cmd/helm
 #
+#   hack/build-tools.sh plan [WHO]        prints one line saying what the two
+#                                         above would build and how long that
+#                                         takes, or that they are up to date
+#                                         (make test prints it first); with
+#                                         CONTROLLER_GEN_BIN set, controller-gen
+#                                         is counted too when that file is
+#                                         missing
+#
 # Versions come from hack/tools/go.mod. Each build is skipped when its stamp
 # (bin/k8s/.stamp, bin/.helm.stamp) records the same versions and the
 # binaries exist. A cold control-plane build takes about 10 minutes on 2
@@ -17,6 +25,10 @@
 # it; after the control plane it takes 2-3 minutes more, as it shares most
 # packages (client-go, cli-runtime, kubectl) with kubectl through the build
 # cache (same module graph, same flags). FORCE=1 rebuilds.
+#
+# While `go build` runs, a progress line comes every PROGRESS_INTERVAL
+# seconds (default 30): time elapsed, what is being built and how many of
+# its packages were compiled so far, so a long build is never silent.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,25 +46,89 @@ mod_field() { # module, template
 	go list -m -f "$2" "$1" 2>/dev/null || die "cannot resolve $1 in ${TOOLS_DIR}/go.mod"
 }
 
+# elapsed SECONDS: "4m05s".
+elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# go_build WHAT LDFLAGS OUT PKG...: CGO_ENABLED=0 go build -trimpath with
+# LDFLAGS into OUT. Every PROGRESS_INTERVAL seconds (default 30) it logs the
+# time elapsed, WHAT is being built and how many packages were compiled (of
+# how many there are: a cold build compiles them all, a warm one fewer), so
+# a build of several minutes is never silent. The compiler's and go's own
+# messages (downloads, errors) come through unchanged.
+go_build() {
+	local what="$1" ldflags="$2" out="$3"
+	shift 3
+	local interval="${PROGRESS_INTERVAL:-30}" start=${SECONDS} rc=0 work ticker
+	work="$(mktemp -d)"
+	: >"${work}/compiled"
+	(
+		# How many packages the build involves, meanwhile (a few seconds).
+		{ CGO_ENABLED=0 go list -deps "$@" 2>/dev/null | wc -l >"${work}/total.tmp" &&
+			mv "${work}/total.tmp" "${work}/total"; } >/dev/null 2>&1 &
+		next=$((start + interval))
+		# Ends with this script, however that ends.
+		while sleep 1 && kill -0 $$ 2>/dev/null; do
+			((SECONDS >= next)) || continue
+			next=$((next + interval))
+			n="$(wc -l <"${work}/compiled" 2>/dev/null)" || n=0
+			n="${n// /}"
+			total=""
+			[[ -s "${work}/total" ]] && total=" of at most $(tr -d ' ' <"${work}/total")"
+			latest="$(tail -n1 "${work}/compiled" 2>/dev/null)" || latest=""
+			log "$(elapsed $((SECONDS - start))) building ${what}: ${n}${total} packages compiled${latest:+, latest ${latest}}"
+		done
+	) &
+	ticker=$!
+	# -v prints each package as it is compiled: those lines are counted, the
+	# rest goes to stderr as usual.
+	CGO_ENABLED=0 go build -v -trimpath -ldflags "${ldflags}" -o "${out}" "$@" 2>&1 >&2 |
+		while IFS= read -r line; do
+			if [[ "${line}" =~ ^[A-Za-z0-9._~+/-]+$ ]]; then
+				printf '%s\n' "${line}" >>"${work}/compiled"
+			else
+				printf '%s\n' "${line}" >&2
+			fi
+		done || rc=$?
+	kill "${ticker}" 2>/dev/null || true
+	wait "${ticker}" 2>/dev/null || true
+	rm -rf "${work}"
+	if ((rc != 0)); then
+		die "go build of ${what} failed (exit ${rc}) after $(elapsed $((SECONDS - start)))"
+	fi
+}
+
 # bin/helm. Built like helm's own Makefile does: its version, and the
 # Kubernetes version that `helm lint` (deprecations) and `helm template`
 # (.Capabilities.KubeVersion) assume, from the client-go it is built with.
-build_helm() {
-	local out="${ROOT}/bin/helm" stamp="${ROOT}/bin/.helm.stamp"
+HELM_OUT="${ROOT}/bin/helm"
+HELM_STAMP="${ROOT}/bin/.helm.stamp"
+
+# helm_versions sets HELM_VERSION, CLIENT_GO, HELM_K8S_MINOR and
+# HELM_WANT_STAMP.
+helm_versions() {
 	# Bump when the way the binary is built changes (flags, name).
 	local stamp_format=1
-	local helm_version client_go
-	helm_version="$(mod_field helm.sh/helm/v3 '{{.Version}}')"
-	client_go="$(mod_field k8s.io/client-go '{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}}')"
-	[[ "${client_go}" =~ ^v0\.([0-9]+)\.[0-9]+$ ]] ||
-		die "unexpected k8s.io/client-go version '${client_go}' (want v0.MINOR.PATCH)"
-	local k8s_minor="${BASH_REMATCH[1]}"
-	local want="format=${stamp_format} helm=${helm_version} client-go=${client_go}"
-	if [[ "${FORCE:-0}" != 1 && -f "${stamp}" && "$(cat "${stamp}")" == "${want}" && -x "${out}" ]]; then
+	HELM_VERSION="$(mod_field helm.sh/helm/v3 '{{.Version}}')"
+	CLIENT_GO="$(mod_field k8s.io/client-go '{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}}')"
+	[[ "${CLIENT_GO}" =~ ^v0\.([0-9]+)\.[0-9]+$ ]] ||
+		die "unexpected k8s.io/client-go version '${CLIENT_GO}' (want v0.MINOR.PATCH)"
+	HELM_K8S_MINOR="${BASH_REMATCH[1]}"
+	HELM_WANT_STAMP="format=${stamp_format} helm=${HELM_VERSION} client-go=${CLIENT_GO}"
+}
+
+helm_up_to_date() {
+	[[ "${FORCE:-0}" != 1 && -f "${HELM_STAMP}" && "$(cat "${HELM_STAMP}")" == "${HELM_WANT_STAMP}" && -x "${HELM_OUT}" ]]
+}
+
+build_helm() {
+	local out="${HELM_OUT}" stamp="${HELM_STAMP}"
+	helm_versions
+	local helm_version="${HELM_VERSION}" client_go="${CLIENT_GO}" k8s_minor="${HELM_K8S_MINOR}" want="${HELM_WANT_STAMP}"
+	if helm_up_to_date; then
 		log "up to date: ${out} (helm ${helm_version})"
 		return 0
 	fi
-	log "building helm ${helm_version} (client-go ${client_go}) into ${out}"
+	log "building helm ${helm_version} (client-go ${client_go}) into ${out}: 2-3 min on 2 cores after the control plane, ~5 min from a cold build cache"
 	local ldflags=(-s -w
 		"-X" "helm.sh/helm/v3/internal/version.version=${helm_version}"
 		"-X" "helm.sh/helm/v3/internal/version.gitTreeState=archive"
@@ -65,35 +141,30 @@ build_helm() {
 	local start=${SECONDS}
 	# Same CGO_ENABLED and -trimpath as the control plane, so the packages
 	# helm shares with kubectl come from the build cache.
-	CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags[*]}" -o "${out}.tmp" helm.sh/helm/v3/cmd/helm
+	go_build "helm" "${ldflags[*]}" "${out}.tmp" helm.sh/helm/v3/cmd/helm
 	mv -f "${out}.tmp" "${out}"
 	printf '%s\n' "${want}" >"${stamp}"
 	log "built in $((SECONDS - start))s: $("${out}" version --short 2>&1)"
 }
 
-case "${1:-control-plane}" in
-control-plane) ;;
-helm)
-	build_helm
-	exit 0
-	;;
-*) die "unknown target '$1' (want control-plane or helm)" ;;
-esac
-
+# The local control plane (bin/k8s).
 OUT_DIR="${ROOT}/bin/k8s"
 STAMP="${OUT_DIR}/.stamp"
-# Bump when the way the binaries are built changes (flags, names).
-STAMP_FORMAT=2
-K8S_VERSION="$(mod_field k8s.io/kubernetes '{{.Version}}')"
-ETCD_VERSION="$(mod_field go.etcd.io/etcd/server/v3 '{{.Version}}')"
-
-[[ "${K8S_VERSION}" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] ||
-	die "unexpected k8s.io/kubernetes version '${K8S_VERSION}' (want vMAJOR.MINOR.PATCH)"
-K8S_MAJOR="${BASH_REMATCH[1]}"
-K8S_MINOR="${BASH_REMATCH[2]}"
-
-WANT_STAMP="format=${STAMP_FORMAT} kubernetes=${K8S_VERSION} etcd=${ETCD_VERSION}"
 BINARIES=(etcd kube-apiserver kubectl)
+
+# cp_versions sets K8S_VERSION, K8S_MAJOR, K8S_MINOR, ETCD_VERSION and
+# WANT_STAMP.
+cp_versions() {
+	# Bump when the way the binaries are built changes (flags, names).
+	local stamp_format=2
+	K8S_VERSION="$(mod_field k8s.io/kubernetes '{{.Version}}')"
+	ETCD_VERSION="$(mod_field go.etcd.io/etcd/server/v3 '{{.Version}}')"
+	[[ "${K8S_VERSION}" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ ]] ||
+		die "unexpected k8s.io/kubernetes version '${K8S_VERSION}' (want vMAJOR.MINOR.PATCH)"
+	K8S_MAJOR="${BASH_REMATCH[1]}"
+	K8S_MINOR="${BASH_REMATCH[2]}"
+	WANT_STAMP="format=${stamp_format} kubernetes=${K8S_VERSION} etcd=${ETCD_VERSION}"
+}
 
 all_present() {
 	local b
@@ -102,7 +173,79 @@ all_present() {
 	done
 }
 
-if [[ "${FORCE:-0}" != 1 && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]] && all_present; then
+cp_up_to_date() {
+	[[ "${FORCE:-0}" != 1 && -f "${STAMP}" && "$(cat "${STAMP}")" == "${WANT_STAMP}" ]] && all_present
+}
+
+# plan [WHO]: one line on stdout, what `make envtest helm` (and
+# controller-gen) would build and for how long.
+plan() {
+	local who="${1:-build-tools}" todo=() done=() progress=""
+	cp_versions
+	helm_versions
+	if [[ -n "${CONTROLLER_GEN_BIN:-}" && ! -x "${CONTROLLER_GEN_BIN}" ]]; then
+		todo+=("controller-gen (about a minute)")
+	fi
+	if cp_up_to_date; then
+		done+=("the control plane (bin/k8s)")
+	else
+		todo+=("the control plane into bin/k8s (etcd, kube-apiserver and kubectl ${K8S_VERSION}: ~10 min on 2 cores from a cold build cache)")
+		progress=", with a progress line every ${PROGRESS_INTERVAL:-30}s"
+	fi
+	if helm_up_to_date; then
+		done+=("helm (bin/helm)")
+	elif cp_up_to_date; then
+		todo+=("helm into bin/helm (2-3 min on 2 cores, ~5 min from a cold build cache)")
+		progress=", with a progress line every ${PROGRESS_INTERVAL:-30}s"
+	else
+		todo+=("helm into bin/helm (2-3 min more)")
+	fi
+	local line=""
+	if ((${#todo[@]} > 0)); then
+		line="about to build $(join "${todo[@]}")${progress}"
+	fi
+	if ((${#done[@]} > 0)); then
+		local verb="is"
+		((${#done[@]} == 1)) || verb="are"
+		line="${line:+${line}; }$(join "${done[@]}") ${verb} up to date (stamps match)"
+	fi
+	if ((${#todo[@]} == 0)); then
+		line="${line}, nothing long to build"
+	fi
+	printf '%s: %s\n' "${who}" "${line}"
+}
+
+# join A B C: "A, B and C".
+join() {
+	local n=$# out="" i=0 w
+	for w in "$@"; do
+		i=$((i + 1))
+		if ((i == 1)); then
+			out="${w}"
+		elif ((i == n)); then
+			out="${out} and ${w}"
+		else
+			out="${out}, ${w}"
+		fi
+	done
+	printf '%s' "${out}"
+}
+
+case "${1:-control-plane}" in
+control-plane) ;;
+helm)
+	build_helm
+	exit 0
+	;;
+plan)
+	plan "${2:-}"
+	exit 0
+	;;
+*) die "unknown target '$1' (want control-plane, helm or plan)" ;;
+esac
+
+cp_versions
+if cp_up_to_date; then
 	log "up to date: ${OUT_DIR} (kubernetes ${K8S_VERSION}, etcd ${ETCD_VERSION})"
 	exit 0
 fi
@@ -112,7 +255,7 @@ K8S_DATE="$(mod_field k8s.io/kubernetes '{{with .Time}}{{.UTC.Format "2006-01-02
 K8S_DATE="${K8S_DATE:-1970-01-01T00:00:00Z}"
 
 log "building kube-apiserver + kubectl ${K8S_VERSION} and etcd ${ETCD_VERSION} into ${OUT_DIR}"
-log "a cold build takes ~10 minutes on 2 cores; later runs reuse the Go build cache"
+log "a cold build takes ~10 minutes on 2 cores (progress every ${PROGRESS_INTERVAL:-30}s); later runs reuse the Go build cache"
 
 # Version information as kubernetes' hack/lib/version.sh sets it, so
 # `kubectl version` and the API server's /version report the real release
@@ -140,7 +283,7 @@ trap 'rm -rf "${TMP_DIR}"' EXIT
 start=${SECONDS}
 # One `go build` so the three link steps share one compile graph. With -o DIR
 # the etcd binary is named after the package: "server".
-CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags[*]}" -o "${TMP_DIR}/" \
+go_build "kube-apiserver, kubectl and etcd" "${ldflags[*]}" "${TMP_DIR}/" \
 	k8s.io/kubernetes/cmd/kube-apiserver \
 	k8s.io/kubernetes/cmd/kubectl \
 	go.etcd.io/etcd/server/v3

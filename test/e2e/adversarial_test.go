@@ -557,6 +557,7 @@ type advCreds struct {
 // and an OIDC issuer, behind nginx.
 func advStart(t *testing.T, extraKeys []map[string]any, extraArgs ...string) (*advEnv, advCreds) {
 	t.Helper()
+	nginxtest.Require(t) // before starting anything
 	cr := advCreds{token: newToken(t), readKey: newToken(t), writeKey: newToken(t), secretKey: newSecretKey(t)}
 	secrets := &secretSet{}
 	secrets.add(cr.token, cr.readKey, cr.writeKey, cr.secretKey)

@@ -86,6 +86,7 @@ const (
 // that no token reached the logs.
 func TestOperatorRotation(t *testing.T) {
 	t.Parallel()
+	nginxtest.Require(t) // before the control plane
 	secrets := &secretSet{}
 	tokens := make([]string, 5) // tokens[0] first, then four rotations
 	for i := range tokens {

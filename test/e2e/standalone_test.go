@@ -83,6 +83,7 @@ var staticIdentity = map[string]string{
 // spoofing.
 func TestStandalone(t *testing.T) {
 	t.Parallel()
+	nginxtest.Require(t) // before starting anything
 	token := newToken(t)
 	secretKey := newSecretKey(t)
 	secrets := &secretSet{}
@@ -262,6 +263,7 @@ func TestStandalone(t *testing.T) {
 // and an unreadable file refuses the token.
 func TestStandaloneTokenFile(t *testing.T) {
 	t.Parallel()
+	nginxtest.Require(t) // before starting anything
 	tokA, tokB, tokC := newToken(t), newToken(t), newToken(t)
 	secrets := &secretSet{}
 	secrets.add(tokA, tokB, tokC)

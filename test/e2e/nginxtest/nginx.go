@@ -101,8 +101,8 @@ type Echo struct {
 	Body   string      `json:"body"`
 }
 
-// Nginx is a running nginx (Debian's /usr/sbin/nginx) bound to 127.0.0.1
-// with an echo upstream.
+// Nginx is a running nginx (the one Lookup finds, usually Debian's
+// /usr/sbin/nginx) bound to 127.0.0.1 with an echo upstream.
 type Nginx struct {
 	tb      testing.TB
 	bin     string
@@ -122,17 +122,15 @@ type Nginx struct {
 	stopOnce sync.Once
 }
 
-// Start writes the config into tb.TempDir(), starts the echo upstream
+// Start skips tb when there is no usable nginx, or fails it under CI=true
+// (see Require). Otherwise it writes the config into tb.TempDir(), starts the echo upstream
 // (httptest on 127.0.0.1) and nginx with -p <dir> -c <conf> -g "daemon off;",
 // waits until it serves, and registers cleanup (graceful quit, then kill;
 // error.log and access.log are dumped into tb.Log when the test failed).
 func Start(tb testing.TB, opts Options) *Nginx {
 	tb.Helper()
 
-	bin := findNginx(tb)
-	if err := checkNginx(bin); err != nil {
-		tb.Fatalf("nginxtest: %v", err)
-	}
+	bin := Require(tb)
 
 	data, err := newConfData(opts)
 	if err != nil {
@@ -497,48 +495,6 @@ func newConfData(opts Options) (*confData, error) {
 		d.AuthTarget = t.String()
 	}
 	return d, nil
-}
-
-func findNginx(tb testing.TB) string {
-	tb.Helper()
-	candidates := []string{"/usr/sbin/nginx"}
-	if env := os.Getenv("NGINX_BIN"); env != "" {
-		candidates = []string{env}
-	}
-	for _, c := range candidates {
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return c
-		}
-	}
-	if os.Getenv("E2E_SKIP_NGINX") == "1" {
-		tb.Skipf("nginx not installed (%s), skipping because E2E_SKIP_NGINX=1", strings.Join(candidates, ", "))
-	}
-	tb.Fatalf("nginx not installed: apt-get install -y nginx (looked for %s; set NGINX_BIN to override, or E2E_SKIP_NGINX=1 to skip)", strings.Join(candidates, ", "))
-	return ""
-}
-
-var (
-	checkMu     sync.Mutex
-	checkedBins = map[string]error{}
-)
-
-// checkNginx verifies once per binary that ngx_http_auth_request_module is
-// compiled in (it is not a dynamic module, so there is nothing to load).
-func checkNginx(bin string) error {
-	checkMu.Lock()
-	defer checkMu.Unlock()
-	if err, ok := checkedBins[bin]; ok {
-		return err
-	}
-	out, err := exec.Command(bin, "-V").CombinedOutput()
-	switch {
-	case err != nil:
-		err = fmt.Errorf("%s -V: %w: %s", bin, err, out)
-	case !bytes.Contains(out, []byte("--with-http_auth_request_module")):
-		err = fmt.Errorf("%s is built without http_auth_request_module (nginx -V: %s)", bin, out)
-	}
-	checkedBins[bin] = err
-	return err
 }
 
 func freePort() (int, error) {
