@@ -93,8 +93,12 @@ provision: ## Install what the tests need (nginx, gcc) as root with apt-get, els
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
 # found fails (go test -fuzz alone would only warn).
-FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver:FuzzParseAuthorization ./authserver:FuzzSessionVerify ./authserver:FuzzParseAPIKeysEnv ./authserver:FuzzCompile
+FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
 FUZZTIME ?= 10s
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml: vet, staticcheck, errcheck, depguard's layering rules, ...).
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
@@ -191,6 +195,7 @@ ENVTEST_ASSETS ?= $(abspath $(LOCALBIN)/k8s)
 ## Tool Binaries
 KUBECTL ?= $(LOCALBIN)/k8s/kubectl
 HELM ?= $(LOCALBIN)/helm
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 
@@ -201,6 +206,10 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 .PHONY: envtest
 envtest: ## Build etcd, kube-apiserver and kubectl into bin/k8s from hack/tools (skipped when up to date; first build ~10 min).
 	hack/build-tools.sh
+
+.PHONY: golangci-lint
+golangci-lint: ## Build golangci-lint into bin/golangci-lint from hack/tools/lint (skipped when up to date; ~4 min cold).
+	hack/build-tools.sh lint
 
 .PHONY: helm
 helm: ## Build helm into bin/helm from hack/tools (skipped when up to date; ~2-3 min after `make envtest`, ~5 min CPU from a cold cache).

@@ -106,7 +106,7 @@ func checkNginx(bin string) error {
 	out, err := exec.Command(bin, "-V").CombinedOutput()
 	switch {
 	case err != nil:
-		err = fmt.Errorf("%s -V: %v: %s", bin, err, bytes.TrimSpace(out))
+		err = fmt.Errorf("%s -V: %w: %s", bin, err, bytes.TrimSpace(out))
 	case !bytes.Contains(out, []byte("--with-http_auth_request_module")):
 		err = fmt.Errorf("%s is built without http_auth_request_module, set %s to one that has it (nginx -V: %s)",
 			bin, NginxBinEnv, bytes.TrimSpace(out))
