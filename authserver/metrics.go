@@ -164,6 +164,8 @@ func (m *Metrics) ObserveDecision(d policy.Decision, elapsed time.Duration) {
 		m.previousUses.WithLabelValues(key, "static").Inc()
 	case check.ReasonAllowedAPIKeyPrevious:
 		m.previousUses.WithLabelValues(key, d.CredentialName).Inc()
+	case check.ReasonAllowedFederationPrevious:
+		m.previousUses.WithLabelValues(key, "federation").Inc()
 	case check.ReasonTooManyFailures:
 		m.bruteRefusals.WithLabelValues(key).Inc()
 	}

@@ -919,3 +919,46 @@ func TestRotationEventsPerCredential(t *testing.T) {
 		}
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 }
+
+// The federation token, from its Secret: allowed on the peers API only, in
+// status by fingerprint, and rotated with kubectl into a grace window like
+// the static token.
+func TestFederationToken(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok, fed := randomToken(t), randomToken(t)
+	createSecret(t, ns, "api-token", tok)
+	rotateWith(t, "apply", ns, "federation-token", fed)
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.FederationToken = &authv1alpha1.FederationTokenSpec{
+			Enabled:             true,
+			SecretRef:           &authv1alpha1.SecretKeySelector{Name: "federation-token"},
+			Groups:              []string{"federation-service"},
+			RotationGracePeriod: &metav1.Duration{Duration: time.Hour},
+		}
+	})
+	m := startManager(t, managerOpts{})
+	peers := func(token string) policy.Decision { return m.decide(ns, "registry", "/api/peers", token) }
+	g.Eventually(func() check.Reason { return peers(fed).Reason }, 10*time.Second, 20*time.Millisecond).Should(Equal(check.ReasonAllowedFederation))
+	d := peers(fed)
+	g.Expect(d.Identity.Username).To(Equal("federation-peer"))
+	g.Expect(d.Identity.Groups).To(Equal([]string{"federation-service"}))
+	g.Expect(m.decide(ns, "registry", "/api/servers", fed).Reason).To(Equal(check.ReasonFederationTokenOffPath))
+	g.Expect(peers(tok).Reason).To(Equal(check.ReasonAllowedStaticToken), "the static token still counts on the peers API")
+	g.Eventually(func(g Gomega) {
+		st := getPolicy(g, ns, "registry").Status.FederationToken
+		g.Expect(st).NotTo(BeNil())
+		g.Expect(st.Fingerprint).To(Equal(fp(fed)))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	next := randomToken(t)
+	rotateWith(t, "apply", ns, "federation-token", next)
+	g.Eventually(func() check.Reason { return peers(next).Reason }, inForce, 5*time.Millisecond).Should(Equal(check.ReasonAllowedFederation))
+	g.Expect(peers(fed).Reason).To(Equal(check.ReasonAllowedFederationPrevious), "the previous token in its grace window")
+	g.Eventually(func(g Gomega) {
+		st := getPolicy(g, ns, "registry").Status.FederationToken
+		g.Expect(st.Fingerprint).To(Equal(fp(next)))
+		g.Expect(st.PreviousFingerprint).To(Equal(fp(fed)))
+		g.Expect(hasEvent(events(g, ns, "registry"), EventTokenRotated, "federation token rotated from "+fp(fed)+" to "+fp(next))).To(BeTrue())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+}

@@ -32,6 +32,7 @@ import (
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/federation"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
@@ -213,6 +214,19 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 					Scopes:   st.Identity.Scopes,
 				},
 			}
+		}
+	}
+	if ft := spec.FederationToken; ft != nil && ft.Enabled && ft.SecretRef != nil {
+		sv, src, err := value(*ft.SecretRef, "spec.federationToken.secretRef")
+		if err != nil {
+			return nil, err
+		}
+		cfg.FederationToken = &federation.Config{
+			Enabled:      true,
+			Token:        sv,
+			Previous:     rotate(credFederation, &sv, src, durationOf(ft.RotationGracePeriod)),
+			PathPrefixes: ft.PathPrefixes,
+			Identity:     federation.IdentityConfig{Groups: ft.Groups},
 		}
 	}
 	for _, k := range spec.APIKeys {

@@ -173,6 +173,7 @@ const (
 
 	stateSecretKey    = "state.json"
 	credStaticToken   = "staticToken"
+	credFederation    = "federationToken"
 	credAPIKeyPrefix  = "apiKey/"
 	stateSecretSuffix = "-rap-state"
 )

@@ -226,6 +226,9 @@ func referencedSecrets(p *authv1alpha1.RegistryAuthPolicy) []string {
 	if st := p.Spec.StaticToken; st != nil && st.Enabled && st.SecretRef != nil {
 		add(st.SecretRef.Name)
 	}
+	if ft := p.Spec.FederationToken; ft != nil && ft.Enabled && ft.SecretRef != nil {
+		add(ft.SecretRef.Name)
+	}
 	for _, k := range p.Spec.APIKeys {
 		add(k.SecretRef.Name)
 	}

@@ -207,6 +207,9 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 		if name, ok := strings.CutPrefix(cred, credAPIKeyPrefix); ok {
 			what, label = fmt.Sprintf("API key %q", name), name
 		}
+		if cred == credFederation {
+			what, label = "federation token", "federation"
+		}
 		rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, label).Inc()
 		grace := "the previous value is no longer accepted"
 		for _, p := range next.Previous {
@@ -238,6 +241,9 @@ func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, cred string, c credenti
 	var sel authv1alpha1.SecretKeySelector
 	if st := pol.Spec.StaticToken; cred == credStaticToken && st != nil && st.SecretRef != nil {
 		sel = *st.SecretRef
+	}
+	if ft := pol.Spec.FederationToken; cred == credFederation && ft != nil && ft.SecretRef != nil {
+		sel = *ft.SecretRef
 	}
 	if name, ok := strings.CutPrefix(cred, credAPIKeyPrefix); ok {
 		for _, k := range pol.Spec.APIKeys {
@@ -326,6 +332,10 @@ func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems
 	if inForce.StaticToken != "" {
 		st.StaticToken = credentialStatus(res.creds.get(credStaticToken))
 	}
+	st.FederationToken = nil
+	if inForce.FederationToken != "" {
+		st.FederationToken = credentialStatus(res.creds.get(credFederation))
+	}
 	st.APIKeys = nil
 	for _, k := range pol.Spec.APIKeys {
 		if _, ok := inForce.APIKeys[k.Name]; !ok {
@@ -343,6 +353,9 @@ func summary(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) string {
 	var parts []string
 	if fp.StaticToken != "" {
 		parts = append(parts, "static token "+fp.StaticToken)
+	}
+	if fp.FederationToken != "" {
+		parts = append(parts, "federation token "+fp.FederationToken)
 	}
 	if n := len(fp.APIKeys); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d API key(s)", n))

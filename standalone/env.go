@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,9 +11,11 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/federation"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
@@ -45,35 +46,28 @@ const (
 	PolicyKey       = PolicyNamespace + "/" + PolicyName
 )
 
-// APIKeyEnv is one entry of REGISTRY_API_KEYS:
-//
-//	[{"name": "ci-read", "key_file": "/run/secrets/ci-read", "groups": ["registry-readers"],
-//	  "path_prefixes": ["/api/servers"], "methods": ["GET", "HEAD"]}]
-//
-// Exactly one of key and key_file is set. Files are re-read when they change.
-type APIKeyEnv struct {
-	Name         string   `json:"name"`
-	Key          string   `json:"key,omitempty"`
-	KeyFile      string   `json:"key_file,omitempty"`
-	Groups       []string `json:"groups,omitempty"`
-	PathPrefixes []string `json:"path_prefixes,omitempty"`
-	Methods      []string `json:"methods,omitempty"`
-}
-
 // Env is the parsed standalone environment. Secrets that come from files are
 // read by Load, so a change of the file is picked up by the next Load.
 type Env struct {
 	StaticEnabled   bool
 	StaticToken     string
 	StaticTokenFile string
-	PathPrefixes    []string
-	APIKeys         []APIKeyEnv
-	OIDC            *jwt.Config
-	SecretKey       string
-	SecretKeyFile   string
-	CookieName      string
-	MaxAge          time.Duration
-	GroupScopes     map[string][]string
+	// RootPath is REGISTRY_ROOT_PATH (default ROOT_PATH) without a trailing
+	// slash: the registry's paths are under it.
+	RootPath     string
+	PathPrefixes []string
+	APIKeys      []APIKeyEnv
+	// APIKeysForm is the form REGISTRY_API_KEYS was written in.
+	APIKeysForm         APIKeysForm
+	FederationEnabled   bool
+	FederationToken     string
+	FederationTokenFile string
+	OIDC                *jwt.Config
+	SecretKey           string
+	SecretKeyFile       string
+	CookieName          string
+	MaxAge              time.Duration
+	GroupScopes         map[string][]string
 }
 
 // ParseEnv reads the standalone environment with getenv (os.Getenv in
@@ -95,15 +89,37 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if e.StaticToken != "" && e.StaticTokenFile != "" {
 		fail("set REGISTRY_API_TOKEN or REGISTRY_API_TOKEN_FILE, not both")
 	}
+	root := getenv("REGISTRY_ROOT_PATH")
+	if root == "" {
+		root = getenv("ROOT_PATH")
+	}
+	if root = strings.TrimRight(strings.TrimSpace(root), "/"); root != "" {
+		if err := pathnorm.CheckPrefix(root + "/"); err != nil {
+			fail("REGISTRY_ROOT_PATH (or ROOT_PATH)=%s: want an absolute path such as /registry", echoValue(root))
+		}
+		e.RootPath = root
+	}
 	if v := getenv("REGISTRY_API_PATH_PREFIXES"); v != "" {
 		e.PathPrefixes = splitList(v)
 	}
 	if v := getenv("REGISTRY_API_KEYS"); strings.TrimSpace(v) != "" {
-		keys, err := ParseAPIKeysEnv(v)
+		keys, form, err := ParseAPIKeysEnv(v)
 		if err != nil {
 			fail("REGISTRY_API_KEYS: %v", err)
 		}
-		e.APIKeys = keys
+		e.APIKeys, e.APIKeysForm = keys, form
+	}
+	if v := strings.TrimSpace(getenv("FEDERATION_STATIC_TOKEN_AUTH_ENABLED")); v != "" {
+		b, err := parseBool(v)
+		if err != nil {
+			fail("FEDERATION_STATIC_TOKEN_AUTH_ENABLED=%s: want true or false", echoValue(v))
+		}
+		e.FederationEnabled = b
+	}
+	e.FederationToken = getenv("FEDERATION_STATIC_TOKEN")
+	e.FederationTokenFile = getenv("FEDERATION_STATIC_TOKEN_FILE")
+	if e.FederationToken != "" && e.FederationTokenFile != "" {
+		fail("set FEDERATION_STATIC_TOKEN or FEDERATION_STATIC_TOKEN_FILE, not both")
 	}
 	if iss := getenv("OIDC_ISSUER_URL"); iss != "" {
 		o := &jwt.Config{
@@ -139,34 +155,13 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		e.MaxAge = d
 	}
 	if v := getenv("GROUP_SCOPES"); strings.TrimSpace(v) != "" {
-		if err := json.Unmarshal([]byte(v), &e.GroupScopes); err != nil {
-			fail("GROUP_SCOPES: want a JSON object of group to list of scopes: %v", err)
+		if err := checkJSONFields(v); err != nil {
+			fail("GROUP_SCOPES: %v", err)
+		} else if err := json.Unmarshal([]byte(v), &e.GroupScopes); err != nil {
+			fail("GROUP_SCOPES: want a JSON object of group to list of scopes: %v", jsonError(err))
 		}
 	}
 	return e, errors.Join(errs...)
-}
-
-// ParseAPIKeysEnv parses REGISTRY_API_KEYS. Unknown fields are errors, so a
-// typo ("method" for "methods") does not silently widen a key.
-func ParseAPIKeysEnv(v string) ([]APIKeyEnv, error) {
-	dec := json.NewDecoder(strings.NewReader(v))
-	dec.DisallowUnknownFields()
-	var keys []APIKeyEnv
-	if err := dec.Decode(&keys); err != nil {
-		return nil, fmt.Errorf("want a JSON list of {name, key|key_file, groups, path_prefixes, methods}: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("trailing data after the JSON list")
-	}
-	for i, k := range keys {
-		if k.Name == "" {
-			return nil, fmt.Errorf("entry %d has no name", i)
-		}
-		if (k.Key == "") == (k.KeyFile == "") {
-			return nil, fmt.Errorf("entry %q: set exactly one of key and key_file", k.Name)
-		}
-	}
-	return keys, nil
 }
 
 // Config builds the policy configuration, reading secret files now. A
@@ -179,10 +174,30 @@ func (e *Env) Config() policy.PolicyConfig {
 		RegistryPathPrefixes: e.PathPrefixes,
 		GroupScopes:          e.GroupScopes,
 	}
+	if e.RootPath != "" {
+		if len(cfg.RegistryPathPrefixes) == 0 {
+			for _, p := range policy.DefaultRegistryPathPrefixes {
+				cfg.RegistryPathPrefixes = append(cfg.RegistryPathPrefixes, e.RootPath+p)
+			}
+		}
+		for _, p := range policy.DefaultAgentPathPrefixes {
+			cfg.AgentPathPrefixes = append(cfg.AgentPathPrefixes, e.RootPath+p)
+		}
+	}
 	if e.StaticEnabled {
 		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN")}
 	}
+	if e.FederationEnabled {
+		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN")}
+		for _, p := range federation.DefaultPathPrefixes {
+			fc.PathPrefixes = append(fc.PathPrefixes, e.RootPath+p)
+		}
+		cfg.FederationToken = fc
+	}
 	for _, k := range e.APIKeys {
+		if e.APIKeysForm == APIKeysUpstream && !e.StaticEnabled {
+			break // as upstream: its keys count only with the static token flag
+		}
 		cfg.APIKeys = append(cfg.APIKeys, apikey.Config{
 			Name:         k.Name,
 			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]"),
@@ -209,7 +224,7 @@ func (e *Env) Config() policy.PolicyConfig {
 // files returns the secret files the configuration reads.
 func (e *Env) files() []string {
 	var fs []string
-	for _, f := range []string{e.StaticTokenFile, e.SecretKeyFile} {
+	for _, f := range []string{e.StaticTokenFile, e.SecretKeyFile, e.FederationTokenFile} {
 		if f != "" {
 			fs = append(fs, f)
 		}
@@ -230,6 +245,10 @@ func envField(field string) string {
 		return "REGISTRY_API_PATH_PREFIXES"
 	case strings.HasPrefix(field, "spec.staticToken"):
 		return "REGISTRY_API_TOKEN"
+	case strings.HasPrefix(field, "spec.federationToken"):
+		return "FEDERATION_STATIC_TOKEN"
+	case strings.HasPrefix(field, "spec.agentPathPrefixes"):
+		return "REGISTRY_ROOT_PATH"
 	case strings.HasPrefix(field, "spec.apiKeys"):
 		return "REGISTRY_API_KEYS" + strings.TrimPrefix(field, "spec.apiKeys")
 	case strings.HasPrefix(field, "spec.session"):

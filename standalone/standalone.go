@@ -60,15 +60,35 @@ func (s *Loader) Start(ctx context.Context) error {
 		s.issuer = s.discover(dctx)
 		cancel()
 	}
+	if s.env.APIKeysForm == APIKeysUpstream && len(s.env.APIKeys) > 0 && !s.env.StaticEnabled {
+		s.log.Info("REGISTRY_API_KEYS is ignored: its keys count only while REGISTRY_STATIC_TOKEN_AUTH_ENABLED is true, as with the upstream auth server", "keys", len(s.env.APIKeys))
+	}
 	probs := s.reload()
 	var errs []error
 	for _, p := range probs {
-		if p.Reason == authn.ProblemTokenEmpty && p.Field == "REGISTRY_API_TOKEN" || p.Reason == authn.ProblemOIDCDiscoveryFailed {
+		if startsAnyway(p) {
 			continue
 		}
 		errs = append(errs, p)
 	}
 	return errors.Join(errs...)
+}
+
+// startsAnyway reports whether a problem leaves the service to start (it is
+// logged, and the credential is refused), as the upstream auth server does:
+// static token auth enabled with an empty token falls back to JWTs, an
+// unusable federation token turns federation off, and an IdP that is not
+// reachable yet is retried.
+func startsAnyway(p authn.Problem) bool {
+	switch {
+	case p.Reason == authn.ProblemOIDCDiscoveryFailed:
+		return true
+	case p.Field == "REGISTRY_API_TOKEN":
+		return p.Reason == authn.ProblemTokenEmpty
+	case p.Field == "FEDERATION_STATIC_TOKEN":
+		return p.Reason == authn.ProblemTokenEmpty || p.Reason == authn.ProblemTokenTooWeak
+	}
+	return false
 }
 
 // startDiscoveryTimeout bounds Start's try at OIDC discovery.

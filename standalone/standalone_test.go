@@ -406,16 +406,43 @@ func TestStandaloneParseAPIKeysEnv(t *testing.T) {
 		// slip past a More-based check.
 		{name: "trailing closing bracket", in: `[` + one + `]]`, wantErr: "trailing"},
 		{name: "trailing closing brace", in: `[` + one + `]}`, wantErr: "trailing"},
-		{name: "not a list: an object", in: one, wantErr: "JSON list"},
+		// An object is the upstream form; this one is not a valid one.
+		{name: "an object that is no upstream form", in: one, wantErr: `entry "name"`},
 		{name: "not a list: a string", in: `"ci"`, wantErr: "JSON list"},
 		{name: "not JSON", in: `name=ci`, wantErr: "JSON list"},
 		{name: "truncated", in: `[` + one, wantErr: "JSON list"},
 		{name: "wrong type", in: `[{"name":"ci","key":"` + key + `","methods":"GET"}]`, wantErr: "JSON list"},
+		// A field twice, in any case: Go's decoder would take the last.
+		{name: "methods twice", in: `[{"name":"ci","key":"` + key + `","methods":["GET"],"methods":[]}]`, wantErr: `"methods" is named twice`},
+		{name: "methods in another case", in: `[{"name":"ci","key":"` + key + `","methods":["GET"],"Methods":[]}]`, wantErr: "differ only in case"},
+
+		// The upstream auth server's object form.
+		{
+			name: "upstream object",
+			in:   `{"monitoring":{"key":"` + key + `","groups":["mcp-readonly"]},"deploy":{"key_file":"/run/secrets/deploy","groups":["mcp-registry-admin"],"description":"CD"}}`,
+			want: []APIKeyEnv{
+				{Name: "monitoring", Key: key, Groups: []string{"mcp-readonly"}},
+				{Name: "deploy", KeyFile: "/run/secrets/deploy", Groups: []string{"mcp-registry-admin"}},
+			},
+		},
+		{name: "upstream: an empty object", in: `{}`, want: []APIKeyEnv{}},
+		{name: "upstream: a name twice", in: `{"ci":{"key":"` + key + `","groups":["g"]},"ci":{"key":"` + key + `x","groups":["g"]}}`, wantErr: `"ci" is named twice`},
+		{name: "upstream: an upper-case name", in: `{"CI":{"key":"` + key + `","groups":["g"]}}`, wantErr: `a name must match`},
+		{name: "upstream: a name with a dot", in: `{"ci.read":{"key":"` + key + `","groups":["g"]}}`, wantErr: `a name must match`},
+		{name: "upstream: a name of 65 characters", in: `{"` + strings.Repeat("a", 65) + `":{"key":"` + key + `","groups":["g"]}}`, wantErr: `a name must match`},
+		{name: "upstream: reserved legacy", in: `{"legacy":{"key":"` + key + `","groups":["g"]}}`, wantErr: "reserved"},
+		{name: "upstream: reserved network-trusted", in: `{"network-trusted":{"key":"` + key + `","groups":["g"]}}`, wantErr: "reserved"},
+		{name: "upstream: no group", in: `{"ci":{"key":"` + key + `"}}`, wantErr: "at least one group"},
+		{name: "upstream: empty groups", in: `{"ci":{"key":"` + key + `","groups":[]}}`, wantErr: "at least one group"},
+		{name: "upstream: the same key twice", in: `{"a":{"key":"` + key + `","groups":["g"]},"b":{"key":" ` + key + `\n","groups":["g"]}}`, wantErr: `the same key`},
+		{name: "upstream: read_only is refused, not ignored", in: `{"ci":{"key":"` + key + `","groups":["g"],"read_only":true}}`, wantErr: `"read_only"`},
+		{name: "upstream: an entry that is not an object", in: `{"ci":"` + key + `"}`, wantErr: `entry "ci"`},
+		{name: "upstream: trailing data", in: `{"ci":{"key":"` + key + `","groups":["g"]}} x`, wantErr: "trailing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			keys, err := ParseAPIKeysEnv(tc.in)
+			keys, _, err := ParseAPIKeysEnv(tc.in)
 			if tc.wantErr != "" {
 				g.Expect(err).To(HaveOccurred())
 				g.Expect(err.Error()).To(ContainSubstring(tc.wantErr))
@@ -1036,11 +1063,12 @@ func FuzzParseAPIKeysEnv(f *testing.F) {
 		`[{"name":"ci","key":"k"}]`,
 		`[{"name":"ci","key_file":"/f","groups":["g"],"path_prefixes":["/api/"],"methods":["GET"]}]`,
 		`[{"name":"ci","key":"k"}]]`, `[]`, `{}`, `[{"method":"GET"}]`, ``,
+		`{"ci":{"key":"k","groups":["g"]}}`, `{"ci":{"key_file":"/f","groups":["g"],"Groups":[]}}`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		keys, err := ParseAPIKeysEnv(v)
+		keys, _, err := ParseAPIKeysEnv(v)
 		if err != nil {
 			if keys != nil {
 				t.Fatalf("keys returned with error %v", err)
@@ -1053,4 +1081,114 @@ func FuzzParseAPIKeysEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An upstream auth server's .env of 2026-H2 starts this service unchanged:
+// the object form of REGISTRY_API_KEYS, the federation token and ROOT_PATH,
+// with upstream's identities and paths.
+func TestStandaloneUpstreamEnv(t *testing.T) {
+	g := NewWithT(t)
+	static, deploy, monitor, fed := standaloneTestToken(t), standaloneTestToken(t), standaloneTestToken(t), standaloneTestToken(t)
+	env := map[string]string{
+		"ROOT_PATH":                          "/registry/",
+		"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true",
+		"REGISTRY_API_TOKEN":                 static,
+		"REGISTRY_API_KEYS": `{"monitoring":{"key":"` + monitor + `","groups":["mcp-readonly"]},` +
+			`"deploy":{"key":"` + deploy + `","groups":["mcp-registry-admin"]}}`,
+		"FEDERATION_STATIC_TOKEN_AUTH_ENABLED": "true",
+		"FEDERATION_STATIC_TOKEN":              fed,
+	}
+	_, store, logs, err := standaloneStart(t, env)
+	g.Expect(err).NotTo(HaveOccurred())
+	standaloneExpectNoSecret(g, logs, static, deploy, monitor, fed)
+
+	const base = "http://registry.local/registry"
+	d := standaloneDecide(store, "POST", base+"/api/servers", deploy)
+	g.Expect(d.Reason).To(Equal(check.ReasonAllowedAPIKey))
+	g.Expect(d.Identity.Username).To(Equal("deploy"))
+	g.Expect(d.Identity.ClientID).To(Equal("deploy"))
+	g.Expect(d.Identity.Method).To(Equal(check.MethodNetworkTrusted))
+	g.Expect(d.Identity.Groups).To(Equal([]string{"mcp-registry-admin"}))
+	g.Expect(standaloneDecide(store, "GET", base+"/v0.1/servers", monitor).Identity.Username).To(Equal("monitoring"))
+	g.Expect(standaloneDecide(store, "GET", base+"/api/servers", static).Identity.Username).To(Equal("network-user"))
+
+	// The root path prefixes the Registry API: without it, a path is a
+	// gateway path.
+	g.Expect(standaloneDecide(store, "GET", "http://registry.local/api/servers", deploy).Reason).To(Equal(check.ReasonRegistryCredOnGateway))
+
+	// The federation token, on the federation and peers API under the root.
+	d = standaloneDecide(store, "GET", base+"/api/federation/servers", fed)
+	g.Expect(d.Reason).To(Equal(check.ReasonAllowedFederation))
+	g.Expect(d.Identity.Username).To(Equal("federation-peer"))
+	g.Expect(d.Identity.Method).To(Equal(check.MethodFederation))
+	g.Expect(standaloneDecide(store, "GET", base+"/api/peers", fed).Reason).To(Equal(check.ReasonAllowedFederation))
+	g.Expect(standaloneDecide(store, "GET", base+"/api/peersX", fed).Reason).To(Equal(check.ReasonFederationTokenOffPath))
+	g.Expect(standaloneDecide(store, "GET", base+"/api/servers", fed).Reason).To(Equal(check.ReasonFederationTokenOffPath))
+
+	// Agent paths under the root read X-Authorization only.
+	sc, host, path, _ := check.SplitURL(base + "/agent/travel")
+	r := &check.Request{Scheme: sc, Host: host, Path: path, Method: "GET",
+		Authorization: []string{"Bearer " + deploy}, XAuthorization: []string{"Bearer " + deploy}}
+	g.Expect(policy.Decide(context.Background(), store.Load(), r, time.Now()).Reason).To(Equal(check.ReasonDuplicatedCredential))
+}
+
+// As upstream: the object form's keys count only while
+// REGISTRY_STATIC_TOKEN_AUTH_ENABLED is true; this project's list form does
+// not depend on it.
+func TestStandaloneUpstreamKeysNeedTheFlag(t *testing.T) {
+	g := NewWithT(t)
+	key := standaloneTestToken(t)
+	_, store, logs, err := standaloneStart(t, map[string]string{
+		"REGISTRY_API_KEYS": `{"deploy":{"key":"` + key + `","groups":["mcp-registry-admin"]}}`,
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(standaloneDecide(store, "GET", standaloneServersURL, key).Reason).To(Equal(check.ReasonInvalidCredentials))
+	g.Expect(strings.Join(logs.all(), "\n")).To(ContainSubstring("REGISTRY_API_KEYS is ignored"))
+
+	_, store, _, err = standaloneStart(t, map[string]string{
+		"REGISTRY_API_KEYS": `[{"name":"deploy","key":"` + key + `","groups":["mcp-registry-admin"]}]`,
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(standaloneDecide(store, "GET", standaloneServersURL, key).Reason).To(Equal(check.ReasonAllowedAPIKey))
+}
+
+// An unusable federation token turns federation off and the service starts,
+// as upstream; a weak static token or API key still stops the start.
+func TestStandaloneFederationTokenProblems(t *testing.T) {
+	for _, tc := range []struct {
+		name, token string
+	}{
+		{"empty", ""},
+		{"weak", "short-federation-token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			_, store, logs, err := standaloneStart(t, map[string]string{
+				"FEDERATION_STATIC_TOKEN_AUTH_ENABLED": "true",
+				"FEDERATION_STATIC_TOKEN":              tc.token,
+			})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(strings.Join(logs.errorLines(), "\n")).To(ContainSubstring("FEDERATION_STATIC_TOKEN"))
+			if tc.token != "" {
+				g.Expect(standaloneDecide(store, "GET", "http://registry.local/api/peers", tc.token).Allowed()).To(BeFalse())
+			}
+		})
+	}
+	g := NewWithT(t)
+	key := standaloneTestToken(t)
+	_, _, _, err := standaloneStart(t, map[string]string{
+		"REGISTRY_API_KEYS": `[{"name":"a","key":"` + key + `"},{"name":"b","key":"` + key + `"}]`,
+	})
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring(`API key "b" has the same value as API key "a"`))
+	g.Expect(err.Error()).NotTo(ContainSubstring(key))
+}
+
+// Every JSON the environment holds refuses a field named twice.
+func TestStandaloneJSONFieldsOnce(t *testing.T) {
+	g := NewWithT(t)
+	_, err := ParseEnv(standaloneEnv(map[string]string{"GROUP_SCOPES": `{"admins":["a"],"Admins":["b"]}`}))
+	g.Expect(err).To(MatchError(ContainSubstring("GROUP_SCOPES: the fields \"admins\" and \"Admins\" differ only in case")))
+	_, err = ParseEnv(standaloneEnv(map[string]string{"ROOT_PATH": "registry/../x"}))
+	g.Expect(err).To(MatchError(ContainSubstring("REGISTRY_ROOT_PATH")))
 }

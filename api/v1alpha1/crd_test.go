@@ -230,6 +230,23 @@ func TestValidation(t *testing.T) {
 		spec: authv1alpha1.RegistryAuthPolicySpec{StaticToken: &authv1alpha1.StaticTokenSpec{Enabled: true}},
 		want: []string{"spec.staticToken", "secretRef is required when enabled is true"},
 	}, {
+		name: "federation token enabled without secretRef",
+		spec: authv1alpha1.RegistryAuthPolicySpec{FederationToken: &authv1alpha1.FederationTokenSpec{Enabled: true}},
+		want: []string{"spec.federationToken", "secretRef is required when enabled is true"},
+	}, {
+		name: "federation token grace period over 24h",
+		spec: authv1alpha1.RegistryAuthPolicySpec{FederationToken: &authv1alpha1.FederationTokenSpec{
+			Enabled: true, SecretRef: &authv1alpha1.SecretKeySelector{Name: "fed"}, RotationGracePeriod: &metav1.Duration{Duration: 25 * time.Hour}}},
+		want: []string{"rotationGracePeriod must be between 0s and 24h"},
+	}, {
+		name: "federation path prefix not absolute",
+		spec: authv1alpha1.RegistryAuthPolicySpec{FederationToken: &authv1alpha1.FederationTokenSpec{PathPrefixes: []string{"api/peers"}}},
+		want: []string{"spec.federationToken.pathPrefixes"},
+	}, {
+		name: "agent path prefix with a query",
+		spec: authv1alpha1.RegistryAuthPolicySpec{AgentPathPrefixes: []string{"/agent/?x"}},
+		want: []string{"spec.agentPathPrefixes"},
+	}, {
 		name: "static token grace over 24h",
 		spec: authv1alpha1.RegistryAuthPolicySpec{StaticToken: func() *authv1alpha1.StaticTokenSpec {
 			s := validStatic()

@@ -98,7 +98,7 @@ type IdentitySpec struct {
 	// +optional
 	ClientID string `json:"clientID,omitempty"`
 
-	// groups returned in X-Groups (comma-joined).
+	// groups returned in X-Groups (space-joined).
 	// +kubebuilder:default={"mcp-registry-admin"}
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
@@ -168,6 +168,53 @@ type StaticTokenSpec struct {
 	// the Secret changes, so clients can move to the new one. 0s (the
 	// default) revokes the previous token at once. At most 24h. Lowering it
 	// shortens a window already running; setting 0s ends it.
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+}
+
+// FederationTokenSpec is the federation token a peer registry sends to read
+// this registry's federation and peers API (the upstream auth server's
+// FEDERATION_STATIC_TOKEN). It is tried before the static token and the API
+// keys; a value that does not match goes on to them.
+// +kubebuilder:validation:XValidation:rule="!self.enabled || has(self.secretRef)",message="secretRef is required when enabled is true"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotationGracePeriod) || (duration(self.rotationGracePeriod) >= duration('0s') && duration(self.rotationGracePeriod) <= duration('24h'))",message="rotationGracePeriod must be between 0s and 24h"
+type FederationTokenSpec struct {
+	// enabled turns the federation token on.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled"`
+
+	// secretRef names the Secret key that holds the token (at least 32
+	// characters, not a known placeholder). Required when enabled is true.
+	// +optional
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+
+	// pathPrefixes are where the token counts; each must lie under the
+	// Registry API prefixes. Empty means /api/federation/ and /api/peers
+	// (itself and under /api/peers/). Matching uses the normalised path.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^/[^?#\s]*$`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	PathPrefixes []string `json:"pathPrefixes,omitempty"`
+
+	// groups of the peer identity (username federation-peer, client and
+	// X-Auth-Method federation-static, scope federation/read). Upstream sends
+	// none; a registry that maps a group such as federation-service to the
+	// federation scopes needs it here.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:Pattern=`^[^,\s]+$`
+	// +listType=atomic
+	// +optional
+	Groups []string `json:"groups,omitempty"`
+
+	// rotationGracePeriod keeps the previous token valid for this long after
+	// the Secret changes. 0s (the default) revokes it at once. At most 24h.
 	// +kubebuilder:default="0s"
 	// +kubebuilder:validation:Type=string
 	// +optional
@@ -317,6 +364,11 @@ type RegistryAuthPolicySpec struct {
 	// +optional
 	StaticToken *StaticTokenSpec `json:"staticToken,omitempty"`
 
+	// federationToken is the token peer registries send to read the
+	// federation and peers API.
+	// +optional
+	FederationToken *FederationTokenSpec `json:"federationToken,omitempty"`
+
 	// apiKeys are named keys for Registry API paths, each with its own
 	// identity, groups and optional path and method limits. Names are unique.
 	// +kubebuilder:validation:MaxItems=64
@@ -400,6 +452,10 @@ type RegistryAuthPolicyStatus struct {
 	// staticToken reports the static token in force.
 	// +optional
 	StaticToken *CredentialStatus `json:"staticToken,omitempty"`
+
+	// federationToken reports the federation token in force.
+	// +optional
+	FederationToken *CredentialStatus `json:"federationToken,omitempty"`
 
 	// apiKeys reports each API key in force.
 	// +listType=map

@@ -16,6 +16,8 @@ type Method string
 const (
 	// MethodNetworkTrusted: the static token or a named API key.
 	MethodNetworkTrusted Method = "network-trusted"
+	// MethodFederation: the federation token of a peer registry.
+	MethodFederation Method = "federation-static"
 	// MethodSession: the registry web app's session cookie.
 	MethodSession Method = "session_cookie"
 	// MethodOIDC: a JWT from a generic OpenID Connect issuer.

@@ -13,6 +13,8 @@ const (
 	ReasonAllowedAPIKeyPrevious      Reason = "api_key_previous"
 	ReasonAllowedSession             Reason = "session"
 	ReasonAllowedOIDC                Reason = "oidc"
+	ReasonAllowedFederation          Reason = "federation_token"
+	ReasonAllowedFederationPrevious  Reason = "federation_token_previous"
 )
 
 // Reasons for denying. Each has a fixed status and message (see
@@ -30,6 +32,7 @@ const (
 	ReasonNoCredentials           Reason = "no_credentials"
 	ReasonInvalidCredentials      Reason = "invalid_credentials"
 	ReasonRegistryCredOnGateway   Reason = "registry_credential_on_gateway_path"
+	ReasonFederationTokenOffPath  Reason = "federation_token_off_federation_paths"
 	ReasonAPIKeyForbidden         Reason = "api_key_forbidden"
 	ReasonSessionInvalid          Reason = "session_invalid"
 	ReasonJWTInvalid              Reason = "jwt_invalid"
@@ -50,10 +53,11 @@ const (
 var allReasons = [...]Reason{
 	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
 	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
+	ReasonAllowedFederation, ReasonAllowedFederationPrevious,
 
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
 	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
-	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway,
+	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway, ReasonFederationTokenOffPath,
 	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
@@ -87,6 +91,8 @@ var allowMethod = map[Reason]Method{
 	ReasonAllowedAPIKeyPrevious:      MethodNetworkTrusted,
 	ReasonAllowedSession:             MethodSession,
 	ReasonAllowedOIDC:                MethodOIDC,
+	ReasonAllowedFederation:          MethodFederation,
+	ReasonAllowedFederationPrevious:  MethodFederation,
 }
 
 // reasonIndex is each reason's position in allReasons.
@@ -145,6 +151,7 @@ func init() {
 	defineDeny(ReasonNoCredentials, s401, "no credentials: send 'Authorization: Bearer <token>' or a session cookie")
 	defineDeny(ReasonInvalidCredentials, s401, "the credentials were not accepted")
 	defineDeny(ReasonRegistryCredOnGateway, s401, "static tokens and API keys are accepted on Registry API paths only; gateway paths need an IdP token or a session")
+	defineDeny(ReasonFederationTokenOffPath, s403, "the federation token is accepted on the federation and peers API only")
 	defineDeny(ReasonAPIKeyForbidden, s403, "this API key does not allow this method or path")
 	defineDeny(ReasonSessionInvalid, s401, "the session cookie is invalid or expired")
 	defineDeny(ReasonJWTInvalid, s401, "the bearer token is not a valid token of the configured issuer")

@@ -6,6 +6,7 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/federation"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
@@ -40,6 +41,9 @@ type Policy struct {
 type Fingerprints struct {
 	// StaticToken is the static token's fingerprint, "" when none is loaded.
 	StaticToken string
+	// FederationToken is the federation token's fingerprint, "" when none
+	// is loaded.
+	FederationToken string
 	// APIKeys maps each loaded key's name to its fingerprint.
 	APIKeys map[string]string
 }
@@ -77,10 +81,12 @@ type kind struct {
 
 // kinds are the credential kinds, in the order a request tries them:
 //
-//  1. the static token, on Registry API paths, when no session cookie is sent;
-//  2. named API keys, likewise;
-//  3. the session cookie;
-//  4. an IdP JWT bearer token.
+//  1. the federation token, on the federation and peers API, when no
+//     session cookie is sent (before the others, as upstream);
+//  2. the static token, on Registry API paths, likewise;
+//  3. named API keys, likewise;
+//  4. the session cookie;
+//  5. an IdP JWT bearer token.
 //
 // A bearer token that is not the static token or an API key falls through to
 // the JWT check, so IdP tokens keep working on Registry API paths. On gateway
@@ -89,6 +95,15 @@ type kind struct {
 // A new kind is a package under authn/ with a Config, a Compile and an
 // Authenticator, a field in PolicyConfig, and an entry here.
 var kinds = []kind{
+	{"federationToken", func(cfg *PolicyConfig, env *authn.Env, p *Policy) []authn.Problem {
+		a, probs := federation.Compile(cfg.FederationToken, env)
+		if a != nil {
+			p.authenticators = append(p.authenticators, a)
+			p.static = true
+			p.fingerprints.FederationToken = a.Fingerprint()
+		}
+		return probs
+	}},
 	{"staticToken", func(cfg *PolicyConfig, env *authn.Env, p *Policy) []authn.Problem {
 		a, probs := statictoken.Compile(cfg.StaticToken, env)
 		if a != nil {

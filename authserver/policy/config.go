@@ -2,6 +2,7 @@ package policy
 
 import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/federation"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
@@ -32,10 +33,11 @@ type PolicyConfig struct {
 	// agent's). Empty means DefaultAgentPathPrefixes.
 	AgentPathPrefixes []string
 
-	StaticToken *statictoken.Config
-	APIKeys     []apikey.Config
-	OIDC        *jwt.Config
-	Session     *session.Config
+	FederationToken *federation.Config
+	StaticToken     *statictoken.Config
+	APIKeys         []apikey.Config
+	OIDC            *jwt.Config
+	Session         *session.Config
 	// GroupScopes maps a group to the scopes its members get (API keys,
 	// sessions and OIDC identities).
 	GroupScopes map[string][]string

@@ -11,6 +11,7 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/federation"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
@@ -513,4 +514,94 @@ func TestSessionKeyRules(t *testing.T) {
 	cfg.StaticToken.Token.Value = []byte(jwtShaped)
 	_, probs := Compile(cfg, CompileOptions{})
 	NewWithT(t).Expect(probs).To(ContainElement(HaveField("Reason", authn.ProblemTokenTooWeak)))
+}
+
+// The federation token counts on the federation and peers API only, before
+// the static token and the API keys; anything else it does not match goes
+// on to them.
+func TestDecideFederationToken(t *testing.T) {
+	const tokFed = "fd-4c6e8a0b2d4f6a8c0e2f4b6d8f0a2c4e"
+	const tokFedOld = "fd-9b7d5f3a1c9e7b5d3f1a9c7e5b3d1f9a"
+	cfg := BasePolicy()
+	cfg.FederationToken = &federation.Config{
+		Enabled:  true,
+		Token:    authn.SecretValue{Value: []byte(tokFed)},
+		Previous: []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(tokFedOld)), ExpiresAt: Now.Add(time.Minute)}},
+	}
+	snap := SnapshotOf(CompileOK(t, cfg))
+	validCookie := "mcp_gateway_session=" + SessionCookie(t, "alice", []string{"readers"}, Now.Add(-time.Hour))
+	const u = "http://registry.example.com"
+	cases := []struct {
+		name       string
+		req        request
+		want       check.Reason
+		mismatched bool
+	}{
+		{"on the federation API", request{OriginalURL: u + "/api/federation/servers", Authorization: Bearer(tokFed)}, check.ReasonAllowedFederation, false},
+		{"on /api/peers", request{OriginalURL: u + "/api/peers", Authorization: Bearer(tokFed)}, check.ReasonAllowedFederation, false},
+		{"under /api/peers/", request{OriginalURL: u + "/api/peers/peer-1/sync", Authorization: Bearer(tokFed)}, check.ReasonAllowedFederation, false},
+		{"via X-Authorization", request{OriginalURL: u + "/api/peers", XAuthorization: Bearer(tokFed)}, check.ReasonAllowedFederation, false},
+		{"the previous token in its window", request{OriginalURL: u + "/api/peers", Authorization: Bearer(tokFedOld)}, check.ReasonAllowedFederationPrevious, false},
+		{"/api/peersX is no peers path", request{OriginalURL: u + "/api/peersX", Authorization: Bearer(tokFed)}, check.ReasonFederationTokenOffPath, false},
+		{"another Registry API path", request{OriginalURL: u + "/api/servers", Authorization: Bearer(tokFed)}, check.ReasonFederationTokenOffPath, false},
+		{"a gateway path", request{OriginalURL: u + "/mcpserver/mcp", Authorization: Bearer(tokFed)}, check.ReasonFederationTokenOffPath, false},
+		{"dot segments into the federation API", request{OriginalURL: u + "/api/servers/../federation/x", Authorization: Bearer(tokFed)}, check.ReasonBadPath, false},
+		{"the static token on the federation API", request{OriginalURL: u + "/api/federation/servers", Authorization: Bearer(TokStatic)}, check.ReasonAllowedStaticToken, false},
+		{"an API key on the peers API", request{OriginalURL: u + "/api/peers", OriginalMethod: "GET", Authorization: Bearer(TokReadKey)}, check.ReasonAllowedAPIKey, false},
+		{"a wrong token is a failed attempt", request{OriginalURL: u + "/api/peers", Authorization: Bearer(TokStatic2)}, check.ReasonInvalidCredentials, true},
+		{"with the session cookie, the session decides", request{OriginalURL: u + "/api/peers", Authorization: Bearer(tokFed), Cookie: []string{validCookie}}, check.ReasonAllowedSession, false},
+		{"no credentials", request{OriginalURL: u + "/api/peers"}, check.ReasonNoCredentials, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			d := decideURL(context.Background(), snap, &tc.req, Now)
+			g.Expect(d.Reason).To(Equal(tc.want))
+			g.Expect(d.SecretMismatch).To(Equal(tc.mismatched))
+			if tc.want == check.ReasonAllowedFederation || tc.want == check.ReasonAllowedFederationPrevious {
+				id := d.Identity
+				g.Expect(id.Username).To(Equal("federation-peer"))
+				g.Expect(id.ClientID).To(Equal("federation-static"))
+				g.Expect(id.Method).To(Equal(check.MethodFederation))
+				g.Expect(id.Scopes).To(Equal([]string{"federation/read"}))
+				g.Expect(id.Groups).To(BeEmpty())
+			}
+		})
+	}
+	// Throttled clients are refused before the federation token is compared.
+	req, _ := checkRequest(&request{OriginalURL: u + "/api/peers", Authorization: Bearer(tokFed)})
+	req.Throttled = true
+	g := NewWithT(t)
+	g.Expect(Decide(context.Background(), snap, req, Now).Reason).To(Equal(check.ReasonTooManyFailures))
+	g.Expect(CompileOK(t, cfg).Fingerprints().FederationToken).To(Equal(secret.Fingerprint([]byte(tokFed))))
+
+	// What the compile step refuses.
+	for _, tc := range []struct {
+		name   string
+		mutate func(*federation.Config)
+		reason string
+	}{
+		{"a weak token", func(c *federation.Config) { c.Token = authn.SecretValue{Value: []byte("short")} }, authn.ProblemTokenTooWeak},
+		{"an empty token", func(c *federation.Config) { c.Token = authn.SecretValue{} }, authn.ProblemTokenEmpty},
+		{"a prefix outside the Registry API", func(c *federation.Config) { c.PathPrefixes = []string{"/peers"} }, authn.ProblemInvalidSpec},
+		{"a prefix that is not normal", func(c *federation.Config) { c.PathPrefixes = []string{"/api//peers"} }, authn.ProblemInvalidSpec},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c := BasePolicy()
+			fc := *cfg.FederationToken
+			tc.mutate(&fc)
+			c.FederationToken = &fc
+			p, probs := Compile(c, CompileOptions{})
+			g.Expect(probs).To(HaveLen(1))
+			g.Expect(probs[0].Reason).To(Equal(tc.reason))
+			g.Expect(probs[0].Field).To(HavePrefix("spec.federationToken"))
+			g.Expect(p.Fingerprints().FederationToken).To(BeEmpty())
+			// Left out means refused; the rest of the policy works.
+			d := decideURL(context.Background(), SnapshotOf(p), &request{OriginalURL: u + "/api/peers", Authorization: Bearer(tokFed)}, Now)
+			g.Expect(d.Allowed()).To(BeFalse())
+			d = decideURL(context.Background(), SnapshotOf(p), &request{OriginalURL: u + "/api/peers", Authorization: Bearer(TokStatic)}, Now)
+			g.Expect(d.Reason).To(Equal(check.ReasonAllowedStaticToken))
+		})
+	}
 }

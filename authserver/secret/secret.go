@@ -95,6 +95,8 @@ var placeholders = []string{
 	"your-generated-token", "your_generated_token", "your-api-token", "your-token",
 	"your-secret", "placeholder", "example", "<token>", "xxxxxxxx", "secret-key-here",
 	"insecure",
+	// The upstream auth server's list (registry/common/secret_key.py).
+	"development-secret-key", "change-this", "test-secret-key", "changemeimmediately",
 }
 
 // minDistinctBytes catches values such as "aaaa..." or "abababab...".

@@ -73,6 +73,11 @@ func Compile(cfgs []Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 			probs = append(probs, *prob)
 			continue
 		}
+		if other := a.named(d); other != "" {
+			// The holder's identity would depend on the order of the keys.
+			add(field, "API key %q has the same value as API key %q; each key must be different", k.Name, other)
+			continue
+		}
 		ak.digests = secret.Digests{Current: d, Previous: authn.ClonePrevious(k.Previous, d)}
 		groups := check.SafeList(k.Groups)
 		ak.identity = check.NewIdentity(k.Name, k.Name, groups, check.ScopesFor(groups, env.GroupScopes), check.MethodNetworkTrusted)
@@ -83,6 +88,17 @@ func Compile(cfgs []Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 		return nil, probs
 	}
 	return a, probs
+}
+
+// named returns the name of the loaded key whose current value has digest d,
+// or "".
+func (a *Authenticator) named(d secret.Digest) string {
+	for i := range a.keys {
+		if a.keys[i].digests.Current == d {
+			return a.keys[i].name
+		}
+	}
+	return ""
 }
 
 // Fingerprints maps each loaded key's name to its fingerprint.
