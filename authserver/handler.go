@@ -31,13 +31,14 @@ type Observer interface {
 // headers, or 401/403 with a reason; never another status, because nginx's
 // auth_request turns anything else into a 500 for the client.
 type Handler struct {
-	store    *policy.Store
-	log      logr.Logger
-	now      func() time.Time
-	observer Observer
-	clientIP func(*http.Request) string
-	failures *FailureLimiter
-	env      frontend.Env
+	store     *policy.Store
+	delegator *Delegator
+	log       logr.Logger
+	now       func() time.Time
+	observer  Observer
+	clientIP  func(*http.Request) string
+	failures  *FailureLimiter
+	env       frontend.Env
 }
 
 // HandlerOptions configure a Handler.
@@ -57,6 +58,9 @@ type HandlerOptions struct {
 	// Failures limits failed static token and API key attempts per client;
 	// nil disables the limit.
 	Failures *FailureLimiter
+	// Delegator asks policies' delegates; nil means requests that belong to
+	// a delegate are refused (delegate).
+	Delegator *Delegator
 }
 
 // NewHandler returns the auth check handler reading from store.
@@ -65,7 +69,7 @@ func NewHandler(store *policy.Store, opts HandlerOptions) *Handler {
 	if trusted == nil {
 		trusted = frontend.DefaultTrustedProxies
 	}
-	h := &Handler{store: store, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP,
+	h := &Handler{store: store, delegator: opts.Delegator, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP,
 		failures: opts.Failures, env: frontend.Env{Trusted: trusted}}
 	if h.clientIP == nil {
 		h.clientIP = frontend.ClientIPFunc(trusted)
@@ -91,6 +95,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var d policy.Decision
+	ans := frontend.Answer{}
 	if deny != "" {
 		d.Reason = deny
 	} else {
@@ -105,8 +110,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d.SecretMismatch {
 			h.failures.Failed(h.client(r, &req), now)
 		}
+		if d.Reason == check.ReasonDelegate && h.delegator != nil && d.Policy != nil && d.Policy.Delegate() != nil {
+			da := h.delegator.ask(r.Context(), r, &req, d.Policy)
+			d.Reason, ans.Relayed = da.reason, da.header
+		}
 	}
-	fe.Write(w, r, d.Reason, d.Identity)
+	ans.Reason, ans.Identity = d.Reason, d.Identity
+	fe.Write(w, r, ans)
 	if h.observer != nil {
 		h.observer.ObserveDecision(d, time.Since(start))
 	}

@@ -33,6 +33,7 @@ type Metrics struct {
 	generation    prometheus.Gauge
 	policies      prometheus.Gauge
 	bruteRefusals *prometheus.CounterVec
+	delegated     *prometheus.CounterVec
 
 	allowObs prometheus.Observer
 	denyObs  prometheus.Observer
@@ -101,7 +102,7 @@ func NewMetrics() *Metrics {
 	m := &Metrics{
 		perPolicy: perPolicyCollector{
 			decided: prometheus.NewDesc("registry_auth_decisions_total",
-				"Auth decisions by policy, authentication method (network-trusted, api-key, session, oidc; empty when denied), result (allow, deny) and reason.",
+				"Auth decisions by policy, authentication method (network-trusted, federation-static, session_cookie, oidc for every JWT, delegated; empty when denied), result (allow, deny) and reason.",
 				[]string{"policy", "method", "result", "reason"}, nil),
 			lastLoad: prometheus.NewDesc("registry_auth_policy_last_load_timestamp_seconds",
 				"When each policy was last (re)loaded into this process, as a Unix time.",
@@ -128,6 +129,10 @@ func NewMetrics() *Metrics {
 			Name: "registry_auth_bruteforce_refusals_total",
 			Help: "Requests refused without comparing credentials because their client failed too often.",
 		}, []string{"policy"}),
+		delegated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "registry_auth_delegated_checks_total",
+			Help: "Checks sent to a policy's delegate (the upstream auth server), by outcome: allowed, denied (its 401 or 403), and the refusals for error, timeout, overloaded (too many in flight) and bad_response.",
+		}, []string{"policy", "outcome"}),
 		known: map[string]*policy.Policy{},
 	}
 	m.allowObs = m.duration.WithLabelValues("allow")
@@ -137,12 +142,17 @@ func NewMetrics() *Metrics {
 
 // Register registers the metrics with reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{&m.perPolicy, m.duration, m.previousUses, m.generation, m.policies, m.bruteRefusals} {
+	for _, c := range []prometheus.Collector{&m.perPolicy, m.duration, m.previousUses, m.generation, m.policies, m.bruteRefusals, m.delegated} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ObserveDelegated counts one delegated check (hook it to NewDelegator).
+func (m *Metrics) ObserveDelegated(policyKey, outcome string) {
+	m.delegated.WithLabelValues(policyKey, outcome).Inc()
 }
 
 // ObserveDecision implements Observer.
@@ -151,7 +161,7 @@ func (m *Metrics) ObserveDecision(d policy.Decision, elapsed time.Duration) {
 	if d.Policy != nil {
 		key = d.Policy.Key()
 	}
-	if d.Identity != nil {
+	if d.Allowed() {
 		m.allowObs.Observe(elapsed.Seconds())
 	} else {
 		m.denyObs.Observe(elapsed.Seconds())
@@ -211,5 +221,6 @@ func (m *Metrics) forget(key string) {
 	labels := prometheus.Labels{"policy": key}
 	m.previousUses.DeletePartialMatch(labels)
 	m.bruteRefusals.DeletePartialMatch(labels)
+	m.delegated.DeletePartialMatch(labels)
 	m.perPolicy.counts.Delete(key)
 }

@@ -189,6 +189,7 @@ func newAuthRunnable(o options, store *policy.Store, log logr.Logger) (*authRunn
 		TrustedProxies: trusted,
 		ClientIP:       frontend.ClientIPFunc(trusted),
 		Failures:       authserver.NewFailureLimiter(authserver.FailureLimitOptions{MaxFailures: o.maxFailures, Window: o.failureWindow}),
+		Delegator:      authserver.NewDelegator(m.ObserveDelegated),
 	})
 	srv := authserver.NewServer(o.authAddr, h)
 	srv.ErrorLog = nil

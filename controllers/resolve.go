@@ -254,6 +254,14 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			MaxAge:     durationOf(s.MaxAge),
 		}
 	}
+	if d := spec.Delegate; d != nil {
+		cfg.Delegate = &policy.DelegateConfig{
+			URL:           d.URL,
+			Timeout:       durationOf(d.Timeout),
+			GatewayPaths:  d.GatewayPaths,
+			MaxConcurrent: int(d.MaxConcurrent),
+		}
+	}
 	if o := spec.OIDC; o != nil {
 		oc := &jwt.Config{
 			IssuerURL:     o.IssuerURL,

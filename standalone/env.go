@@ -68,6 +68,9 @@ type Env struct {
 	CookieName          string
 	MaxAge              time.Duration
 	GroupScopes         map[string][]string
+	// Delegate is the upstream auth server (DELEGATE_URL and friends), nil
+	// when none.
+	Delegate *policy.DelegateConfig
 }
 
 // ParseEnv reads the standalone environment with getenv (os.Getenv in
@@ -161,6 +164,31 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 			fail("GROUP_SCOPES: want a JSON object of group to list of scopes: %v", jsonError(err))
 		}
 	}
+	if u := strings.TrimSpace(getenv("DELEGATE_URL")); u != "" {
+		d := &policy.DelegateConfig{URL: u}
+		if v := strings.TrimSpace(getenv("DELEGATE_TIMEOUT")); v != "" {
+			t, err := parseSeconds(v)
+			if err != nil || t <= 0 {
+				fail("DELEGATE_TIMEOUT=%s: want seconds (5) or a duration (1500ms)", echoValue(v))
+			}
+			d.Timeout = t
+		}
+		if v := strings.TrimSpace(getenv("DELEGATE_GATEWAY_PATHS")); v != "" {
+			b, err := parseBool(v)
+			if err != nil {
+				fail("DELEGATE_GATEWAY_PATHS=%s: want true or false", echoValue(v))
+			}
+			d.GatewayPaths = b
+		}
+		if v := strings.TrimSpace(getenv("DELEGATE_MAX_CONCURRENT")); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				fail("DELEGATE_MAX_CONCURRENT=%s: want a positive number", echoValue(v))
+			}
+			d.MaxConcurrent = n
+		}
+		e.Delegate = d
+	}
 	return e, errors.Join(errs...)
 }
 
@@ -214,6 +242,10 @@ func (e *Env) Config() policy.PolicyConfig {
 		}
 	}
 	cfg.SessionCookieName = e.CookieName
+	if e.Delegate != nil {
+		d := *e.Delegate
+		cfg.Delegate = &d
+	}
 	if e.OIDC != nil {
 		o := *e.OIDC
 		cfg.OIDC = &o
@@ -245,6 +277,8 @@ func envField(field string) string {
 		return "REGISTRY_API_PATH_PREFIXES"
 	case strings.HasPrefix(field, "spec.staticToken"):
 		return "REGISTRY_API_TOKEN"
+	case strings.HasPrefix(field, "spec.delegate"):
+		return "DELEGATE_URL"
 	case strings.HasPrefix(field, "spec.federationToken"):
 		return "FEDERATION_STATIC_TOKEN"
 	case strings.HasPrefix(field, "spec.agentPathPrefixes"):

@@ -1192,3 +1192,25 @@ func TestStandaloneJSONFieldsOnce(t *testing.T) {
 	_, err = ParseEnv(standaloneEnv(map[string]string{"ROOT_PATH": "registry/../x"}))
 	g.Expect(err).To(MatchError(ContainSubstring("REGISTRY_ROOT_PATH")))
 }
+
+// DELEGATE_URL and its companions configure the policy's delegate; bad
+// values stop the start, naming the variable.
+func TestStandaloneDelegateEnv(t *testing.T) {
+	g := NewWithT(t)
+	e, err := ParseEnv(standaloneEnv(map[string]string{
+		"DELEGATE_URL": "http://auth-server:8888/validate", "DELEGATE_TIMEOUT": "2", "DELEGATE_GATEWAY_PATHS": "true", "DELEGATE_MAX_CONCURRENT": "32",
+	}))
+	g.Expect(err).NotTo(HaveOccurred())
+	cfg := e.Config()
+	g.Expect(cfg.Delegate).To(Equal(&policy.DelegateConfig{URL: "http://auth-server:8888/validate", Timeout: 2 * time.Second, GatewayPaths: true, MaxConcurrent: 32}))
+	p, probs := policy.Compile(cfg, policy.CompileOptions{})
+	g.Expect(probs).To(BeEmpty())
+	g.Expect(p.Delegate().URL).To(Equal("http://auth-server:8888/validate"))
+
+	_, err = ParseEnv(standaloneEnv(map[string]string{"DELEGATE_URL": "http://a/validate", "DELEGATE_TIMEOUT": "soon", "DELEGATE_MAX_CONCURRENT": "0"}))
+	g.Expect(err).To(MatchError(And(ContainSubstring("DELEGATE_TIMEOUT"), ContainSubstring("DELEGATE_MAX_CONCURRENT"))))
+
+	// A URL that is no URL is a configuration problem: the start fails.
+	_, _, _, err = standaloneStart(t, map[string]string{"DELEGATE_URL": "auth-server:8888"})
+	g.Expect(err).To(MatchError(ContainSubstring("DELEGATE_URL")))
+}

@@ -221,6 +221,45 @@ type FederationTokenSpec struct {
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
 }
 
+// DelegateSpec names the upstream auth server (the MCP Gateway Registry's own
+// auth_server) that decides what this service does not own.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('10s'))",message="timeout must be more than 0s and at most 10s"
+type DelegateSpec struct {
+	// url is the upstream auth server's auth endpoint, e.g.
+	// http://auth-server.registry.svc:8888/validate. It gets the same auth
+	// request (method and headers) and its status and answer headers
+	// (identity headers, X-Internal-Token*, rate-limit headers,
+	// WWW-Authenticate) are relayed unchanged.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s?#@]+$`
+	URL string `json:"url"`
+
+	// timeout bounds one delegated check. A delegate that does not answer in
+	// time gets the request refused (delegate_unavailable, 403).
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// gatewayPaths sends every request on a path outside the Registry API
+	// to the delegate, whatever credential it carries: today's registry
+	// routes MCP traffic through the upstream auth server's /mcp-proxy,
+	// whose hop token that server mints. Without it only browser sessions
+	// kept in the registry's store and tokens of issuers this policy does
+	// not know go there.
+	// +optional
+	GatewayPaths bool `json:"gatewayPaths,omitempty"`
+
+	// maxConcurrent bounds the delegated checks in flight to this URL, per
+	// replica; past it requests are refused at once (delegate_unavailable).
+	// +kubebuilder:default=256
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4096
+	// +optional
+	MaxConcurrent int32 `json:"maxConcurrent,omitempty"`
+}
+
 // APIKeySpec is one named API key. Its name is the username and client id of
 // the requests it authenticates.
 // +kubebuilder:validation:XValidation:rule="!has(self.rotationGracePeriod) || (duration(self.rotationGracePeriod) >= duration('0s') && duration(self.rotationGracePeriod) <= duration('24h'))",message="rotationGracePeriod must be between 0s and 24h"
@@ -363,6 +402,14 @@ type RegistryAuthPolicySpec struct {
 	// staticToken is the shared static API token for Registry API paths.
 	// +optional
 	StaticToken *StaticTokenSpec `json:"staticToken,omitempty"`
+
+	// delegate is the upstream auth server that decides what this service
+	// does not own: browser sessions the registry keeps in its own store,
+	// tokens of issuers the policy does not know, and, with gatewayPaths,
+	// MCP traffic. Static credentials and the policy's JWT issuers are still
+	// decided here.
+	// +optional
+	Delegate *DelegateSpec `json:"delegate,omitempty"`
 
 	// federationToken is the token peer registries send to read the
 	// federation and peers API.

@@ -100,6 +100,12 @@ type Result struct {
 	// Mismatch is set when a static credential was compared and matched
 	// nothing: a failed attempt, for brute-force limiting.
 	Mismatch bool
+	// Foreign is set with Next when the credential may be someone else's
+	// to decide: a session cookie this kind does not accept (the upstream
+	// auth server keeps its sessions in its own store), a JWT of an issuer
+	// this kind does not know. A policy with a delegate sends the request
+	// there when nothing else allows or denies it.
+	Foreign bool
 }
 
 // AllowAs is an Allow result.

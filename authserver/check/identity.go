@@ -22,6 +22,9 @@ const (
 	MethodSession Method = "session_cookie"
 	// MethodOIDC: a JWT from a generic OpenID Connect issuer.
 	MethodOIDC Method = "oidc"
+	// MethodDelegated labels, in metrics, requests the policy's delegate
+	// allowed; their X-Auth-Method is the delegate's.
+	MethodDelegated Method = "delegated"
 )
 
 // Identity is who an allowed request is. It is immutable once built; the

@@ -15,7 +15,17 @@ const (
 	ReasonAllowedOIDC                Reason = "oidc"
 	ReasonAllowedFederation          Reason = "federation_token"
 	ReasonAllowedFederationPrevious  Reason = "federation_token_previous"
+	// ReasonDelegatedAllowed: the policy's delegate (the upstream auth
+	// server) allowed the request; its answer headers were relayed.
+	ReasonDelegatedAllowed Reason = "delegated"
 )
+
+// ReasonDelegate is the decision's answer for a request that belongs to the
+// policy's delegate: the handler asks it and answers with one of the
+// delegated reasons (ReasonDelegatedAllowed, ReasonDelegatedUnauthorized,
+// ReasonDelegatedForbidden, ReasonDelegateUnavailable). It is never the
+// final answer: a front-end that cannot delegate refuses with it (403).
+const ReasonDelegate Reason = "delegate"
 
 // Reasons for denying. Each has a fixed status and message (see
 // denyReasons). The auth service answers only 200, 401 and 403: nginx's
@@ -44,6 +54,9 @@ const (
 	ReasonTooManyFailures         Reason = "too_many_failures"
 	ReasonUnsupportedAuthzScheme  Reason = "unsupported_authorization_scheme"
 	ReasonOIDCIssuerNotDiscovered Reason = "oidc_issuer_unavailable"
+	ReasonDelegatedUnauthorized   Reason = "delegated_unauthorized"
+	ReasonDelegatedForbidden      Reason = "delegated_forbidden"
+	ReasonDelegateUnavailable     Reason = "delegate_unavailable"
 	// ReasonUntrustedProxy: X-Forwarded-* headers from a peer that is not a
 	// trusted proxy.
 	ReasonUntrustedProxy Reason = "untrusted_proxy"
@@ -53,7 +66,7 @@ const (
 var allReasons = [...]Reason{
 	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
 	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
-	ReasonAllowedFederation, ReasonAllowedFederationPrevious,
+	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed,
 
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
 	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
@@ -62,6 +75,7 @@ var allReasons = [...]Reason{
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
 	ReasonUntrustedProxy,
+	ReasonDelegate, ReasonDelegatedUnauthorized, ReasonDelegatedForbidden, ReasonDelegateUnavailable,
 	ReasonUnlisted,
 }
 
@@ -93,6 +107,7 @@ var allowMethod = map[Reason]Method{
 	ReasonAllowedOIDC:                MethodOIDC,
 	ReasonAllowedFederation:          MethodFederation,
 	ReasonAllowedFederationPrevious:  MethodFederation,
+	ReasonDelegatedAllowed:           MethodDelegated,
 }
 
 // reasonIndex is each reason's position in allReasons.
@@ -162,6 +177,10 @@ func init() {
 	defineDeny(ReasonJWTNotConfigured, s401, "the bearer token was not accepted and no IdP is configured for this policy")
 	defineDeny(ReasonOIDCIssuerNotDiscovered, s401, "the IdP has not been reached yet; bearer JWTs cannot be verified")
 	defineDeny(ReasonTooManyFailures, s403, "too many failed attempts from this client; try again later")
+	defineDeny(ReasonDelegate, s403, "the request belongs to the upstream auth server (the policy's delegate), which this route cannot ask")
+	defineDeny(ReasonDelegatedUnauthorized, s401, "the upstream auth server (the policy's delegate) did not authenticate the request; its answer headers are relayed")
+	defineDeny(ReasonDelegatedForbidden, s403, "the upstream auth server (the policy's delegate) refused the request; its answer headers are relayed")
+	defineDeny(ReasonDelegateUnavailable, s403, "the upstream auth server (the policy's delegate) could not be asked: it is down, slow, overloaded or gave an answer other than 2xx, 401 or 403")
 	defineDeny(ReasonUntrustedProxy, s403, "X-Forwarded-* headers are only believed from a trusted proxy (--trusted-proxies)")
 }
 

@@ -11,13 +11,21 @@ import (
 // identity headers and a JSON body, or the deny reason's status (401 with
 // WWW-Authenticate, or 403) with a JSON body naming the reason. Nothing is
 // formatted per request: identities carry their header values and body, and
-// deny bodies are built once per reason.
-func WriteHTTP(w http.ResponseWriter, r *http.Request, reason check.Reason, id *check.Identity) {
+// deny bodies are built once per reason. Relayed headers (a delegate's) are
+// sent instead of the identity, its WWW-Authenticate instead of ours.
+func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer) {
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
+	reason, id := a.Reason, a.Identity
+	for k, vs := range a.Relayed {
+		hdr[k] = vs
+	}
 	var body []byte
-	if id != nil {
+	if id == nil && reason == check.ReasonDelegatedAllowed {
+		body = delegatedBody
+		w.WriteHeader(http.StatusOK)
+	} else if id != nil {
 		vals := id.HeaderValues()
 		for i := range check.NumIdentityHeaders {
 			hdr[check.IdentityHeader(i)] = vals[i]
@@ -31,7 +39,7 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, reason check.Reason, id *
 			// without an identity.
 			status = http.StatusForbidden
 		}
-		if status == http.StatusUnauthorized {
+		if status == http.StatusUnauthorized && hdr["Www-Authenticate"] == nil {
 			hdr["Www-Authenticate"] = wwwAuthenticate
 		}
 		body = denyBody(reason)
@@ -43,6 +51,7 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, reason check.Reason, id *
 }
 
 var (
+	delegatedBody   = []byte(`{"valid":true,"method":"delegated"}` + "\n")
 	jsonContentType = []string{"application/json"}
 	noStore         = []string{"no-store"}
 	wwwAuthenticate = []string{`Bearer realm="registry"`}

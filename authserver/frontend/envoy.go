@@ -65,6 +65,6 @@ func (EnvoyHTTP) Parse(r *http.Request, req *check.Request, _ *Env) (check.Reaso
 }
 
 // Write implements HTTP.
-func (EnvoyHTTP) Write(w http.ResponseWriter, r *http.Request, reason check.Reason, id *check.Identity) {
-	WriteHTTP(w, r, reason, id)
+func (EnvoyHTTP) Write(w http.ResponseWriter, r *http.Request, a Answer) {
+	WriteHTTP(w, r, a)
 }

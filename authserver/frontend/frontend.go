@@ -44,7 +44,19 @@ type HTTP interface {
 	Parse(r *http.Request, req *check.Request, env *Env) (deny check.Reason, ok bool)
 	// Write answers the proxy: 200 with the identity, or the deny reason's
 	// status.
-	Write(w http.ResponseWriter, r *http.Request, reason check.Reason, id *check.Identity)
+	Write(w http.ResponseWriter, r *http.Request, a Answer)
+}
+
+// Answer is what a front-end answers with. It is passed by value: an
+// interface call with a pointer would move every answer to the heap.
+type Answer struct {
+	// Reason says why; its status is the answer's (200 for an allow).
+	Reason check.Reason
+	// Identity is set when the request is allowed here.
+	Identity *check.Identity
+	// Relayed are answer headers another auth server gave (the policy's
+	// delegate): they are sent as they came, instead of the identity.
+	Relayed http.Header
 }
 
 // Env is what front-ends need to know of the deployment.

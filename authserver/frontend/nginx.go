@@ -40,6 +40,6 @@ func (Nginx) Parse(r *http.Request, req *check.Request, _ *Env) (check.Reason, b
 }
 
 // Write implements HTTP.
-func (Nginx) Write(w http.ResponseWriter, r *http.Request, reason check.Reason, id *check.Identity) {
-	WriteHTTP(w, r, reason, id)
+func (Nginx) Write(w http.ResponseWriter, r *http.Request, a Answer) {
+	WriteHTTP(w, r, a)
 }

@@ -55,8 +55,8 @@ func (Traefik) Parse(r *http.Request, req *check.Request, env *Env) (check.Reaso
 }
 
 // Write implements HTTP.
-func (Traefik) Write(w http.ResponseWriter, r *http.Request, reason check.Reason, id *check.Identity) {
-	WriteHTTP(w, r, reason, id)
+func (Traefik) Write(w http.ResponseWriter, r *http.Request, a Answer) {
+	WriteHTTP(w, r, a)
 }
 
 // forwardedScheme is the original URL's scheme for X-Forwarded-Proto: http or

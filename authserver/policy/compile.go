@@ -33,9 +33,16 @@ type Policy struct {
 	// tries them (see kinds).
 	authenticators []authn.Authenticator
 
+	// delegate is where requests this policy does not own go (nil: none).
+	delegate *Delegate
+
 	// Fingerprints of the credentials in force, for status.
 	fingerprints Fingerprints
 }
+
+// Delegate returns where the policy sends what it does not own, nil when
+// nowhere.
+func (p *Policy) Delegate() *Delegate { return p.delegate }
 
 // Fingerprints of the credentials a compiled policy holds.
 type Fingerprints struct {
@@ -213,6 +220,15 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []authn.Problem) {
 	}
 	for _, k := range kinds {
 		probs = append(probs, k.compile(&cfg, env, p)...)
+	}
+	if cfg.Delegate != nil {
+		d, err := compileDelegate(cfg.Delegate)
+		if err != nil {
+			// Without its delegate the policy refuses what it would have
+			// sent there: nothing opens.
+			add("spec.delegate", "%v", err)
+		}
+		p.delegate = d
 	}
 	return p, probs
 }

@@ -41,6 +41,8 @@ type PolicyConfig struct {
 	// GroupScopes maps a group to the scopes its members get (API keys,
 	// sessions and OIDC identities).
 	GroupScopes map[string][]string
+	// Delegate, when set, is where requests this service does not own go.
+	Delegate *DelegateConfig
 }
 
 // Key is "namespace/name".

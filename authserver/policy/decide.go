@@ -34,8 +34,11 @@ type Decision struct {
 	SecretMismatch bool
 }
 
-// Allowed reports whether the request may pass.
-func (d Decision) Allowed() bool { return d.Identity != nil }
+// Allowed reports whether the request may pass: with an identity, or
+// because the policy's delegate said so.
+func (d Decision) Allowed() bool {
+	return d.Identity != nil || d.Reason == check.ReasonDelegatedAllowed
+}
 
 // Status is the HTTP status to answer: 200, 401 or 403.
 func (d Decision) Status() int { return d.Reason.Status() }
@@ -98,8 +101,11 @@ func (p *Policy) decide(ctx context.Context, r *check.Request, path string, now 
 		in.Registry = pathnorm.HasPrefix(path, p.registryPrefixes)
 		in.Digest = secret.DigestString(bearer)
 	}
+	if p.delegate != nil && p.delegate.GatewayPaths && !pathnorm.HasPrefix(path, p.registryPrefixes) {
+		return Decision{Reason: check.ReasonDelegate}
+	}
 
-	mismatch := false
+	mismatch, foreign := false, false
 	for _, a := range p.authenticators {
 		res := a.Authenticate(ctx, in)
 		switch res.Outcome {
@@ -112,6 +118,13 @@ func (p *Policy) decide(ctx context.Context, r *check.Request, path string, now 
 			fail = res.Reason
 		}
 		mismatch = mismatch || res.Mismatch
+		foreign = foreign || res.Foreign
+	}
+	// The registry's session cookie that no kind accepted (none here may
+	// know it: today's registry keeps sessions in its own store) is the
+	// delegate's, like anything a kind calls foreign.
+	if p.delegate != nil && (foreign || authn.HasCookie(r.Cookie, p.skipCookie)) {
+		return Decision{Reason: check.ReasonDelegate, SecretMismatch: mismatch}
 	}
 	return Decision{Reason: fail, SecretMismatch: mismatch}
 }

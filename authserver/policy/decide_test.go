@@ -15,6 +15,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/authtest"
 	"github.com/registryauth/registry-auth-operator/authserver/check"
 	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
@@ -604,4 +605,62 @@ func TestDecideFederationToken(t *testing.T) {
 			g.Expect(d.Reason).To(Equal(check.ReasonAllowedStaticToken))
 		})
 	}
+}
+
+// What a policy with a delegate hands on, and what it keeps.
+func TestDecideDelegate(t *testing.T) {
+	cfg := BasePolicy()
+	cfg.Delegate = &DelegateConfig{URL: "http://auth-server:8888/validate"}
+	withDelegate := SnapshotOf(CompileOK(t, cfg))
+	gw := cfg
+	gw.Delegate = &DelegateConfig{URL: "http://auth-server:8888/validate", GatewayPaths: true}
+	gateway := SnapshotOf(CompileOK(t, gw))
+	without := SnapshotOf(CompileOK(t, BasePolicy()))
+
+	legacy := "mcp_gateway_session=" + SessionCookie(t, "alice", []string{"readers"}, Now.Add(-time.Hour))
+	// Today's cookie holds a session id, signed with a key this service may
+	// not even have.
+	today := "mcp_gateway_session=.eJwzNDRIMTFKMjVONTA0NjQ0NjUxMjA3tDAwMA.Zx1Hbg.c2lnbmF0dXJlLW9mLWFub3RoZXIta2V5"
+	upstreamJWT := authtest.UnsignedJWT(map[string]any{"iss": "mcp-auth-server", "aud": "mcp-registry", "sub": "dave"})
+	const u = "http://registry.example.com"
+	for _, tc := range []struct {
+		name    string
+		snap    *Snapshot
+		req     request
+		want    check.Reason
+		without check.Reason
+	}{
+		{"today's session cookie", withDelegate, request{OriginalURL: u + "/api/servers", Cookie: []string{today}}, check.ReasonDelegate, check.ReasonSessionInvalid},
+		{"a legacy session cookie stays here", withDelegate, request{OriginalURL: u + "/api/servers", Cookie: []string{legacy}}, check.ReasonAllowedSession, check.ReasonAllowedSession},
+		{"a token of the upstream auth server", withDelegate, request{OriginalURL: u + "/api/servers", Authorization: Bearer(upstreamJWT)}, check.ReasonDelegate, check.ReasonJWTNotConfigured},
+		{"the static token stays here", withDelegate, request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic)}, check.ReasonAllowedStaticToken, check.ReasonAllowedStaticToken},
+		{"a wrong opaque token stays here", withDelegate, request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic2)}, check.ReasonInvalidCredentials, check.ReasonInvalidCredentials},
+		{"no credentials stay here", withDelegate, request{OriginalURL: u + "/mcpserver/mcp"}, check.ReasonNoCredentials, check.ReasonNoCredentials},
+		{"a bad path is refused before", withDelegate, request{OriginalURL: u + "/api/../x", Cookie: []string{today}}, check.ReasonBadPath, check.ReasonBadPath},
+		{"gatewayPaths: every gateway path", gateway, request{OriginalURL: u + "/mcpserver/mcp", Authorization: Bearer(TokStatic)}, check.ReasonDelegate, check.ReasonRegistryCredOnGateway},
+		{"gatewayPaths: no credentials on a gateway path", gateway, request{OriginalURL: u + "/mcpserver/mcp"}, check.ReasonDelegate, check.ReasonNoCredentials},
+		{"gatewayPaths: Registry API paths stay here", gateway, request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic)}, check.ReasonAllowedStaticToken, check.ReasonAllowedStaticToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			g.Expect(decideURL(context.Background(), tc.snap, &tc.req, Now).Reason).To(Equal(tc.want))
+			g.Expect(decideURL(context.Background(), without, &tc.req, Now).Reason).To(Equal(tc.without), "without a delegate")
+		})
+	}
+
+	// A delegate URL that is not one is a problem; what would have gone
+	// there is refused, and the URL (which may hold a secret) is not echoed.
+	g := NewWithT(t)
+	bad := BasePolicy()
+	bad.Delegate = &DelegateConfig{URL: "http://user:hunter2-secret@auth-server/validate"}
+	p, probs := Compile(bad, CompileOptions{})
+	g.Expect(probs).To(HaveLen(1))
+	g.Expect(probs[0].Field).To(Equal("spec.delegate"))
+	g.Expect(probs[0].Message).NotTo(ContainSubstring("hunter2"))
+	g.Expect(p.Delegate()).To(BeNil())
+	g.Expect(decideURL(context.Background(), SnapshotOf(p), &request{OriginalURL: u + "/api/servers", Cookie: []string{today}}, Now).Allowed()).To(BeFalse())
+	bad.Delegate = &DelegateConfig{URL: "http://auth-server/validate", Timeout: time.Minute}
+	_, probs = Compile(bad, CompileOptions{})
+	g.Expect(probs).To(HaveLen(1))
+	g.Expect(probs[0].Message).To(ContainSubstring("timeout"))
 }

@@ -1,6 +1,7 @@
 package jwt
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"time"
@@ -66,4 +67,29 @@ func numericClaim(claims map[string]any, name string) (time.Time, bool) {
 		return time.Unix(int64(f), 0), true
 	}
 	return time.Time{}, false
+}
+
+// unverifiedIssuer returns the iss claim of a compact JWS without verifying
+// it, or "". It reads at most a few kilobytes of payload.
+func unverifiedIssuer(raw string) string {
+	first := strings.IndexByte(raw, '.')
+	if first < 0 {
+		return ""
+	}
+	rest := raw[first+1:]
+	second := strings.IndexByte(rest, '.')
+	if second < 0 || second > 64<<10 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(rest[:second])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	return c.Iss
 }

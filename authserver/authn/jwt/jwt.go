@@ -45,7 +45,9 @@ const (
 // Authenticator verifies JWT bearer tokens for one compiled policy. Every
 // policy has one: without an issuer it only says why a JWT is refused.
 type Authenticator struct {
-	state          state
+	state state
+	// configuredURL is the issuer URL of an issuer never discovered.
+	configuredURL  string
 	verifier       *oidc.IDTokenVerifier
 	issuers        []string
 	audiences      []string
@@ -75,7 +77,7 @@ func Compile(cfg *Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 		if cfg.Problem != nil {
 			prob = *cfg.Problem
 		}
-		return &Authenticator{state: unavailable}, []authn.Problem{prob}
+		return &Authenticator{state: unavailable, configuredURL: cfg.IssuerURL}, []authn.Problem{prob}
 	}
 	a := newAuthenticator(cfg, env.GroupScopes, env.TokenCacheSize)
 	if cfg.Problem != nil {
@@ -135,15 +137,28 @@ func (a *Authenticator) Authenticate(ctx context.Context, in authn.Input) authn.
 	}
 	switch a.state {
 	case notConfigured:
-		return authn.FailWith(check.ReasonJWTNotConfigured)
+		return authn.Result{Reason: check.ReasonJWTNotConfigured, Foreign: true}
 	case unavailable:
-		return authn.FailWith(check.ReasonOIDCIssuerNotDiscovered)
+		return authn.Result{Reason: check.ReasonOIDCIssuerNotDiscovered, Foreign: !a.ownIssuer(in.Bearer)}
 	}
 	id, reason := a.verify(ctx, in.Bearer, in.Now)
 	if id != nil {
 		return authn.AllowAs(reason, id)
 	}
-	return authn.FailWith(reason)
+	// A token of another issuer (the upstream auth server's own, say) is
+	// not ours to refuse for good.
+	return authn.Result{Reason: reason, Foreign: !a.ownIssuer(in.Bearer)}
+}
+
+// ownIssuer reports whether an unverified token names one of this kind's
+// issuers in iss. It only decides whether someone else may verify the token;
+// nothing is accepted on it.
+func (a *Authenticator) ownIssuer(raw string) bool {
+	iss := unverifiedIssuer(raw)
+	if a.state == unavailable {
+		return iss != "" && iss == a.configuredURL
+	}
+	return iss != "" && contains(a.issuers, iss)
 }
 
 // verify verifies a JWT and returns the identity, or a deny reason.

@@ -1806,3 +1806,36 @@ func TestJWTConcurrentDecidesDuringRotation(t *testing.T) {
 	g.Expect(pool).To(HaveLen(4 + rotations))
 	g.Expect(idp.JWKSRequests()).To(BeNumerically(">", int64(rotations)), "refetches happened during the run")
 }
+
+// A JWT this kind cannot verify is someone else's (Foreign) only when it
+// names another issuer: one of ours that fails is refused for good.
+func TestJWTForeign(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	idp := authtest.NewIssuer(t)
+	_, iss := oidcResolve(t, idp)
+	p := oidcCompile(t, "foreign", Config{IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry"}}, oidcOptions{TokenCacheSize: -1})
+	now := oidcNow()
+	in := func(tok string) authn.Input {
+		return authn.Input{Scheme: authn.SchemeBearer, Bearer: tok, Now: now}
+	}
+	upstream := authtest.UnsignedJWT(map[string]any{"iss": "mcp-auth-server", "sub": "dave"})
+	res := p.Authenticate(context.Background(), in(upstream))
+	g.Expect(res.Outcome).To(Equal(authn.Next))
+	g.Expect(res.Foreign).To(BeTrue())
+
+	forged := authtest.UnsignedJWT(oidcClaims(idp, now, "registry", "eve", nil))
+	res = p.Authenticate(context.Background(), in(forged))
+	g.Expect(res.Foreign).To(BeFalse(), "a token naming our issuer is ours to refuse")
+	g.Expect(res.Reason).To(Equal(check.ReasonJWTInvalid))
+
+	expired := oidcClaims(idp, now, "registry", "eve", nil)
+	expired["exp"] = now.Add(-time.Hour).Unix()
+	g.Expect(p.Authenticate(context.Background(), in(idp.Sign(expired))).Foreign).To(BeFalse())
+
+	none, _ := Compile(nil, &authn.Env{})
+	g.Expect(none.Authenticate(context.Background(), in(upstream)).Foreign).To(BeTrue(), "without an issuer, every JWT is someone else's")
+	undiscovered, _ := Compile(&Config{IssuerURL: idp.URL(), Audiences: []string{"registry"}}, &authn.Env{})
+	g.Expect(undiscovered.Authenticate(context.Background(), in(forged)).Foreign).To(BeFalse())
+	g.Expect(undiscovered.Authenticate(context.Background(), in(upstream)).Foreign).To(BeTrue())
+}

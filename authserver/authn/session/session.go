@@ -82,10 +82,14 @@ func (a *Authenticator) Authenticate(_ context.Context, in authn.Input) authn.Re
 			return authn.AllowAs(check.ReasonAllowedSession, id)
 		}
 	}
+	// Not a cookie of ours (today's registry keeps a session id in it, and
+	// the session in its own store), or not a valid one: the delegate, if
+	// any, may know it.
+	res := authn.Result{Foreign: !ambiguous}
 	if in.Scheme == authn.SchemeNone {
-		return authn.FailWith(check.ReasonSessionInvalid)
+		res.Reason = check.ReasonSessionInvalid
 	}
-	return authn.Result{}
+	return res
 }
 
 // authenticate verifies a session cookie and returns its identity, or nil.
