@@ -29,7 +29,7 @@ func TestHandlerContract(t *testing.T) {
 
 	do := func(method, path string, hdr map[string][]string) (*http.Response, map[string]any) {
 		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+path, nil)
+		req, err := http.NewRequest(method, srv.URL+path+"?format=json", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestHandlerOIDCIdentityHeaders(t *testing.T) {
 	c["azp"] = "web-ui"
 
 	h := NewHandler(store, HandlerOptions{Now: func() time.Time { return now }})
-	r := httptest.NewRequest(http.MethodGet, "/validate", nil)
+	r := httptest.NewRequest(http.MethodGet, "/validate?format=json", nil)
 	r.Header.Set("X-Original-URL", "https://good.example.com/v0/servers")
 	r.Header.Set("X-Original-Method", http.MethodGet)
 	r.Header.Set("Authorization", "Bearer "+idp.Sign(c))

@@ -143,6 +143,9 @@ func nginxCheck(r proxyRow, client string) wireRequest {
 	if r.policy != "" {
 		target += "/" + r.policy
 	}
+	// The table reads the JSON answers (TestProxyAnswerBodies checks what
+	// is sent without it).
+	target += "?format=json"
 	w := wireRequest{method: http.MethodGet, target: target, host: proxyAuthServiceHost}
 	w.addRaw(r.header)
 	w.add("X-Original-URL", r.scheme+"://"+r.host+r.target)
@@ -163,6 +166,7 @@ func traefikCheck(r proxyRow, client string) wireRequest {
 	if r.policy != "" {
 		target += "/" + r.policy
 	}
+	target += "?format=json"
 	w := wireRequest{method: http.MethodGet, target: target, host: proxyAuthServiceHost}
 	w.addRaw(r.header)
 	w.add("X-Forwarded-For", client)
@@ -199,7 +203,7 @@ type proxyOutcome struct {
 	body   string
 }
 
-var proxyOutcomeHeaders = append(identityHeaderNames(), "Www-Authenticate", "Content-Type", "Cache-Control")
+var proxyOutcomeHeaders = append(identityHeaderNames(), "Www-Authenticate", "Content-Type", "Cache-Control", "X-Auth-Reason")
 
 func proxyOutcomeOf(resp *http.Response) proxyOutcome {
 	b, _ := io.ReadAll(resp.Body)
@@ -462,7 +466,9 @@ func TestProxyDecisionTable(t *testing.T) {
 					ref, refDecision = got, dec
 					continue
 				}
-				if !equalProxyOutcome(ref, got, head) {
+				// Envoy's allows carry no body (its query is the
+				// client's: no format=json there).
+				if !equalProxyOutcome(withoutBody(ref), withoutBody(got), true) {
 					t.Errorf("%s answered differently from %s:\n got  %+v\n want %+v", a.name, proxyAdapters[0].name, got, ref)
 				}
 				if *dec != *refDecision {
@@ -487,12 +493,32 @@ func equalProxyOutcome(a, b proxyOutcome, headOnly bool) bool {
 	return headOnly || a.body == b.body
 }
 
+// withoutBody is an outcome without its body and Content-Type.
+func withoutBody(o proxyOutcome) proxyOutcome {
+	h := map[string][]string{}
+	for k, v := range o.header {
+		if k != "Content-Type" {
+			h[k] = v
+		}
+	}
+	return proxyOutcome{status: o.status, header: h}
+}
+
 func checkProxyWant(t *testing.T, adapter string, row proxyRow, got proxyOutcome, head bool) {
 	t.Helper()
 	g := NewWithT(t)
 	desc := adapter + " " + row.method + " " + row.target
 	g.Expect(got.status).To(Equal(row.want.status), desc+": "+got.body)
 	g.Expect(got.header["Cache-Control"]).To(Equal([]string{"no-store"}), desc)
+	wantReason := string(row.want.reason)
+	if row.want.status == http.StatusOK {
+		wantReason = got.header["X-Auth-Reason"][0] // an allow reason; checked below through the method
+		g.Expect(check.Reason(wantReason).Denies()).To(BeFalse(), desc)
+	}
+	g.Expect(got.header["X-Auth-Reason"]).To(Equal([]string{wantReason}), desc)
+	if adapter == "envoy" && row.want.status == http.StatusOK {
+		head = true // no body on Envoy's allows
+	}
 	if head {
 		g.Expect(got.body).To(BeEmpty(), desc)
 	} else {
@@ -531,12 +557,12 @@ func checkProxyWant(t *testing.T, adapter string, row proxyRow, got proxyOutcome
 	}
 }
 
+// proxyReason is the deny reason of an outcome, "" for an allow.
 func proxyReason(o proxyOutcome) string {
-	var body struct {
-		Reason string `json:"reason"`
+	if v := o.header["X-Auth-Reason"]; len(v) == 1 && check.Reason(v[0]).Denies() {
+		return v[0]
 	}
-	_ = json.Unmarshal([]byte(o.body), &body)
-	return body.Reason
+	return ""
 }
 
 var proxyStaticRow = proxyRow{name: "static", target: "/api/servers", header: []string{"Authorization: Bearer " + TokStatic}}
@@ -868,4 +894,77 @@ func identityHeaderNames() []string {
 		names[i] = check.IdentityHeader(i)
 	}
 	return names
+}
+
+// What each front-end sends in the body. nginx reads only the head of an
+// auth answer and cannot reuse a connection whose answer has a body, so its
+// answers have none (Content-Length: 0) unless ?format=json asks for it;
+// the client's Accept header, which nginx passes on, does not. Traefik and
+// Envoy hand a denial to the client as it is: denials keep the JSON reason.
+// X-Auth-Reason names the reason on every answer.
+func TestProxyAnswerBodies(t *testing.T) {
+	env := newProxyEnv(t, HandlerOptions{})
+	allow := proxyRow{name: "allow", target: "/api/servers", header: []string{"Authorization: Bearer " + TokStatic}}
+	unauthorized := proxyRow{name: "401", target: "/api/servers"}
+	forbidden := proxyRow{name: "403", target: "/api/servers", method: "DELETE", header: []string{"Authorization: Bearer " + TokReadKey}}
+	stripQuery := func(w wireRequest) wireRequest {
+		w.target = strings.TrimSuffix(w.target, "?format=json")
+		return w
+	}
+	withAccept := func(w wireRequest) wireRequest {
+		w.add("Accept", "application/json")
+		return w
+	}
+	type want struct {
+		allowBody, denyBody bool
+	}
+	for _, tc := range []struct {
+		name  string
+		build func(proxyRow, string) wireRequest
+		want  want
+	}{
+		{"nginx", func(r proxyRow, c string) wireRequest { return stripQuery(nginxCheck(r, c)) }, want{false, false}},
+		{"nginx, client sends Accept: application/json", func(r proxyRow, c string) wireRequest { return withAccept(stripQuery(nginxCheck(r, c))) }, want{false, false}},
+		{"nginx ?format=json", nginxCheck, want{true, true}},
+		{"traefik", func(r proxyRow, c string) wireRequest { return stripQuery(traefikCheck(r, c)) }, want{false, true}},
+		{"traefik ?format=json", traefikCheck, want{true, true}},
+		{"envoy", envoyCheck, want{false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, row := range []struct {
+				row    proxyRow
+				status int
+				reason string
+				body   bool
+			}{
+				{allow, 200, string(check.ReasonAllowedStaticToken), tc.want.allowBody},
+				{unauthorized, 401, string(check.ReasonNoCredentials), tc.want.denyBody},
+				{forbidden, 403, string(check.ReasonAPIKeyForbidden), tc.want.denyBody},
+			} {
+				g := NewWithT(t)
+				w := tc.build(row.row, "192.0.2.10")
+				conn, err := net.DialTimeout("tcp", env.addr, 5*time.Second)
+				g.Expect(err).NotTo(HaveOccurred())
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				_, err = conn.Write(w.bytes())
+				g.Expect(err).NotTo(HaveOccurred())
+				resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: w.method})
+				g.Expect(err).NotTo(HaveOccurred())
+				b, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				_ = conn.Close()
+				g.Expect(resp.StatusCode).To(Equal(row.status), row.row.name)
+				g.Expect(resp.Header.Get("X-Auth-Reason")).To(Equal(row.reason), row.row.name)
+				if row.body {
+					g.Expect(resp.Header.Get("Content-Type")).To(Equal("application/json"), row.row.name)
+					g.Expect(string(b)).To(HavePrefix(`{"valid":`), row.row.name)
+					continue
+				}
+				g.Expect(b).To(BeEmpty(), row.row.name)
+				g.Expect(resp.ContentLength).To(BeZero(), row.row.name)
+				g.Expect(resp.Header.Values("Content-Length")).To(Equal([]string{"0"}), row.row.name)
+				g.Expect(resp.Header.Get("Content-Type")).To(BeEmpty(), row.row.name)
+			}
+		})
+	}
 }

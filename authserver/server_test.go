@@ -100,7 +100,7 @@ func rawExchange(t *testing.T, addr string, req []byte) (int, string, error) {
 // header block (up to and including the blank line) are exactly size bytes.
 func validateRequest(t *testing.T, token string, size int) []byte {
 	t.Helper()
-	head := "GET /validate HTTP/1.1\r\n" +
+	head := "GET /validate?format=json HTTP/1.1\r\n" +
 		"Host: auth.test\r\n" +
 		"X-Original-URL: http://registry.example.com/api/servers\r\n" +
 		"X-Original-Method: GET\r\n" +

@@ -77,6 +77,7 @@ type options struct {
 	shutdownDelay time.Duration
 	trusted       string
 	maxFailures   int
+	maxIdleConns  int
 	failureWindow time.Duration
 }
 
@@ -99,6 +100,7 @@ func main() {
 	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit) and whose X-Forwarded-* headers describe the request (Traefik /forward-auth); other peers count as the client themselves.")
 	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
 	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
+	flag.IntVar(&o.maxIdleConns, "max-idle-connections", authserver.DefaultMaxIdleConns, "Idle keep-alive connections the auth service keeps at most (under 20 KiB each); past that the one idle longest is closed.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -192,6 +194,11 @@ func newAuthRunnable(o options, store *policy.Store, log logr.Logger) (*authRunn
 		Delegator:      authserver.NewDelegator(m.ObserveDelegated),
 	})
 	srv := authserver.NewServer(o.authAddr, h)
+	conns := authserver.NewConnTracker(o.maxIdleConns)
+	if err := conns.Register(metrics.Registry); err != nil {
+		return nil, err
+	}
+	conns.Track(srv)
 	srv.ErrorLog = nil
 	return &authRunnable{what: "auth service", server: srv, delay: o.shutdownDelay, grace: o.shutdownGrace, sanitize: true, log: log}, nil
 }

@@ -208,7 +208,7 @@ type validateResponse struct {
 
 func validate(t *testing.T, p *proc, path, originalURL, token string) validateResponse {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+p.auth+path, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.auth+path+"?format=json", nil) // the JSON body too
 	if err != nil {
 		t.Fatal(err)
 	}

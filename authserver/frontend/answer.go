@@ -7,33 +7,58 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/check"
 )
 
-// WriteHTTP is the answer every HTTP front-end gives today: 200 with the
-// identity headers and a JSON body, or the deny reason's status (401 with
-// WWW-Authenticate, or 403) with a JSON body naming the reason. Nothing is
-// formatted per request: identities carry their header values and body, and
-// deny bodies are built once per reason. Relayed headers (a delegate's) are
-// sent instead of the identity, its WWW-Authenticate instead of ours.
-func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer) {
+// Bodies selects which answers carry a JSON body.
+type Bodies uint8
+
+const (
+	// BodiesNone: no answer has a body. nginx's auth subrequest reads the
+	// answer's head only; a body keeps it from reusing the connection, so a
+	// proxy with upstream keepalive would open a connection per check.
+	BodiesNone Bodies = iota
+	// BodiesOnDenial: denials carry the JSON reason (the proxy hands the auth
+	// service's denial to the client, as Traefik and Envoy do); allows have
+	// none.
+	BodiesOnDenial
+	// BodiesAll: every answer has its JSON body (asked for while debugging).
+	BodiesAll
+)
+
+// askedForJSON reports whether the auth request's own URL asks for JSON
+// bodies (?format=json, for people debugging with curl). Not the Accept
+// header: nginx passes the client's headers to the auth request, API
+// clients send Accept: application/json, and honouring it would cost their
+// checks the keep-alive connection.
+func askedForJSON(r *http.Request) bool {
+	return r.URL.RawQuery != "" && r.URL.Query().Get("format") == "json"
+}
+
+// WriteHTTP answers an HTTP auth request: 200 with the identity headers, or
+// the deny reason's status (401 with WWW-Authenticate, or 403). Every answer
+// names its reason in X-Auth-Reason, so a body is never needed to see why.
+// Nothing is formatted per request: identities carry their header values and
+// body, and deny bodies are built once per reason. Relayed headers (a
+// delegate's) are sent instead of the identity, its WWW-Authenticate
+// instead of ours.
+func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer, bodies Bodies) {
 	hdr := w.Header()
-	hdr["Content-Type"] = jsonContentType
 	hdr["Cache-Control"] = noStore
 	reason, id := a.Reason, a.Identity
 	for k, vs := range a.Relayed {
 		hdr[k] = vs
 	}
 	var body []byte
-	if id == nil && reason == check.ReasonDelegatedAllowed {
+	status := http.StatusOK
+	switch {
+	case id == nil && reason == check.ReasonDelegatedAllowed:
 		body = delegatedBody
-		w.WriteHeader(http.StatusOK)
-	} else if id != nil {
+	case id != nil:
 		vals := id.HeaderValues()
 		for i := range check.NumIdentityHeaders {
 			hdr[check.IdentityHeader(i)] = vals[i]
 		}
 		body = id.JSON()
-		w.WriteHeader(http.StatusOK)
-	} else {
-		status := reason.Status()
+	default:
+		status = reason.Status()
 		if status == http.StatusOK {
 			// No identity and no deny reason: a bug. Never answer 200
 			// without an identity.
@@ -43,11 +68,31 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer) {
 			hdr["Www-Authenticate"] = wwwAuthenticate
 		}
 		body = denyBody(reason)
-		w.WriteHeader(status)
 	}
-	if r.Method != http.MethodHead {
+	hdr["X-Auth-Reason"] = reasonValue(reason)
+	send := r.Method != http.MethodHead && (bodies == BodiesAll || bodies == BodiesOnDenial && status != http.StatusOK)
+	if send {
+		hdr["Content-Type"] = jsonContentType
+	}
+	w.WriteHeader(status)
+	if send {
 		_, _ = w.Write(body)
 	}
+}
+
+// reasonValues are the X-Auth-Reason values, built once per reason.
+var reasonValues = func() (v [check.NumReasons][]string) {
+	for i := range check.NumReasons {
+		v[i] = []string{string(check.ReasonAt(i))}
+	}
+	return v
+}()
+
+func reasonValue(r check.Reason) []string {
+	if i, ok := r.Index(); ok {
+		return reasonValues[i]
+	}
+	return []string{string(r)}
 }
 
 var (

@@ -66,5 +66,5 @@ func (EnvoyHTTP) Parse(r *http.Request, req *check.Request, _ *Env) (check.Reaso
 
 // Write implements HTTP.
 func (EnvoyHTTP) Write(w http.ResponseWriter, r *http.Request, a Answer) {
-	WriteHTTP(w, r, a)
+	WriteHTTP(w, r, a, BodiesOnDenial)
 }

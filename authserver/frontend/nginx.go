@@ -41,5 +41,9 @@ func (Nginx) Parse(r *http.Request, req *check.Request, _ *Env) (check.Reason, b
 
 // Write implements HTTP.
 func (Nginx) Write(w http.ResponseWriter, r *http.Request, a Answer) {
-	WriteHTTP(w, r, a)
+	bodies := BodiesNone
+	if askedForJSON(r) {
+		bodies = BodiesAll
+	}
+	WriteHTTP(w, r, a, bodies)
 }

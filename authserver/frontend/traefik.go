@@ -56,7 +56,11 @@ func (Traefik) Parse(r *http.Request, req *check.Request, env *Env) (check.Reaso
 
 // Write implements HTTP.
 func (Traefik) Write(w http.ResponseWriter, r *http.Request, a Answer) {
-	WriteHTTP(w, r, a)
+	bodies := BodiesOnDenial
+	if askedForJSON(r) {
+		bodies = BodiesAll
+	}
+	WriteHTTP(w, r, a, bodies)
 }
 
 // forwardedScheme is the original URL's scheme for X-Forwarded-Proto: http or

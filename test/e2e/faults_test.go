@@ -299,17 +299,12 @@ func faultValidate(c *http.Client, authAddr, ns, token, path string) faultAnswer
 		return faultAnswer{err: err}
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)); err != nil {
 		return faultAnswer{err: err}
 	}
 	a := faultAnswer{status: resp.StatusCode, user: resp.Header.Get("X-User")}
 	if a.status != http.StatusOK {
-		var deny struct {
-			Reason string `json:"reason"`
-		}
-		_ = json.Unmarshal(body, &deny)
-		a.reason = deny.Reason
+		a.reason = resp.Header.Get("X-Auth-Reason")
 	}
 	return a
 }
