@@ -88,6 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Authorization:  r.Header["Authorization"],
 		XAuthorization: r.Header["X-Authorization"],
 		Cookie:         r.Header["Cookie"],
+		MethodOverride: r.Header["X-Http-Method-Override"] != nil || r.Header["X-Http-Method"] != nil || r.Header["X-Method-Override"] != nil,
 	}
 	deny, ok := fe.Parse(r, &req, &h.env)
 	if !ok {

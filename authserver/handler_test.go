@@ -1,11 +1,15 @@
 package authserver
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,4 +192,49 @@ func TestHandlerOIDCIdentityHeaders(t *testing.T) {
 	g.Expect(w.Header().Get("X-Scopes")).To(Equal("mcp-servers/read mcp-registry-admin"))
 	g.Expect(w.Body.String()).To(MatchJSON(`{"valid":true,"username":"alice","client_id":"web-ui",
 		"scopes":["mcp-servers/read","mcp-registry-admin"],"groups":["dev","admins"],"method":"oidc"}`))
+}
+
+// A header folded into the previous one (obs-fold: a line that starts with a
+// space) is joined to it by net/http. Folded into X-Original-URL or
+// X-Original-Method, the next header (a bearer token) must neither be
+// decided on nor reach the logs.
+func TestObsFoldNotLogged(t *testing.T) {
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, BasePolicy()))
+	var mu sync.Mutex
+	var logs []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		logs = append(logs, args)
+		mu.Unlock()
+	}, funcr.Options{Verbosity: 1})
+	srv := httptest.NewServer(NewHandler(store, HandlerOptions{Log: log}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name, head string
+		reason     check.Reason
+	}{
+		{"into the URL", "X-Original-URL: http://registry.example.com/api/servers\r\n Authorization: Bearer " + TokStatic + "\r\nX-Original-Method: GET\r\n", check.ReasonBadPath},
+		{"into the method", "X-Original-URL: http://registry.example.com/api/servers\r\nX-Original-Method: GET\r\n Authorization: Bearer " + TokStatic + "\r\n", check.ReasonBadOriginalURL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+			g.Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = c.Close() }()
+			_, err = io.WriteString(c, "GET /validate HTTP/1.1\r\nHost: auth.test\r\n"+tc.head+"Connection: close\r\n\r\n")
+			g.Expect(err).NotTo(HaveOccurred())
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			g.Expect(err).NotTo(HaveOccurred())
+			_ = resp.Body.Close()
+			g.Expect(resp.StatusCode).To(Equal(http.StatusForbidden))
+			g.Expect(resp.Header.Get("X-Auth-Reason")).To(Equal(string(tc.reason)))
+			mu.Lock()
+			defer mu.Unlock()
+			g.Expect(logs).NotTo(BeEmpty())
+			for _, l := range logs {
+				g.Expect(l).NotTo(ContainSubstring(TokStatic))
+			}
+		})
+	}
 }

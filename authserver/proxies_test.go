@@ -415,6 +415,13 @@ func proxyRows(t *testing.T) []proxyRow {
 		{name: "X-Authorization on gateway path", target: "/mcpserver/mcp", header: []string{"X-Authorization: Bearer " + TokStatic}, want: onGateway},
 		// As upstream (#988): a non-empty X-Authorization carries the
 		// registry credential, Authorization may be a backend's.
+		// A limited key refuses what could get round its limits.
+		{name: "read key GET with X-HTTP-Method-Override", target: "/api/servers", header: []string{authz(TokReadKey), "X-HTTP-Method-Override: DELETE"}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "read key GET with X-HTTP-Method", target: "/api/servers", header: []string{authz(TokReadKey), "X-HTTP-Method: DELETE"}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "read key GET with X-Method-Override", target: "/api/servers", header: []string{authz(TokReadKey), "X-Method-Override: PUT"}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "write key with a path parameter", method: "POST", target: "/api/servers;v=1/x", header: []string{authz(TokWriteKey)}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "write key with ..; into its prefix", method: "POST", target: "/api/servers/..;/agents", header: []string{authz(TokWriteKey)}, want: deny(403, check.ReasonAPIKeyForbidden)},
+		{name: "static token is not limited: an override header does not matter", target: "/api/servers", header: []string{authz(TokStatic), "X-HTTP-Method-Override: DELETE"}, want: static},
 		{name: "X-Authorization wins over Authorization", target: "/api/servers", header: []string{authz(TokStatic2), "X-Authorization: Bearer " + TokStatic}, want: static},
 		{name: "X-Authorization wins even when it fails", target: "/api/servers", header: []string{authz(TokStatic), "X-Authorization: Bearer " + TokStatic2}, want: deny(401, check.ReasonInvalidCredentials)},
 		{name: "two X-Authorization headers", target: "/api/servers", header: []string{"X-Authorization: Bearer " + TokStatic, "X-Authorization: Bearer " + TokStatic}, want: deny(401, check.ReasonAmbiguousAuthorization)},

@@ -294,7 +294,10 @@ type APIKeySpec struct {
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
 
 	// methods narrows the key to these HTTP methods, e.g. [GET, HEAD] for a
-	// read-only key. Empty means every method.
+	// read-only key. Empty means every method. A key with methods or
+	// pathPrefixes refuses a request that carries a method-override header
+	// (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override) or a ';'
+	// path parameter, which could get round its limits.
 	// +kubebuilder:validation:MaxItems=9
 	// +kubebuilder:validation:items:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
 	// +listType=set

@@ -47,6 +47,8 @@ const (
 type Input struct {
 	// Method is the original request's method, as sent.
 	Method string
+	// MethodOverride: the request carries a method-override header.
+	MethodOverride bool
 	// Path is the normalised path.
 	Path string
 	// Registry reports whether Path is under the policy's Registry API

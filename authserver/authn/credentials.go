@@ -95,12 +95,13 @@ func CookieValue(headers []string, name string) (v string, found, ambiguous bool
 			} else {
 				part, h = h, ""
 			}
-			part = strings.TrimSpace(part)
 			eq := strings.IndexByte(part, '=')
-			if eq < 0 || part[:eq] != name {
+			// Names and values are compared trimmed, as Starlette and
+			// Django read them: "name =B" is the cookie "name" there.
+			if eq < 0 || strings.TrimSpace(part[:eq]) != name {
 				continue
 			}
-			val := part[eq+1:]
+			val := strings.TrimSpace(part[eq+1:])
 			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
 				val = val[1 : len(val)-1]
 			}

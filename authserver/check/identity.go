@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Method is how a request was authenticated. It is sent in X-Auth-Method,
@@ -120,8 +122,8 @@ func (id *Identity) MemSize() int {
 func SafeList(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, s := range in {
-		if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
-			return r == ',' || r <= ' ' || r == 0x7f
+		if s != "" && utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+			return r == ',' || unicode.IsSpace(r) || unsafeRune(r)
 		}) && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
@@ -129,17 +131,30 @@ func SafeList(in []string) []string {
 	return out
 }
 
-// HeaderSafe reports whether s can be sent as a header value as is: no
-// control character, and no space or tab at either end, which HTTP drops
-// from a field value (RFC 9110, section 5.5). " admin" would reach the
-// upstream as "admin".
+// HeaderSafe reports whether s can be sent as a header value and read back
+// as the same identity: valid UTF-8, no control or format character
+// (U+200B, U+202E, …) anywhere, and no white space at either end. HTTP drops
+// spaces and tabs around a field value (RFC 9110, section 5.5), and Go's and
+// Python's trimming drop Unicode white space too: "network-user\u00a0"
+// would reach the registry as "network-user".
 func HeaderSafe(s string) bool {
-	return !HasOuterBlank(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
+	return utf8.ValidString(s) && !HasOuterBlank(s) && !strings.ContainsFunc(s, unsafeRune)
 }
 
-// HasOuterBlank reports whether s starts or ends with a space or a tab.
+// unsafeRune reports a control or format character.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
+}
+
+// HasOuterBlank reports whether s starts or ends with white space (Unicode's
+// definition: U+00A0, U+0085, U+2028, U+3000, … as well as space and tab).
 func HasOuterBlank(s string) bool {
-	return s != "" && (s[0] == ' ' || s[0] == '\t' || s[len(s)-1] == ' ' || s[len(s)-1] == '\t')
+	if s == "" {
+		return false
+	}
+	first, _ := utf8.DecodeRuneInString(s)
+	last, _ := utf8.DecodeLastRuneInString(s)
+	return unicode.IsSpace(first) || unicode.IsSpace(last)
 }
 
 // ScopesFor maps groups to scopes with groupScopes, in a stable order and

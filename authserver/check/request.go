@@ -37,6 +37,10 @@ type Request struct {
 	XAuthorization []string
 	// Cookie is every value of the Cookie header.
 	Cookie []string
+	// MethodOverride is set when the request carries a method-override
+	// header (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override):
+	// an application may act on another method than Method.
+	MethodOverride bool
 	// ClientIP is the client address as far as the trusted proxy tells it.
 	ClientIP string
 	// Throttled is set when the client has failed too often: its static
@@ -93,3 +97,33 @@ func SplitTarget(rest string) (host, path string, ok bool) {
 	}
 	return host, path, true
 }
+
+// ValidMethod reports whether m can be a request method: empty (unknown), or
+// an HTTP token of at most 32 characters. Anything else is not a method a
+// client sent, but something like a header folded into the method's
+// (obs-fold), which must not reach the decision or the logs.
+func ValidMethod(m string) bool {
+	if len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !tchar[m[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// tchar are the bytes of an HTTP token (RFC 9110, section 5.6.2).
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()

@@ -29,7 +29,7 @@ func (Nginx) Parse(r *http.Request, req *check.Request, _ *Env) (check.Reason, b
 	req.Policy = key
 	u, ok1 := single(r.Header, "X-Original-Url")
 	method, ok2 := single(r.Header, "X-Original-Method")
-	if !ok1 || !ok2 {
+	if !ok1 || !ok2 || !check.ValidMethod(method) {
 		return check.ReasonBadOriginalURL, true
 	}
 	req.Method = method

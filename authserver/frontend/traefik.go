@@ -35,7 +35,7 @@ func (Traefik) Parse(r *http.Request, req *check.Request, env *Env) (check.Reaso
 	host, ok2 := single(r.Header, "X-Forwarded-Host")
 	uri, ok3 := single(r.Header, "X-Forwarded-Uri")
 	method, ok4 := single(r.Header, "X-Forwarded-Method")
-	if !ok1 || !ok2 || !ok3 || !ok4 {
+	if !ok1 || !ok2 || !ok3 || !ok4 || !check.ValidMethod(method) {
 		return check.ReasonBadOriginalURL, true
 	}
 	scheme, ok := forwardedScheme(proto)

@@ -66,7 +66,7 @@ func IsNormal(p string) bool {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {
-		case c == '%', c == '#', c == '?', c < 0x20, c == 0x7f:
+		case c == '%', c == '#', c == '?', c <= ' ', c == 0x7f:
 			return false
 		case c == '/' && i+1 < len(p):
 			n := p[i+1]
@@ -86,14 +86,15 @@ func IsNormal(p string) bool {
 
 // percentDecodePath decodes %XX escapes once. Like nginx, it refuses a bad
 // escape and an encoded NUL. It also refuses a raw '#' or '?', a decoded
-// '?', and control characters, where nginx and the upstream application may
-// read the path differently.
+// '?', control characters and spaces, raw or decoded: where nginx and the
+// upstream application may read the path differently, and where a header
+// folded into the next (obs-fold) would carry that header into the path.
 func percentDecodePath(raw string) ([]byte, error) {
 	out := make([]byte, 0, len(raw))
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		switch {
-		case c == '#' || c == '?' || c < 0x20 || c == 0x7f:
+		case c == '#' || c == '?' || c <= ' ' || c == 0x7f:
 			return nil, ErrBadPath
 		case c == '%':
 			if i+2 >= len(raw) {
@@ -105,7 +106,7 @@ func percentDecodePath(raw string) ([]byte, error) {
 				return nil, ErrBadPath
 			}
 			d := hi<<4 | lo
-			if d == 0 || d == '?' || d < 0x20 || d == 0x7f {
+			if d == '?' || d <= ' ' || d == 0x7f {
 				return nil, ErrBadPath
 			}
 			out = append(out, d)

@@ -28,7 +28,9 @@ func TestNormalizePath(t *testing.T) {
 		{raw: "/api/x..", want: "/api/x.."},
 		{raw: "/api/..;/x", want: "/api/..;/x"},
 		{raw: "/api/%2e%2e%2e", want: "/api/..."},
-		{raw: "/api/a%20b", want: "/api/a b"},
+		{raw: "/api/a%20b", bad: true},
+		{raw: "/api/a b", bad: true},
+		{raw: "/api/x Authorization: Bearer t", bad: true}, // an obs-fold'ed next header
 		{raw: "/api/%25", want: "/api/%"},
 		{raw: "/api/%2525", want: "/api/%25"},
 		{raw: "/api;v=1/x", want: "/api;v=1/x"},
@@ -108,8 +110,8 @@ func TestHasPathPrefix(t *testing.T) {
 }
 
 // refNormalizePath is a plain model of Normalize: percent-decode once
-// (refusing bad escapes, an encoded NUL, a decoded '?' and control
-// characters, and a raw '#' or '?'), refuse any "." or ".." segment of the
+// (refusing bad escapes, an encoded NUL, a decoded '?', control characters
+// and spaces, and a raw '#' or '?'), refuse any "." or ".." segment of the
 // decoded path, and merge runs of "/".
 func refNormalizePath(raw string) (string, bool) {
 	if raw == "" || raw[0] != '/' || len(raw) > maxPathLen || strings.ContainsAny(raw, "#?") {
@@ -120,7 +122,7 @@ func refNormalizePath(raw string) (string, bool) {
 		return "", false
 	}
 	for i := 0; i < len(dec); i++ {
-		if c := dec[i]; c < 0x20 || c == 0x7f || c == '?' {
+		if c := dec[i]; c <= ' ' || c == 0x7f || c == '?' {
 			return "", false
 		}
 	}

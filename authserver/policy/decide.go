@@ -85,13 +85,14 @@ func (p *Policy) decide(ctx context.Context, r *check.Request, path string, now 
 	}
 
 	in := authn.Input{
-		Method:    r.Method,
-		Path:      path,
-		Scheme:    scheme,
-		Bearer:    bearer,
-		Cookie:    r.Cookie,
-		Throttled: r.Throttled,
-		Now:       now,
+		Method:         r.Method,
+		MethodOverride: r.MethodOverride,
+		Path:           path,
+		Scheme:         scheme,
+		Bearer:         bearer,
+		Cookie:         r.Cookie,
+		Throttled:      r.Throttled,
+		Now:            now,
 	}
 	// Static credentials: an opaque bearer (a JWT-shaped one never is one,
 	// Compile refuses such secrets) without the session cookie, which skips

@@ -135,6 +135,10 @@ func TestDecideTable(t *testing.T) {
 		// takes the last): neither is used.
 		{"session cookie twice, different values", request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie + "; " + expiredCookie}}, want{reason: check.ReasonSessionInvalid}},
 		{"session cookie twice, the valid one last", request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{expiredCookie, validCookie}}, want{reason: check.ReasonSessionInvalid}},
+		// Starlette and Django trim cookie names and values: "name =B" is
+		// the session cookie there, so it is here.
+		{"session cookie twice, the second name with a space", request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie + "; mcp_gateway_session =" + strings.TrimPrefix(expiredCookie, "mcp_gateway_session=")}}, want{reason: check.ReasonSessionInvalid}},
+		{"session cookie with spaces around name and value", request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{"a=b;  mcp_gateway_session = " + strings.TrimPrefix(validCookie, "mcp_gateway_session=") + " ; c=d"}}, want{check.ReasonAllowedSession, "alice", check.MethodSession}},
 		{"session cookie twice, same value", request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{validCookie + "; " + validCookie}}, want{check.ReasonAllowedSession, "alice", check.MethodSession}},
 		{"static with the session cookie twice still skips the static path", request{OriginalURL: u + "/api/servers", Authorization: Bearer(TokStatic), Cookie: []string{validCookie, expiredCookie}}, want{reason: check.ReasonInvalidCredentials}},
 		{"expired session", request{OriginalURL: u + "/mcpserver/mcp", Cookie: []string{expiredCookie}}, want{reason: check.ReasonSessionInvalid}},

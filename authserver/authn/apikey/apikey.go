@@ -147,7 +147,7 @@ func (a *Authenticator) Authenticate(_ context.Context, in authn.Input) authn.Re
 	switch {
 	case !in.Registry:
 		res.Reason = check.ReasonRegistryCredOnGateway
-	case !k.allows(in.Method, in.Path):
+	case !k.allows(in):
 		res.Reason = check.ReasonAPIKeyForbidden
 	default:
 		res.Outcome, res.Reason, res.Identity = authn.Allow, check.ReasonAllowedAPIKey, k.identity
@@ -173,10 +173,20 @@ func (a *Authenticator) match(d *secret.Digest, now time.Time) (*key, bool) {
 	return &a.keys[match], prev
 }
 
-// allows reports whether the key's method and path limits admit the request.
-func (k *key) allows(method, path string) bool {
-	if k.methods != nil && !slices.Contains(k.methods, strings.ToUpper(method)) {
+// allows reports whether the key's method and path limits admit the
+// request. A limited key refuses what could get round its limits: a
+// method-override header (the application may act on that method instead),
+// and ';' path parameters (some servers strip them, so "/api/servers;x/../y"
+// may reach another path than the one checked).
+func (k *key) allows(in authn.Input) bool {
+	if k.methods == nil && k.prefixes == nil {
+		return true
+	}
+	if in.MethodOverride || strings.IndexByte(in.Path, ';') >= 0 {
 		return false
 	}
-	return k.prefixes == nil || pathnorm.HasPrefix(path, k.prefixes)
+	if k.methods != nil && !slices.Contains(k.methods, strings.ToUpper(in.Method)) {
+		return false
+	}
+	return k.prefixes == nil || pathnorm.HasPrefix(in.Path, k.prefixes)
 }

@@ -3,6 +3,7 @@ package jwt
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 )
@@ -55,19 +56,31 @@ func firstString(claims map[string]any, names ...string) string {
 	return ""
 }
 
+// numericClaim reads a NumericDate claim (seconds since the epoch). A value
+// outside [0, maxNumericDate] is refused: converted to int64 it would
+// overflow, and an nbf of 1e300 would wrap into the past and let a token in.
 func numericClaim(claims map[string]any, name string) (time.Time, bool) {
+	var f float64
 	switch v := claims[name].(type) {
 	case float64:
-		return time.Unix(int64(v), 0), true
+		f = v
 	case json.Number:
-		f, err := v.Float64()
-		if err != nil {
+		var err error
+		if f, err = v.Float64(); err != nil {
 			return time.Time{}, false
 		}
-		return time.Unix(int64(f), 0), true
+	default:
+		return time.Time{}, false
 	}
-	return time.Time{}, false
+	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0), true
 }
+
+// maxNumericDate is the latest date a token may carry: the year 5138, far
+// beyond any token's lifetime and far below int64's range.
+const maxNumericDate = 1e11
 
 // unverifiedIssuer returns the iss claim of a compact JWS without verifying
 // it, or "". It reads at most a few kilobytes of payload.

@@ -182,6 +182,15 @@ func (a *Authenticator) verify(ctx context.Context, raw string, now time.Time) (
 	if !contains(a.issuers, tok.Issuer) {
 		return nil, check.ReasonJWTInvalid
 	}
+	// Every date must be a date: go-oidc converts them to int64 without
+	// a range check.
+	for _, c := range []string{"exp", "nbf", "iat"} {
+		if _, present := claims[c]; present {
+			if _, ok := numericClaim(claims, c); !ok {
+				return nil, check.ReasonJWTInvalid
+			}
+		}
+	}
 	if tok.Expiry.IsZero() || !now.Before(tok.Expiry.Add(a.leeway)) {
 		return nil, check.ReasonJWTExpired
 	}

@@ -456,6 +456,12 @@ func TestJWTRejected(t *testing.T) {
 		{"nbf beyond the leeway", signed(func(c map[string]any) { c["nbf"] = at(time.Minute) }), check.ReasonJWTInvalid},
 		{"nbf just beyond the leeway", signed(func(c map[string]any) { c["nbf"] = at(jwtLeeway + time.Second) }), check.ReasonJWTInvalid},
 		{"nbf within the leeway is accepted", signed(func(c map[string]any) { c["nbf"] = at(jwtLeeway) }), check.ReasonAllowedOIDC},
+		// Out of range, a date would overflow int64 and wrap into the past.
+		{"nbf 1e300", signed(func(c map[string]any) { c["nbf"] = 1e300 }), check.ReasonJWTInvalid},
+		{"nbf -1e300", signed(func(c map[string]any) { c["nbf"] = -1e300 }), check.ReasonJWTInvalid},
+		{"exp 1e300", signed(func(c map[string]any) { c["exp"] = 1e300 }), check.ReasonJWTInvalid},
+		{"iat 1e19", signed(func(c map[string]any) { c["iat"] = 1e19 }), check.ReasonJWTInvalid},
+		{"nbf not a number", signed(func(c map[string]any) { c["nbf"] = "now" }), check.ReasonJWTInvalid},
 
 		{"another issuer, same keys", signed(func(c map[string]any) { c["iss"] = "https://idp.attacker.example" }), check.ReasonJWTInvalid},
 		{"issuer with a trailing slash", signed(func(c map[string]any) { c["iss"] = idp.URL() + "/" }), check.ReasonJWTInvalid},
