@@ -5,6 +5,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 )
 
 // This file holds the input of the compile step: plain configuration with the
@@ -35,6 +36,12 @@ type PolicyConfig struct {
 	// GroupScopes maps a group to the scopes its members get (API keys,
 	// sessions and OIDC identities).
 	GroupScopes map[string][]string
+
+	// RegistryToken configures the registry's hop token
+	// (X-Internal-Token-Registry) that allowed answers carry; nil means
+	// none. It is not a credential kind: it is minted after the decision,
+	// by the handler (see package hoptoken).
+	RegistryToken *hoptoken.Config
 }
 
 // Key is "namespace/name".
