@@ -470,6 +470,13 @@ func TestParsePublicJWK(t *testing.T) {
 	g.Expect(back.JWK).To(MatchJSON(pk.JWK))
 	var m map[string]any
 	g.Expect(json.Unmarshal(pk.JWK, &m)).To(Succeed())
+	thumb, ok := hoptoken.ThumbprintOf(pk.KeyID)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(hoptoken.KeyIDOfThumbprint(thumb)).To(Equal(pk.KeyID))
+	for _, bad := range []string{"", "es256-", "rsa-" + pk.KeyID[6:], pk.KeyID + "A", "es256-!!"} {
+		_, ok := hoptoken.ThumbprintOf(bad)
+		g.Expect(ok).To(BeFalse(), bad)
+	}
 	m["kid"] = "es256-forged"
 	forged, _ := json.Marshal(m)
 	_, err = hoptoken.ParsePublicJWK(forged)

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -90,12 +91,32 @@ func PublicKeyOf(pub *ecdsa.PublicKey) (PublicKey, error) {
 	if err != nil {
 		return PublicKey{}, err
 	}
-	kid := KeyIDPrefix + base64.RawURLEncoding.EncodeToString(thumb)
+	kid := KeyIDOfThumbprint(thumb)
 	b, err := json.Marshal(jose.JSONWebKey{Key: pub, KeyID: kid, Use: "sig", Algorithm: string(jose.ES256)})
 	if err != nil {
 		return PublicKey{}, err
 	}
 	return PublicKey{KeyID: kid, JWK: b}, nil
+}
+
+// KeyIDOfThumbprint is the kid of the key with this RFC 7638 SHA-256
+// thumbprint.
+func KeyIDOfThumbprint(thumb []byte) string {
+	return KeyIDPrefix + base64.RawURLEncoding.EncodeToString(thumb)
+}
+
+// ThumbprintOf is the SHA-256 thumbprint a kid names; false for a string
+// that is no ES256 kid.
+func ThumbprintOf(kid string) ([]byte, bool) {
+	rest, ok := strings.CutPrefix(kid, KeyIDPrefix)
+	if !ok {
+		return nil, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil || len(b) != 32 {
+		return nil, false
+	}
+	return b, true
 }
 
 // ParsePublicJWK reads a published key back (a previous key kept in the
