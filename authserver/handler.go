@@ -14,6 +14,7 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/authserver/check"
 	"github.com/registryauth/registry-auth-operator/authserver/frontend"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 )
 
@@ -30,6 +31,11 @@ type Observer interface {
 // other proxies forward the original method). It answers 200 with identity
 // headers, or 401/403 with a reason; never another status, because nginx's
 // auth_request turns anything else into a 500 for the client.
+//
+// After an allowing decision it adds the registry's hop token when the
+// policy has one and the request needs it (see registryToken), and it
+// serves the policies' public keys for that token at
+// /.well-known/internal-jwks.json (jwks.go).
 type Handler struct {
 	store     *policy.Store
 	delegator *Delegator
@@ -81,6 +87,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	fe := frontend.Lookup(r.URL.Path)
 	if fe == nil {
+		if isJWKSPath(r.URL.Path) {
+			h.serveJWKS(w, r)
+			return
+		}
 		http.NotFound(w, r)
 		return
 	}
@@ -114,6 +124,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d.Reason == check.ReasonDelegate && h.delegator != nil && d.Policy != nil && d.Policy.Delegate() != nil {
 			da := h.delegator.ask(r.Context(), r, &req, d.Policy)
 			d.Reason, ans.Relayed = da.reason, da.header
+		} else if d.Identity != nil {
+			// The answer stage: the decision is made; the hop token, if
+			// this request needs one, goes with the answer.
+			tok, err := registryToken(r, &d, now)
+			switch {
+			case err != nil:
+				d = policy.Decision{Reason: check.ReasonRegistryTokenUnavailable, Policy: d.Policy, Path: d.Path, CredentialName: d.CredentialName}
+			case tok != nil:
+				w.Header()[hoptoken.Header] = tok
+			}
 		}
 	}
 	ans.Reason, ans.Identity = d.Reason, d.Identity
@@ -131,6 +151,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"path", d.Path, "method", req.Method, "client", h.client(r, &req), "credential", d.CredentialName)
 		}
 	}
+}
+
+// registryToken is the hop token an allowed request is answered with, nil
+// when it needs none: the policy has a registry token, and the auth request
+// asks for one (a non-empty X-Registry-Api-Auth, as upstream's nginx sends
+// from the registry's /api/ locations) or the policy's mode is "always"
+// and the path is a Registry API path. An error means the request needs a
+// token that cannot be minted (the key is not loaded): it must be refused,
+// not sent on without one.
+func registryToken(r *http.Request, d *policy.Decision, now time.Time) ([]string, error) {
+	s := d.Policy.RegistryToken()
+	if s == nil {
+		return nil, nil
+	}
+	if !tokenRequested(r.Header[hoptoken.RequestHeader]) && (s.Mode() != hoptoken.ModeAlways || !d.Policy.RegistryPath(d.Path)) {
+		return nil, nil
+	}
+	return s.Mint(d.Identity, now)
+}
+
+func tokenRequested(values []string) bool {
+	for _, v := range values {
+		if v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // client works out the client's address only when something needs it (the

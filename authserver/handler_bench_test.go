@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
@@ -27,27 +29,61 @@ func (d *discardWriter) WriteHeader(int)             {}
 
 // BenchmarkHandler is one /validate request through the Handler as the
 // binary configures it (metrics, failure limit), without net/http's own
-// parsing and writing.
+// parsing and writing:
+//
+//   - static_token, wrong_token: a policy without a registry token;
+//   - static_token_hop_not_asked: the same request to a policy with an
+//     HS256 registry token, when the auth request does not ask for one;
+//   - static_token_hop: asked (X-Registry-Api-Auth: 1): the token is minted
+//     once per identity and second and then answered from the identity's
+//     slot, which is what a steady stream of requests costs;
+//   - static_token_hop_uncached: every request in a new second, so every
+//     one mints and signs (the worst case: one request per identity per
+//     second).
 func BenchmarkHandler(b *testing.B) {
 	store := policy.NewStore(policy.StoreOptions{})
 	store.Put(CompileOK(b, BasePolicy()))
+	store.Put(CompileOK(b, withToken("hop", registryKey, hoptoken.ModeOnRequest)))
 	m := NewMetrics()
 	if err := m.Register(prometheus.NewRegistry()); err != nil {
 		b.Fatal(err)
 	}
-	h := NewHandler(store, HandlerOptions{
-		Observer: m,
-		Failures: NewFailureLimiter(FailureLimitOptions{MaxFailures: 10, Window: time.Minute}),
-	})
-	for _, c := range []struct{ name, tok string }{{"static_token", TokStatic}, {"wrong_token", TokStatic2}} {
+	newHandler := func(now func() time.Time) *Handler {
+		return NewHandler(store, HandlerOptions{
+			Observer: m,
+			Failures: NewFailureLimiter(FailureLimitOptions{MaxFailures: 10, Window: time.Minute}),
+			Now:      now,
+		})
+	}
+	var tick atomic.Int64
+	tick.Store(time.Now().Unix())
+	for _, c := range []struct {
+		name, host, tok string
+		ask             bool
+		now             func() time.Time
+	}{
+		{"static_token", "registry.example.com", TokStatic, false, nil},
+		{"wrong_token", "registry.example.com", TokStatic2, false, nil},
+		{"static_token_hop_not_asked", "hop.example.com", TokStatic, false, nil},
+		{"static_token_hop", "hop.example.com", TokStatic, true, nil},
+		{"static_token_hop_uncached", "hop.example.com", TokStatic, true, func() time.Time { return time.Unix(tick.Add(1), 0) }},
+	} {
 		b.Run(c.name, func(b *testing.B) {
+			h := newHandler(c.now)
 			r := httptest.NewRequest("GET", "/validate", nil)
 			r.RemoteAddr = "10.1.2.3:4567"
-			r.Header.Set("X-Original-URL", "http://registry.example.com/api/servers")
+			r.Header.Set("X-Original-URL", "http://"+c.host+"/api/servers")
 			r.Header.Set("X-Original-Method", "GET")
 			r.Header.Set("X-Real-IP", "192.0.2.1")
 			r.Header.Set("Authorization", "Bearer "+c.tok)
+			if c.ask {
+				r.Header.Set(hoptoken.RequestHeader, "1")
+			}
 			w := &discardWriter{h: http.Header{}}
+			h.ServeHTTP(w, r)
+			if got := len(w.h[hoptoken.Header]); got != map[bool]int{false: 0, true: 1}[c.ask] {
+				b.Fatalf("%d hop tokens in the answer", got)
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				clear(w.h)

@@ -18,6 +18,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
@@ -82,6 +84,9 @@ type resolution struct {
 	problems []authn.Problem
 	// creds is the rotation state of each credential, after this resolution.
 	creds credentialStates
+	// publicKeys are the public JWKs of the registry token's signing keys
+	// in creds (current and previous), by hex thumbprint.
+	publicKeys map[string]json.RawMessage
 	// state is the policy's rotation state Secret as read, nil if it has
 	// none (absent, or not owned by the policy).
 	state *stateRecord
@@ -94,6 +99,15 @@ type resolution struct {
 	namespace      string
 	secretNames    []string
 	secretVersions []string
+}
+
+// stateToWrite is the content of the state Secret after this resolution.
+func (r *resolution) stateToWrite() rotationState {
+	st := r.creds.asState()
+	if len(r.publicKeys) > 0 {
+		st.PublicKeys = r.publicKeys
+	}
+	return st
 }
 
 // resolve reads and compiles a policy. It returns an error only when the
@@ -173,6 +187,11 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 	remembered := r.memory.get(pol.Namespace+"/"+pol.Name, pol.UID)
 	res.creds = make(credentialStates, 0, 1+len(pol.Spec.APIKeys))
+	rotateTo := func(cred string, current *secret.Digest, src valueSource, grace time.Duration) credentialState {
+		next := nextState(stored.Credentials[cred], remembered.creds.get(cred), current, src, grace, now)
+		res.creds.set(cred, next)
+		return next
+	}
 	rotate := func(cred string, sv *authn.SecretValue, src valueSource, grace time.Duration) []secret.PreviousDigest {
 		var current *secret.Digest
 		if sv.Problem == nil {
@@ -181,9 +200,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 				current = &d
 			}
 		}
-		next := nextState(stored.Credentials[cred], remembered.get(cred), current, src, grace, now)
-		res.creds.set(cred, next)
-		return next.previousDigests()
+		return rotateTo(cred, current, src, grace).previousDigests()
 	}
 
 	spec := &pol.Spec
@@ -282,6 +299,29 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		cfg.OIDC = oc
 	}
 
+	if rt := spec.RegistryToken; rt != nil {
+		tc := &hoptoken.Config{TTL: durationOf(rt.TTL), Mode: hoptoken.Mode(rt.Mode)}
+		switch {
+		case rt.SigningKeyRef != nil:
+			sv, src, err := value(*rt.SigningKeyRef, hoptoken.FieldSigningKey)
+			if err != nil {
+				return nil, err
+			}
+			tc.SigningKey = &sv
+			tc.Previous, res.publicKeys = rotateSigningKey(rotateTo, &sv, src, overlapOf(rt), stored.PublicKeys, remembered.publicKeys)
+		case rt.SecretKeyRef != nil:
+			// As stored, not trimmed: the registry's Deployment passes
+			// this value to it as SECRET_KEY, and it keys its verifier
+			// with the raw environment value.
+			sv, _, err := value(*rt.SecretKeyRef, hoptoken.FieldSecretKey)
+			if err != nil {
+				return nil, err
+			}
+			tc.SecretKey = &sv
+		}
+		cfg.RegistryToken = tc
+	}
+
 	res.secretVersions = make([]string, len(res.secretNames))
 	stateName := stateSecretName(pol.Name)
 	for i, name := range res.secretNames {
@@ -294,8 +334,65 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 	}
 	res.policy, res.problems = policy.Compile(cfg, r.opts)
-	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds)
+	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds, res.publicKeys)
 	return res, nil
+}
+
+// overlapOf is the policy's jwksOverlap (its default when unset).
+func overlapOf(rt *authv1alpha1.RegistryTokenSpec) time.Duration {
+	if rt.JWKSOverlap == nil {
+		return hoptoken.DefaultOverlap
+	}
+	return rt.JWKSOverlap.Duration
+}
+
+// rotateSigningKey works out the registry token's ES256 keys: the key in
+// force and the replaced public keys still inside their overlap. It uses
+// the rotation machinery of static tokens (nextState), with the key's
+// RFC 7638 thumbprint as its digest, so the state Secret and every replica
+// agree on when a key was replaced and until when its public key is
+// published, and a replica that restarts reads them back. A Secret deleted
+// or a value that does not parse resets the credential like a deleted
+// token: every published key is withdrawn at once. Public keys are not
+// secret; their JWKs are kept beside the digests (in the state Secret and
+// this replica's memory), by hex thumbprint, for as long as they are
+// published.
+func rotateSigningKey(rotateTo func(string, *secret.Digest, valueSource, time.Duration) credentialState,
+	sv *authn.SecretValue, src valueSource, overlap time.Duration, stored, remembered map[string]json.RawMessage) ([]hoptoken.PublicKey, map[string]json.RawMessage) {
+	known := map[string]json.RawMessage{}
+	for _, m := range []map[string]json.RawMessage{stored, remembered} {
+		for h, jwk := range m {
+			known[h] = jwk
+		}
+	}
+	var current *secret.Digest
+	if sv.Problem == nil {
+		if key, err := hoptoken.ParseSigningKey(sv.Value); err == nil {
+			if pk, err := hoptoken.PublicKeyOf(&key.PublicKey); err == nil {
+				if thumb, ok := hoptoken.ThumbprintOf(pk.KeyID); ok {
+					d := secret.Digest(thumb)
+					current = &d
+					known[d.Hex()] = pk.JWK
+				}
+			}
+		}
+	}
+	next := rotateTo(credSigningKey, current, src, overlap)
+	keys := map[string]json.RawMessage{}
+	if next.Current != "" {
+		keys[next.Current] = known[next.Current]
+	}
+	var previous []hoptoken.PublicKey
+	for _, p := range next.Previous {
+		jwk := known[p.Digest]
+		d, err := secret.ParseDigest(p.Digest)
+		if jwk == nil || err != nil {
+			continue // its public key was never seen here: it cannot be published
+		}
+		keys[p.Digest] = jwk
+		previous = append(previous, hoptoken.PublicKey{KeyID: hoptoken.KeyIDOfThumbprint(d[:]), JWK: jwk, ExpiresAt: p.ExpiresAt})
+	}
+	return previous, keys
 }
 
 // freshEnough returns the read option for a Secret: when the metadata cache

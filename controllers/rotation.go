@@ -51,9 +51,15 @@ import (
 // Secret, and a replica that restarts during a window reads the state back.
 
 // rotationState is the content of the state Secret, keyed by credential
-// ("staticToken", "apiKey/<name>").
+// ("staticToken", "apiKey/<name>", "registryToken/signingKey").
 type rotationState struct {
 	Credentials map[string]credentialState `json:"credentials,omitempty"`
+	// PublicKeys are the public JWKs of the registry token's ES256 keys
+	// that Credentials["registryToken/signingKey"] names (their digests are
+	// the keys' RFC 7638 thumbprints), by hex thumbprint. Public keys are
+	// not secret; they are kept so that a replaced key is still published
+	// after a restart, until its overlap ends.
+	PublicKeys map[string]json.RawMessage `json:"publicKeys,omitempty"`
 }
 
 // credentialStates are a policy's credentials' states, by credential name, in
@@ -175,6 +181,7 @@ const (
 	credStaticToken   = "staticToken"
 	credFederation    = "federationToken"
 	credAPIKeyPrefix  = "apiKey/"
+	credSigningKey    = "registryToken/signingKey"
 	stateSecretSuffix = "-rap-state"
 )
 
@@ -365,6 +372,9 @@ type rotationMemory struct {
 type remembered struct {
 	uid   types.UID
 	creds credentialStates
+	// publicKeys are the JWKs of the registry token's signing keys in
+	// creds, by hex thumbprint.
+	publicKeys map[string]json.RawMessage
 }
 
 func newRotationMemory() *rotationMemory {
@@ -372,19 +382,19 @@ func newRotationMemory() *rotationMemory {
 }
 
 // get is what this replica remembers of the policy object with this UID.
-func (r *rotationMemory) get(policy string, uid types.UID) credentialStates {
+func (r *rotationMemory) get(policy string, uid types.UID) remembered {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m, ok := r.m[policy]; ok && m.uid == uid {
-		return m.creds
+		return m
 	}
-	return nil
+	return remembered{}
 }
 
-func (r *rotationMemory) set(policy string, uid types.UID, creds credentialStates) {
+func (r *rotationMemory) set(policy string, uid types.UID, creds credentialStates, publicKeys map[string]json.RawMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[policy] = remembered{uid: uid, creds: creds}
+	r.m[policy] = remembered{uid: uid, creds: creds, publicKeys: publicKeys}
 }
 
 func (r *rotationMemory) forget(policy string) {

@@ -235,6 +235,16 @@ func referencedSecrets(p *authv1alpha1.RegistryAuthPolicy) []string {
 	if s := p.Spec.Session; s != nil {
 		add(s.SecretKeyRef.Name)
 	}
+	// The registry token reads one key: the signing key when there is
+	// one, else the secret key.
+	if rt := p.Spec.RegistryToken; rt != nil {
+		switch {
+		case rt.SigningKeyRef != nil:
+			add(rt.SigningKeyRef.Name)
+		case rt.SecretKeyRef != nil:
+			add(rt.SecretKeyRef.Name)
+		}
+	}
 	return names
 }
 

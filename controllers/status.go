@@ -38,6 +38,8 @@ import (
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // Event reasons.
@@ -48,6 +50,9 @@ const (
 	// EventStateWriteFailed: the rotation state Secret could not be written
 	// (e.g. a quota, or an admission webhook refused it).
 	EventStateWriteFailed = "StateWriteFailed"
+	// EventSigningKeyRotated: the registry token's ES256 signing key
+	// changed.
+	EventSigningKeyRotated = "SigningKeyRotated"
 )
 
 // StatusReconciler reports what the auth service holds for each policy. It
@@ -129,7 +134,7 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 // writeState creates or updates the rotation state Secret when it changed.
 func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, res *resolution) error {
-	want := res.creds.asState().encode()
+	want := res.stateToWrite().encode()
 	if res.state != nil {
 		if bytes.Equal(res.state.data, want) {
 			return nil
@@ -210,6 +215,18 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 		if cred == credFederation {
 			what, label = "federation token", "federation"
 		}
+		if cred == credSigningKey {
+			rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, "registryToken").Inc()
+			overlap := "the previous public key is withdrawn from the JWKS"
+			for _, p := range next.Previous {
+				if p.Digest == prev.Current {
+					overlap = "the previous public key stays in the JWKS until " + p.ExpiresAt.UTC().Format(time.RFC3339)
+				}
+			}
+			s.recorder.Eventf(pol, rotatedSecret(pol, cred, next), corev1.EventTypeNormal, EventSigningKeyRotated, "Rotate",
+				"registry token signing key rotated from %s to %s; %s", keyIDOfHex(prev.Current), keyIDOfHex(next.Current), overlap)
+			continue
+		}
 		rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, label).Inc()
 		grace := "the previous value is no longer accepted"
 		for _, p := range next.Previous {
@@ -251,6 +268,9 @@ func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, cred string, c credenti
 				sel = k.SecretRef
 			}
 		}
+	}
+	if rt := pol.Spec.RegistryToken; cred == credSigningKey && rt != nil && rt.SigningKeyRef != nil {
+		sel = *rt.SigningKeyRef
 	}
 	ref.FieldPath = "data[" + sel.KeyOrDefault() + "]"
 	return ref
@@ -345,7 +365,44 @@ func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems
 			st.APIKeys = append(st.APIKeys, authv1alpha1.APIKeyStatus{Name: k.Name, CredentialStatus: *cs})
 		}
 	}
+	st.RegistryToken = registryTokenStatus(res)
 	return &cond
+}
+
+// registryTokenStatus reports the registry token's key in force, nil when
+// there is none (no token, or its key could not be loaded: a problem says
+// why).
+func registryTokenStatus(res *resolution) *authv1alpha1.RegistryTokenStatus {
+	rt := res.policy.RegistryToken()
+	if rt == nil || !rt.Available() {
+		return nil
+	}
+	out := &authv1alpha1.RegistryTokenStatus{Algorithm: rt.Algorithm(), KeyID: rt.KeyID()}
+	if rt.Algorithm() != hoptoken.ES256 {
+		return out
+	}
+	c := res.creds.get(credSigningKey)
+	if !c.RotatedAt.IsZero() {
+		t := metav1.NewTime(c.RotatedAt.Truncate(time.Second))
+		out.RotatedAt = &t
+	}
+	for _, p := range c.Previous {
+		if _, published := res.publicKeys[p.Digest]; !published {
+			continue
+		}
+		t := metav1.NewTime(p.ExpiresAt.Truncate(time.Second))
+		out.PreviousKeys = append(out.PreviousKeys, authv1alpha1.PreviousKeyStatus{KeyID: keyIDOfHex(p.Digest), ExpiresAt: &t})
+	}
+	return out
+}
+
+// keyIDOfHex is the ES256 kid of a signing key's hex thumbprint.
+func keyIDOfHex(h string) string {
+	d, err := secret.ParseDigest(h)
+	if err != nil {
+		return fingerprintOfHex(h)
+	}
+	return hoptoken.KeyIDOfThumbprint(d[:])
 }
 
 func summary(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) string {
@@ -365,6 +422,9 @@ func summary(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) string {
 	}
 	if pol.Spec.OIDC != nil {
 		parts = append(parts, "OIDC issuer "+pol.Spec.OIDC.IssuerURL)
+	}
+	if rt := res.policy.RegistryToken(); rt != nil && rt.Available() {
+		parts = append(parts, fmt.Sprintf("registry token %s %s (%s)", rt.Algorithm(), rt.KeyID(), rt.Mode()))
 	}
 	if len(parts) == 0 {
 		return "loaded; no credential is configured, every request is refused"

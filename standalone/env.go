@@ -1,6 +1,7 @@
 package standalone
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
@@ -32,11 +34,18 @@ import (
 //	OIDC_USERNAME_CLAIM                 default per preset (preferred_username, then sub)
 //	OIDC_GROUPS_CLAIM                   default per preset (groups; cognito:groups)
 //	OIDC_PRESET                         keycloak|entra|cognito|okta|auth0|generic (default generic)
-//	SECRET_KEY / SECRET_KEY_FILE        the web app's session signing key
+//	SECRET_KEY / SECRET_KEY_FILE        the web app's session signing key, and the
+//	                                    registry hop token's HS256 key
 //	SESSION_COOKIE_NAME                 default mcp_gateway_session
 //	SESSION_MAX_AGE                     seconds or a Go duration (default 8h)
 //	GROUP_SCOPES                        JSON object: group -> list of scopes
+//	INTERNAL_TOKEN_TTL_SECONDS          hop token lifetime, whole seconds (default 30, at least 5)
+//	INTERNAL_SIGNING_KEY_PATH           PEM P-256 key: ES256 hop tokens; re-read when it changes
+//	INTERNAL_SIGNING_KEY_OVERLAP_SECONDS how long a replaced public key stays in the JWKS (default 900)
+//	REGISTRY_TOKEN_MODE                 on-request|always (default on-request)
 //
+// The hop token (X-Internal-Token-Registry) is on whenever SECRET_KEY,
+// SECRET_KEY_FILE or INTERNAL_SIGNING_KEY_PATH is set, as upstream's is.
 // The standalone policy's key is PolicyKey; plain /validate selects it.
 
 // PolicyKey is the key of the policy built from the environment.
@@ -71,6 +80,16 @@ type Env struct {
 	// Delegate is the upstream auth server (DELEGATE_URL and friends), nil
 	// when none.
 	Delegate *policy.DelegateConfig
+	// The registry's hop token (see package hoptoken).
+	TokenTTL       time.Duration
+	TokenMode      hoptoken.Mode
+	SigningKeyFile string
+	// SigningKeyOverlap is how long a replaced ES256 public key stays in
+	// the JWKS.
+	SigningKeyOverlap time.Duration
+	// Warnings are settings that were accepted with a change (a TTL below
+	// the minimum); the loader logs them.
+	Warnings []string
 }
 
 // ParseEnv reads the standalone environment with getenv (os.Getenv in
@@ -189,7 +208,54 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		}
 		e.Delegate = d
 	}
+
+	// The registry's hop token. Upstream reads INTERNAL_TOKEN_TTL_SECONDS
+	// with int(), falls back to 30 with a warning when that fails, and
+	// raises values under 5 to 5. Here a value that does not parse stops
+	// start-up (a typo would otherwise change the lifetime unnoticed);
+	// values under 5 are raised with a warning, as upstream does.
+	e.TokenTTL = hoptoken.DefaultTTL
+	if v := strings.TrimSpace(getenv("INTERNAL_TOKEN_TTL_SECONDS")); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			fail("INTERNAL_TOKEN_TTL_SECONDS=%s: want whole seconds, e.g. 30", echoValue(v))
+		case int64(n) > int64(hoptoken.MaxTTL/time.Second):
+			fail("INTERNAL_TOKEN_TTL_SECONDS=%d: at most %d (24h)", n, int64(hoptoken.MaxTTL/time.Second))
+		case time.Duration(n)*time.Second < hoptoken.MinTTL:
+			e.Warnings = append(e.Warnings, fmt.Sprintf("INTERNAL_TOKEN_TTL_SECONDS=%d is below the minimum; using %d", n, int64(hoptoken.MinTTL/time.Second)))
+			e.TokenTTL = hoptoken.MinTTL
+		default:
+			e.TokenTTL = time.Duration(n) * time.Second
+		}
+	}
+	e.SigningKeyFile = getenv("INTERNAL_SIGNING_KEY_PATH")
+	e.SigningKeyOverlap = hoptoken.DefaultOverlap
+	if v := strings.TrimSpace(getenv("INTERNAL_SIGNING_KEY_OVERLAP_SECONDS")); v != "" {
+		d, err := parseSeconds(v)
+		if err != nil || d < 0 {
+			fail("INTERNAL_SIGNING_KEY_OVERLAP_SECONDS=%s: want seconds (900) or a duration (15m)", echoValue(v))
+		}
+		e.SigningKeyOverlap = d
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv("REGISTRY_TOKEN_MODE"))); v {
+	case "":
+		e.TokenMode = hoptoken.ModeOnRequest
+	case string(hoptoken.ModeOnRequest), string(hoptoken.ModeAlways):
+		e.TokenMode = hoptoken.Mode(v)
+		if !e.registryToken() {
+			fail("REGISTRY_TOKEN_MODE=%s needs a key for the registry token: SECRET_KEY, SECRET_KEY_FILE or INTERNAL_SIGNING_KEY_PATH", v)
+		}
+	default:
+		fail("REGISTRY_TOKEN_MODE=%s: want on-request or always", echoValue(v))
+	}
 	return e, errors.Join(errs...)
+}
+
+// registryToken reports whether the registry's hop token is on: a key for
+// it is set.
+func (e *Env) registryToken() bool {
+	return e.SecretKey != "" || e.SecretKeyFile != "" || e.SigningKeyFile != ""
 }
 
 // Config builds the policy configuration, reading secret files now. A
@@ -246,6 +312,26 @@ func (e *Env) Config() policy.PolicyConfig {
 		d := *e.Delegate
 		cfg.Delegate = &d
 	}
+	if e.registryToken() {
+		rt := &hoptoken.Config{TTL: e.TokenTTL, Mode: e.TokenMode}
+		switch {
+		case e.SecretKey != "":
+			// The raw value: the registry keys its verifier with the
+			// raw SECRET_KEY environment value.
+			rt.SecretKey = &authn.SecretValue{Value: []byte(e.SecretKey)}
+		case e.SecretKeyFile != "":
+			// A file's value is trimmed (a trailing newline): the
+			// registry's SECRET_KEY environment value has none.
+			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY")
+			sv.Value = bytes.TrimSpace(sv.Value)
+			rt.SecretKey = &sv
+		}
+		if e.SigningKeyFile != "" {
+			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH")
+			rt.SigningKey = &sv
+		}
+		cfg.RegistryToken = rt
+	}
 	if e.OIDC != nil {
 		o := *e.OIDC
 		cfg.OIDC = &o
@@ -256,7 +342,7 @@ func (e *Env) Config() policy.PolicyConfig {
 // files returns the secret files the configuration reads.
 func (e *Env) files() []string {
 	var fs []string
-	for _, f := range []string{e.StaticTokenFile, e.SecretKeyFile, e.FederationTokenFile} {
+	for _, f := range []string{e.StaticTokenFile, e.SecretKeyFile, e.FederationTokenFile, e.SigningKeyFile} {
 		if f != "" {
 			fs = append(fs, f)
 		}
@@ -285,8 +371,12 @@ func envField(field string) string {
 		return "REGISTRY_ROOT_PATH"
 	case strings.HasPrefix(field, "spec.apiKeys"):
 		return "REGISTRY_API_KEYS" + strings.TrimPrefix(field, "spec.apiKeys")
-	case strings.HasPrefix(field, "spec.session"):
+	case strings.HasPrefix(field, "spec.session"), field == hoptoken.FieldSecretKey:
 		return "SECRET_KEY"
+	case field == hoptoken.FieldSigningKey, field == hoptoken.FieldPrevious:
+		return "INTERNAL_SIGNING_KEY_PATH"
+	case field == hoptoken.FieldMode:
+		return "REGISTRY_TOKEN_MODE"
 	case strings.HasPrefix(field, "spec.oidc"):
 		return "OIDC_ISSUER_URL"
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
@@ -40,12 +41,20 @@ type Loader struct {
 	// discoveryRetry is the first wait after a failed discovery (tests
 	// shorten it).
 	discoveryRetry time.Duration
+
+	// signingKey is the ES256 public key last put in force, and
+	// previousKeys those it replaced, each published in the JWKS until
+	// its overlap ends. They live in memory: a restart forgets them.
+	signingKey   *hoptoken.PublicKey
+	previousKeys []hoptoken.PublicKey
+	// now is the clock of rotations (tests set it).
+	now func() time.Time
 }
 
 // NewLoader returns a loader for env into store.
 func NewLoader(env *Env, store *policy.Store, issuers *jwt.Issuers, log logr.Logger, opts policy.CompileOptions) *Loader {
 	return &Loader{env: env, store: store, issuers: issuers, log: log, opts: opts, PollInterval: 500 * time.Millisecond,
-		discoveryRetry: jwt.RetryDiscoveryAfter}
+		discoveryRetry: jwt.RetryDiscoveryAfter, now: time.Now}
 }
 
 // Start loads the configuration once. It fails when a credential is present
@@ -53,6 +62,9 @@ func NewLoader(env *Env, store *policy.Store, issuers *jwt.Issuers, log logr.Log
 // the original's special case: static token auth enabled with an empty token
 // logs an error and falls back to JWT.
 func (s *Loader) Start(ctx context.Context) error {
+	for _, w := range s.env.Warnings {
+		s.log.Info("warning: "+w, "warning", true)
+	}
 	if s.env.OIDC != nil {
 		// One bounded try: an IdP that does not answer must not keep the
 		// auth service, and its probes, from starting. Run keeps trying.
@@ -195,6 +207,9 @@ func (s *Loader) reload() []authn.Problem {
 			cfg.OIDC.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "OIDC_ISSUER_URL", Message: "issuer not discovered yet; retrying"}
 		}
 	}
+	if cfg.RegistryToken != nil {
+		cfg.RegistryToken.Previous = s.rotateSigningKey(cfg.RegistryToken.SigningKey)
+	}
 	p, probs := policy.Compile(cfg, s.opts)
 	for i := range probs {
 		probs[i].Field = envField(probs[i].Field)
@@ -213,6 +228,67 @@ func (s *Loader) reload() []authn.Problem {
 		}
 	}
 	fp := p.Fingerprints()
-	s.log.Info("configuration loaded", "policy", p.Key(), "staticToken", fp.StaticToken, "apiKeys", fp.APIKeys, "problems", len(probs))
+	kv := []any{"policy", p.Key(), "staticToken", fp.StaticToken, "apiKeys", fp.APIKeys, "problems", len(probs)}
+	if rt := p.RegistryToken(); rt != nil {
+		// Key ids and fingerprints only, never a key.
+		kv = append(kv, "registryToken", map[string]any{"algorithm": rt.Algorithm(), "keyID": rt.KeyID(),
+			"mode": rt.Mode(), "ttl": rt.TTL().String(), "previousKeyIDs": keyIDs(rt.Previous(s.now()))})
+	}
+	s.log.Info("configuration loaded", kv...)
 	return probs
+}
+
+// rotateSigningKey keeps the ES256 public keys the JWKS publishes: when the
+// signing key file holds another key than the one in force, the one in
+// force becomes a previous key until the overlap ends, so that tokens it
+// signed still verify at a registry that refreshes its key set. A key file
+// that cannot be read or parsed changes nothing here (tokens are refused
+// meanwhile): the key in force before it is the one its successor replaces.
+func (s *Loader) rotateSigningKey(sv *authn.SecretValue) []hoptoken.PublicKey {
+	now := s.now()
+	keep := s.previousKeys[:0:0]
+	for _, pk := range s.previousKeys {
+		if now.Before(pk.ExpiresAt) {
+			keep = append(keep, pk)
+		}
+	}
+	s.previousKeys = keep
+	if sv == nil || sv.Problem != nil {
+		return s.previousKeys
+	}
+	key, err := hoptoken.ParseSigningKey(sv.Value)
+	if err != nil {
+		return s.previousKeys
+	}
+	cur, err := hoptoken.PublicKeyOf(&key.PublicKey)
+	if err != nil {
+		return s.previousKeys
+	}
+	if old := s.signingKey; old != nil && old.KeyID != cur.KeyID {
+		prev := *old
+		prev.ExpiresAt = now.Add(s.env.SigningKeyOverlap)
+		// Rotated back to a previous key: it is current, not previous.
+		keep := []hoptoken.PublicKey{}
+		for _, pk := range s.previousKeys {
+			if pk.KeyID != cur.KeyID && pk.KeyID != prev.KeyID {
+				keep = append(keep, pk)
+			}
+		}
+		if s.env.SigningKeyOverlap > 0 {
+			keep = append(keep, prev)
+		}
+		s.previousKeys = keep
+		s.log.Info("registry token signing key rotated", "previousKeyID", prev.KeyID, "keyID", cur.KeyID,
+			"previousPublishedUntil", prev.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	s.signingKey = &cur
+	return s.previousKeys
+}
+
+func keyIDs(pks []hoptoken.PublicKey) []string {
+	out := make([]string, 0, len(pks))
+	for _, pk := range pks {
+		out = append(out, pk.KeyID)
+	}
+	return out
 }

@@ -137,7 +137,8 @@ func TestDefaults(t *testing.T) {
 			IssuerURL: "https://idp.example.com/realms/registry",
 			Audiences: []string{"registry"},
 		},
-		Session: &authv1alpha1.SessionSpec{SecretKeyRef: ref("web-app")},
+		Session:       &authv1alpha1.SessionSpec{SecretKeyRef: ref("web-app")},
+		RegistryToken: &authv1alpha1.RegistryTokenSpec{SecretKeyRef: refp("registry-secret")},
 	})
 	g.Expect(create(t, in)).To(Succeed())
 
@@ -177,6 +178,13 @@ func TestDefaults(t *testing.T) {
 	g.Expect(spec.Session.CookieName).To(Equal("mcp_gateway_session"))
 	g.Expect(spec.Session.SecretKeyRef.Key).To(Equal("token"))
 	g.Expect(spec.Session.MaxAge).To(Equal(dur(8 * time.Hour)))
+
+	g.Expect(spec.RegistryToken).NotTo(BeNil())
+	g.Expect(spec.RegistryToken.SecretKeyRef.Key).To(Equal("token"))
+	g.Expect(spec.RegistryToken.SigningKeyRef).To(BeNil())
+	g.Expect(spec.RegistryToken.TTL).To(Equal(dur(30 * time.Second)))
+	g.Expect(spec.RegistryToken.Mode).To(Equal("on-request"))
+	g.Expect(spec.RegistryToken.JWKSOverlap).To(Equal(dur(15 * time.Minute)))
 
 	// Explicit values are kept, not overwritten by defaults.
 	in2 := newPolicy("explicit", authv1alpha1.RegistryAuthPolicySpec{
@@ -365,6 +373,30 @@ func TestValidation(t *testing.T) {
 		name: "empty groupScopes key",
 		spec: authv1alpha1.RegistryAuthPolicySpec{GroupScopes: map[string][]string{"": {"x"}}},
 		want: []string{"groupScopes keys must be 1 to 256 characters"},
+	}, {
+		name: "registry token without a key",
+		spec: authv1alpha1.RegistryAuthPolicySpec{RegistryToken: &authv1alpha1.RegistryTokenSpec{}},
+		want: []string{"spec.registryToken", "secretKeyRef or signingKeyRef is required"},
+	}, {
+		name: "registry token ttl under 5s",
+		spec: authv1alpha1.RegistryAuthPolicySpec{RegistryToken: &authv1alpha1.RegistryTokenSpec{SecretKeyRef: refp("s"), TTL: dur(4 * time.Second)}},
+		want: []string{"spec.registryToken", "ttl must be between 5s and 24h"},
+	}, {
+		name: "registry token ttl over 24h",
+		spec: authv1alpha1.RegistryAuthPolicySpec{RegistryToken: &authv1alpha1.RegistryTokenSpec{SecretKeyRef: refp("s"), TTL: dur(25 * time.Hour)}},
+		want: []string{"spec.registryToken", "ttl must be between 5s and 24h"},
+	}, {
+		name: "registry token unknown mode",
+		spec: authv1alpha1.RegistryAuthPolicySpec{RegistryToken: &authv1alpha1.RegistryTokenSpec{SecretKeyRef: refp("s"), Mode: "sometimes"}},
+		want: []string{"spec.registryToken.mode", "Unsupported value"},
+	}, {
+		name: "registry token negative overlap",
+		spec: authv1alpha1.RegistryAuthPolicySpec{RegistryToken: &authv1alpha1.RegistryTokenSpec{SigningKeyRef: refp("k"), JWKSOverlap: dur(-time.Second)}},
+		want: []string{"spec.registryToken", "jwksOverlap must be between 0s and 168h"},
+	}, {
+		name: "registry token bad signing key Secret name",
+		spec: authv1alpha1.RegistryAuthPolicySpec{RegistryToken: &authv1alpha1.RegistryTokenSpec{SigningKeyRef: refp("Bad_Name")}},
+		want: []string{"spec.registryToken.signingKeyRef.name", "should match"},
 	}}
 
 	for _, tc := range cases {

@@ -49,6 +49,16 @@ const (
 	// ReasonHostConflict: another policy claims one of this policy's hosts.
 	// Plain /validate requests for that host are refused.
 	ReasonHostConflict = "HostConflict"
+	// ReasonSigningKeyInvalid: the registry token's signing key is not an
+	// unencrypted PEM P-256 private key. Requests that need a registry
+	// token are refused (registry_token_unavailable).
+	ReasonSigningKeyInvalid = "SigningKeyInvalid"
+)
+
+// Registry token modes (spec.registryToken.mode).
+const (
+	RegistryTokenOnRequest = "on-request"
+	RegistryTokenAlways    = "always"
 )
 
 // SecretKeySelector names one key of a Secret in the policy's namespace.
@@ -387,6 +397,60 @@ type SessionSpec struct {
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }
 
+// RegistryTokenSpec configures the MCP Gateway Registry's hop token: the
+// signed JWT (X-Internal-Token-Registry) that allowed answers carry and that
+// the registry, since mid-2026, trusts instead of the identity headers.
+// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) || has(self.signingKeyRef)",message="secretKeyRef or signingKeyRef is required"
+// +kubebuilder:validation:XValidation:rule="!has(self.ttl) || (duration(self.ttl) >= duration('5s') && duration(self.ttl) <= duration('24h'))",message="ttl must be between 5s and 24h"
+// +kubebuilder:validation:XValidation:rule="!has(self.jwksOverlap) || (duration(self.jwksOverlap) >= duration('0s') && duration(self.jwksOverlap) <= duration('168h'))",message="jwksOverlap must be between 0s and 168h"
+type RegistryTokenSpec struct {
+	// secretKeyRef names the Secret key that holds the registry's
+	// SECRET_KEY: the same Secret key the registry's Deployment passes to
+	// it as SECRET_KEY. Tokens are HS256, keyed with the value exactly as
+	// stored (a trailing newline included), because the registry keys its
+	// verifier with the raw environment value. Not used when signingKeyRef
+	// is set.
+	// +optional
+	SecretKeyRef *SecretKeySelector `json:"secretKeyRef,omitempty"`
+
+	// signingKeyRef names a Secret key that holds an unencrypted PEM P-256
+	// private key. Tokens are then ES256, with kid "es256-" and the key's
+	// RFC 7638 thumbprint, and the public keys are served at
+	// /.well-known/internal-jwks.json/<namespace>/<name> on the auth port.
+	// Replacing the value rotates the key without a restart; the replaced
+	// public key stays published for jwksOverlap. Deleting the Secret, or
+	// a value that does not parse, withdraws every published key at once.
+	// +optional
+	SigningKeyRef *SecretKeySelector `json:"signingKeyRef,omitempty"`
+
+	// ttl is the token lifetime (exp - iat), 5s to 24h; whole seconds.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// mode is when an allowed request is answered with a token:
+	// "on-request" when the auth request carries a non-empty
+	// X-Registry-Api-Auth header (what the registry's own nginx sends from
+	// its /api/ locations), "always" also on every allowed request on the
+	// Registry API paths (staticToken.pathPrefixes), for proxies that
+	// cannot add a header to the auth request (Traefik, Envoy Gateway,
+	// ingress-nginx without auth-proxy-set-headers).
+	// +kubebuilder:validation:Enum=on-request;always
+	// +kubebuilder:default=on-request
+	// +optional
+	Mode string `json:"mode,omitempty"`
+
+	// jwksOverlap is how long a replaced ES256 public key stays in the
+	// JWKS after signingKeyRef's value changes, so tokens it signed still
+	// verify at a registry that refreshes its key set. 0s to 168h.
+	// Lowering it shortens an overlap already running; 0s ends it.
+	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	JWKSOverlap *metav1.Duration `json:"jwksOverlap,omitempty"`
+}
+
 // RegistryAuthPolicySpec defines how requests to one MCP server registry are
 // authenticated.
 // +kubebuilder:validation:XValidation:rule="!has(self.groupScopes) || self.groupScopes.all(g, size(g) > 0 && size(g) <= 256)",message="groupScopes keys must be 1 to 256 characters"
@@ -453,6 +517,12 @@ type RegistryAuthPolicySpec struct {
 	// +listType=atomic
 	// +optional
 	AgentPathPrefixes []string `json:"agentPathPrefixes,omitempty"`
+
+	// registryToken answers allowed requests with the registry's signed hop
+	// token (X-Internal-Token-Registry). A registry of mid-2026 or later
+	// refuses identity headers that come without it.
+	// +optional
+	RegistryToken *RegistryTokenSpec `json:"registryToken,omitempty"`
 }
 
 // CredentialStatus reports a loaded token or key by fingerprint only.
@@ -485,6 +555,42 @@ type APIKeyStatus struct {
 	CredentialStatus `json:",inline"`
 }
 
+// RegistryTokenStatus reports the registry token's key in force, by
+// fingerprint or key id only.
+type RegistryTokenStatus struct {
+	// algorithm is HS256 or ES256.
+	// +optional
+	Algorithm string `json:"algorithm,omitempty"`
+
+	// keyID identifies the key that signs: for ES256 the kid
+	// ("es256-..."), for HS256 the first 12 hex digits of the SHA-256 of
+	// the secret key as stored.
+	// +optional
+	KeyID string `json:"keyID,omitempty"`
+
+	// rotatedAt is when the ES256 signing key in force was written to its
+	// Secret.
+	// +optional
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
+
+	// previousKeys are replaced ES256 public keys still published in the
+	// JWKS.
+	// +listType=map
+	// +listMapKey=keyID
+	// +optional
+	PreviousKeys []PreviousKeyStatus `json:"previousKeys,omitempty"`
+}
+
+// PreviousKeyStatus is a replaced ES256 public key still in the JWKS.
+type PreviousKeyStatus struct {
+	// keyID is the key's kid.
+	KeyID string `json:"keyID"`
+
+	// expiresAt is when it leaves the JWKS.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
 // RegistryAuthPolicyStatus is the observed state of a RegistryAuthPolicy.
 type RegistryAuthPolicyStatus struct {
 	// observedGeneration is the spec generation the status describes.
@@ -492,8 +598,8 @@ type RegistryAuthPolicyStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready, with a reason such as SecretNotFound, KeyMissing,
-	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec or
-	// HostConflict when it is False.
+	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec,
+	// HostConflict or SigningKeyInvalid when it is False.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -512,6 +618,10 @@ type RegistryAuthPolicyStatus struct {
 	// +listMapKey=name
 	// +optional
 	APIKeys []APIKeyStatus `json:"apiKeys,omitempty"`
+
+	// registryToken reports the registry token's key in force.
+	// +optional
+	RegistryToken *RegistryTokenStatus `json:"registryToken,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -14,6 +14,9 @@ const (
 	ProblemOIDCDiscoveryFailed = "OIDCDiscoveryFailed"
 	ProblemInvalidSpec         = "InvalidSpec"
 	ProblemHostConflict        = "HostConflict"
+	// ProblemSigningKeyInvalid: the registry token's ES256 signing key is
+	// not an unencrypted PEM P-256 private key.
+	ProblemSigningKeyInvalid = "SigningKeyInvalid"
 )
 
 // Problem is something in a policy that could not be put in force. The

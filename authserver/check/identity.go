@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -29,6 +30,41 @@ const (
 	MethodDelegated Method = "delegated"
 )
 
+// Canonical authentication methods: the auth_method claim of the registry's
+// hop token (see CanonicalMethod). The registry's own code branches on these
+// (its UI on oauth2, its egress vault on per-user methods).
+const (
+	CanonicalOAuth2           = "oauth2"
+	CanonicalNetworkTrusted   = "network-trusted"
+	CanonicalFederationStatic = "federation-static"
+)
+
+// CanonicalMethod maps an X-Auth-Method value to the canonical method the
+// upstream auth server puts in the registry's hop token: every user who
+// signed in with an IdP, by session cookie or by JWT, is oauth2; the static
+// token and API keys are network-trusted; the federation token is
+// federation-static. It accepts this service's values (api-key, session,
+// oidc) as well as the upstream auth server's (session_cookie, the IdP
+// names keycloak, entra, cognito, okta, auth0, pingfederate, and
+// self_signed, jwt, boto3), so that it does not depend on which of them
+// X-Auth-Method carries. Any other value passes through unchanged, as
+// upstream's does.
+func CanonicalMethod(m Method) string {
+	// Literals, not the Method constants: their values are being changed to
+	// upstream's, and each value must appear once.
+	switch s := string(m); s {
+	case "network-trusted", "api-key":
+		return CanonicalNetworkTrusted
+	case "federation-static":
+		return CanonicalFederationStatic
+	case "oauth2", "session", "session_cookie", "oidc", "generic", "keycloak", "entra", "cognito",
+		"okta", "auth0", "pingfederate", "self_signed", "jwt", "boto3":
+		return CanonicalOAuth2
+	default:
+		return s
+	}
+}
+
 // Identity is who an allowed request is. It is immutable once built; the
 // header values and JSON body the handler sends are computed once, when the
 // identity is built, so answering an allowed request formats nothing.
@@ -38,9 +74,45 @@ type Identity struct {
 	Groups   []string
 	Scopes   []string
 	Method   Method
+	// Subject is the IdP's identifier of the user, the JWT's sub claim; ""
+	// for credentials that have none (static tokens, API keys, session
+	// cookies). It is not sent in a header; the registry's hop token
+	// carries it as egress_user. Set it before the identity is shared.
+	Subject string
 
 	headers [len(identityHeaders)][]string // values, in identityHeaders order
 	body    []byte                         // {"valid":true,...}
+
+	// token is the last answer token minted for this identity (see
+	// CachedToken), nil before the first.
+	token atomic.Pointer[tokenSlot]
+}
+
+// tokenSlot is an answer token minted for an identity: by whom (a signer,
+// compared by identity) and in which second.
+type tokenSlot struct {
+	minter any
+	second int64
+	value  []string
+}
+
+// CachedToken returns the token minter minted for this identity in second
+// (Unix time), as set by CacheToken, or nil. A token whose iat has second
+// resolution is the same for every request of that second, so minting it
+// once per identity and second is enough. A new minter (a new key, a new
+// configuration) never sees another's tokens.
+func (id *Identity) CachedToken(minter any, second int64) []string {
+	if s := id.token.Load(); s != nil && s.second == second && s.minter == minter {
+		return s.value
+	}
+	return nil
+}
+
+// CacheToken records a token minter minted for this identity in second, as
+// the one-element header value to answer with. It replaces what was cached:
+// one slot per identity.
+func (id *Identity) CacheToken(minter any, second int64, value []string) {
+	id.token.Store(&tokenSlot{minter: minter, second: second, value: value})
 }
 
 // identityHeaders are the response headers of an allowed request, in
@@ -102,9 +174,11 @@ func NewIdentity(username, clientID string, groups, scopes []string, m Method) *
 }
 
 // MemSize approximates the bytes id holds beyond its struct: its strings,
-// their slices' backing arrays, the joined header values and the body.
+// their slices' backing arrays, the joined header values and the body. A
+// cached answer token (CachedToken) is not counted: it is one per identity,
+// replaced every second it is used, and about the size of the JSON body.
 func (id *Identity) MemSize() int {
-	n := len(id.Username) + len(id.ClientID) + len(id.body)
+	n := len(id.Username) + len(id.ClientID) + len(id.Subject) + len(id.body)
 	for _, s := range id.Groups {
 		n += 16 + len(s)
 	}

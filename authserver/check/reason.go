@@ -60,6 +60,11 @@ const (
 	// ReasonUntrustedProxy: X-Forwarded-* headers from a peer that is not a
 	// trusted proxy.
 	ReasonUntrustedProxy Reason = "untrusted_proxy"
+	// ReasonRegistryTokenUnavailable: the request was allowed and needs the
+	// registry's hop token, but the policy's token key is not loaded. It is
+	// refused rather than sent on without one (the registry would refuse
+	// it anyway, with a 401 the client cannot act on).
+	ReasonRegistryTokenUnavailable Reason = "registry_token_unavailable"
 )
 
 // allReasons lists every reason, those for allowing first.
@@ -74,7 +79,7 @@ var allReasons = [...]Reason{
 	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
-	ReasonUntrustedProxy,
+	ReasonUntrustedProxy, ReasonRegistryTokenUnavailable,
 	ReasonDelegate, ReasonDelegatedUnauthorized, ReasonDelegatedForbidden, ReasonDelegateUnavailable,
 	ReasonUnlisted,
 }
@@ -182,6 +187,7 @@ func init() {
 	defineDeny(ReasonDelegatedForbidden, s403, "the upstream auth server (the policy's delegate) refused the request; its answer headers are relayed")
 	defineDeny(ReasonDelegateUnavailable, s403, "the upstream auth server (the policy's delegate) could not be asked: it is down, slow, overloaded or gave an answer other than 2xx, 401 or 403")
 	defineDeny(ReasonUntrustedProxy, s403, "X-Forwarded-* headers are only believed from a trusted proxy (--trusted-proxies)")
+	defineDeny(ReasonRegistryTokenUnavailable, s403, "the request needs the registry token (X-Internal-Token-Registry) and the policy's registry token key is not loaded; see the policy's status")
 }
 
 // Status is the HTTP status of a deny reason (200 for allow reasons).

@@ -10,6 +10,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 )
 
@@ -35,6 +36,9 @@ type Policy struct {
 
 	// delegate is where requests this policy does not own go (nil: none).
 	delegate *Delegate
+	// registryToken mints the registry's hop token for allowed requests;
+	// nil when none is configured.
+	registryToken *hoptoken.Signer
 
 	// Fingerprints of the credentials in force, for status.
 	fingerprints Fingerprints
@@ -66,6 +70,15 @@ func (p *Policy) Hosts() []string { return p.hosts }
 
 // Fingerprints returns the fingerprints of the credentials in force.
 func (p *Policy) Fingerprints() Fingerprints { return p.fingerprints }
+
+// RegistryToken is the signer of the registry's hop token, nil when the
+// policy has none. A configured token whose key could not be loaded has a
+// signer that refuses (hoptoken.Signer.Available).
+func (p *Policy) RegistryToken() *hoptoken.Signer { return p.registryToken }
+
+// RegistryPath reports whether a normalised path is under the policy's
+// Registry API prefixes.
+func (p *Policy) RegistryPath(path string) bool { return pathnorm.HasPrefix(path, p.registryPrefixes) }
 
 // CompileOptions tune Compile.
 type CompileOptions struct {
@@ -230,5 +243,8 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []authn.Problem) {
 		}
 		p.delegate = d
 	}
+	signer, tprobs := hoptoken.Compile(cfg.RegistryToken)
+	p.registryToken = signer
+	probs = append(probs, tprobs...)
 	return p, probs
 }

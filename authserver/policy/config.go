@@ -6,6 +6,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 )
 
 // This file holds the input of the compile step: plain configuration with the
@@ -43,6 +44,12 @@ type PolicyConfig struct {
 	GroupScopes map[string][]string
 	// Delegate, when set, is where requests this service does not own go.
 	Delegate *DelegateConfig
+
+	// RegistryToken configures the registry's hop token
+	// (X-Internal-Token-Registry) that allowed answers carry; nil means
+	// none. It is not a credential kind: it is minted after the decision,
+	// by the handler (see package hoptoken).
+	RegistryToken *hoptoken.Config
 }
 
 // Key is "namespace/name".

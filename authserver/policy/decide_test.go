@@ -17,6 +17,7 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/authn/statictoken"
 	"github.com/registryauth/registry-auth-operator/authserver/authtest"
 	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 	. "github.com/registryauth/registry-auth-operator/authserver/policy"
@@ -400,8 +401,40 @@ func TestDigestsNotTokens(t *testing.T) {
 	g.Expect(dump).NotTo(ContainSubstring(TokStatic))
 }
 
+// The registry token is compiled with the policy; its problems are the
+// policy's, and the decision itself is the same with or without it.
+func TestCompileRegistryToken(t *testing.T) {
+	g := NewWithT(t)
+	p := CompileOK(t, BasePolicy())
+	g.Expect(p.RegistryToken()).To(BeNil())
+	g.Expect(p.RegistryPath("/api/servers")).To(BeTrue())
+	g.Expect(p.RegistryPath("/v0.1/x")).To(BeTrue())
+	g.Expect(p.RegistryPath("/mcpserver/mcp")).To(BeFalse())
+
+	cfg := BasePolicy()
+	cfg.RegistryToken = &hoptoken.Config{SecretKey: &authn.SecretValue{Value: []byte(SessionKey)}, Mode: hoptoken.ModeAlways}
+	p = CompileOK(t, cfg)
+	g.Expect(p.RegistryToken().Available()).To(BeTrue())
+	g.Expect(p.RegistryToken().Mode()).To(Equal(hoptoken.ModeAlways))
+
+	cfg.RegistryToken = &hoptoken.Config{SecretKey: &authn.SecretValue{Value: []byte("weak")}}
+	p, probs := Compile(cfg, CompileOptions{})
+	g.Expect(probs).To(ConsistOf(And(HaveField("Reason", authn.ProblemTokenTooWeak), HaveField("Field", hoptoken.FieldSecretKey))))
+	g.Expect(p.RegistryToken()).NotTo(BeNil())
+	g.Expect(p.RegistryToken().Available()).To(BeFalse())
+	d := decideURL(context.Background(), SnapshotOf(p), &request{OriginalURL: "http://registry.example.com/api/servers", Authorization: Bearer(TokStatic)}, Now)
+	g.Expect(d.Reason).To(Equal(check.ReasonAllowedStaticToken), "the decision does not mint; the handler refuses")
+}
+
+// BenchmarkDecide is the decision alone. static_token_registry_token is the
+// static token on a policy that also has a registry token: the decision
+// does not look at it (the handler mints after deciding; see
+// authserver.BenchmarkHandler for that cost).
 func BenchmarkDecide(b *testing.B) {
-	snap := SnapshotOf(CompileOK(b, BasePolicy()))
+	withToken := BasePolicy()
+	withToken.Name, withToken.Hosts = "hop", []string{"hop.example.com"}
+	withToken.RegistryToken = &hoptoken.Config{SecretKey: &authn.SecretValue{Value: []byte(SessionKey)}}
+	snap := SnapshotOf(CompileOK(b, BasePolicy()), CompileOK(b, withToken))
 	cookie := "mcp_gateway_session=" + SessionCookie(b, "alice", []string{"readers"}, time.Now())
 	const u = "http://registry.example.com"
 	cases := []struct {
@@ -409,6 +442,7 @@ func BenchmarkDecide(b *testing.B) {
 		req  request
 	}{
 		{"static_token", request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokStatic)}},
+		{"static_token_registry_token", request{OriginalURL: "http://hop.example.com/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokStatic)}},
 		{"wrong_static_token", request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokStatic2)}},
 		{"api_key", request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokReadKey)}},
 		{"session", request{OriginalURL: u + "/mcpserver/mcp", OriginalMethod: "GET", Cookie: []string{cookie}}},

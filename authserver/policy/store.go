@@ -35,6 +35,10 @@ func (s *Snapshot) All() iter.Seq2[string, *Policy] { return maps.All(s.policies
 // Policy returns the policy with key "namespace/name", or nil.
 func (s *Snapshot) Policy(key string) *Policy { return s.policies[key] }
 
+// Only is the policy that plain /validate selects whatever the host in
+// standalone mode, nil otherwise.
+func (s *Snapshot) Only() *Policy { return s.only }
+
 // HostConflicts returns, for each host of the policy that other policies
 // claim too, the keys of all claimants (sorted).
 func (s *Snapshot) HostConflicts(key string) map[string][]string {

@@ -238,7 +238,7 @@ func childEnv(extra map[string]string) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, "REGISTRY_") || strings.HasPrefix(k, "OIDC_") || strings.HasPrefix(k, "SECRET_KEY") ||
-			strings.HasPrefix(k, "SESSION_") || k == "GROUP_SCOPES" || k == "KUBECONFIG" ||
+			strings.HasPrefix(k, "SESSION_") || strings.HasPrefix(k, "INTERNAL_") || k == "GROUP_SCOPES" || k == "KUBECONFIG" ||
 			strings.HasPrefix(k, "KUBERNETES_") || strings.HasPrefix(k, "POD_") {
 			continue
 		}

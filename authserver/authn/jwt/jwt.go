@@ -233,6 +233,7 @@ func (a *Authenticator) verify(ctx context.Context, raw string, now time.Time) (
 		clientID = ""
 	}
 	id := check.NewIdentity(username, clientID, groups, check.ScopesFor(groups, a.groupScopes), a.method)
+	id.Subject = tok.Subject
 	if until := tok.Expiry; until.After(now) {
 		if maxUntil := now.Add(authn.MaxCachedTTL); until.After(maxUntil) {
 			until = maxUntil

@@ -299,6 +299,8 @@ func TestJWTGoodToken(t *testing.T) {
 		wantClient string
 		wantGroups []string
 		wantScopes []string
+		// wantSubject is the sub claim, "sub-alice" when empty.
+		wantSubject string
 	}{
 		{
 			name:     "username from preferred_username, client from aud",
@@ -359,6 +361,12 @@ func TestJWTGoodToken(t *testing.T) {
 			wantUser: "alice", wantClient: "registry",
 		},
 		{
+			name:     "no sub claim: no subject",
+			mutate:   func(c map[string]any) { delete(c, "sub") },
+			wantUser: "alice", wantClient: "registry", wantSubject: "-",
+			wantGroups: []string{"dev", "ops"}, wantScopes: []string{"mcp-servers/read"},
+		},
+		{
 			name: "non-string group entries are ignored",
 			mutate: func(c map[string]any) {
 				c["groups"] = []any{"dev", 7, nil, map[string]any{"admins": true}, []string{"admins"}}
@@ -382,6 +390,14 @@ func TestJWTGoodToken(t *testing.T) {
 			g.Expect(id.Username).To(Equal(tc.wantUser))
 			g.Expect(id.ClientID).To(Equal(tc.wantClient))
 			g.Expect(id.Method).To(Equal(check.MethodOIDC))
+			switch tc.wantSubject {
+			case "":
+				g.Expect(id.Subject).To(Equal("sub-alice"), "the sub claim, for the hop token's egress_user")
+			case "-":
+				g.Expect(id.Subject).To(BeEmpty())
+			default:
+				g.Expect(id.Subject).To(Equal(tc.wantSubject))
+			}
 			if tc.wantGroups == nil {
 				g.Expect(id.Groups).To(BeEmpty())
 			} else {

@@ -31,6 +31,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/registryauth/registry-auth-operator/authserver/authtest"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
@@ -89,6 +90,21 @@ type Options struct {
 	// (client_max_body_size). Default "1m" as in ingress-nginx; "0" disables
 	// the limit (what registry Ingresses usually set).
 	ProxyBodySize string
+	// RegistryAPILocation adds the MCP Gateway Registry's own nginx
+	// `location /api/` (upstream docker/nginx_rev_proxy_http_only.conf): it
+	// sets $registry_api_auth to "1", which the auth location sends as
+	// X-Registry-Api-Auth (the request for a hop token; every other
+	// location sends none, whatever the client sent), and forwards the auth
+	// answer's X-User, X-Username, X-Client-Id, X-Scopes, X-Auth-Method,
+	// X-Groups and X-Internal-Token-Registry to the upstream. Other paths
+	// keep the ingress-nginx location.
+	RegistryAPILocation bool
+	// Registry, when set, makes the upstream answer requests under /api/ as
+	// the MCP Gateway Registry does (authtest.RegistryVerifier.Check): the
+	// identity from a hop token that verifies, 401 for a token that does
+	// not, and 401 for identity headers without a token. The Echo carries
+	// what it decided.
+	Registry *authtest.RegistryVerifier
 }
 
 // Echo is what the upstream saw: method, path (with query), and the request
@@ -99,6 +115,9 @@ type Echo struct {
 	Host   string      `json:"host"`
 	Header http.Header `json:"header"`
 	Body   string      `json:"body"`
+	// Registry is what the upstream, as the registry (Options.Registry),
+	// made of a request under /api/; its Status is the answer's.
+	Registry *authtest.RegistryIdentity `json:"registry,omitempty"`
 }
 
 // Nginx is a running nginx (the one Lookup finds, usually Debian's
@@ -110,8 +129,9 @@ type Nginx struct {
 	addr    string
 	config  string
 
-	echo *httptest.Server
-	hits atomic.Int64
+	echo     *httptest.Server
+	hits     atomic.Int64
+	registry *authtest.RegistryVerifier
 
 	client *http.Client
 
@@ -138,9 +158,10 @@ func Start(tb testing.TB, opts Options) *Nginx {
 	}
 
 	n := &Nginx{
-		tb:      tb,
-		bin:     bin,
-		confDir: tb.TempDir(),
+		tb:       tb,
+		bin:      bin,
+		confDir:  tb.TempDir(),
+		registry: opts.Registry,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // never route 127.0.0.1 through $HTTP_PROXY
@@ -264,20 +285,26 @@ func (n *Nginx) serveEcho(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	out, err := json.Marshal(Echo{
+	e := Echo{
 		Method: r.Method,
 		URI:    r.RequestURI,
 		Host:   r.Host,
 		Header: r.Header,
 		Body:   string(body),
-	})
+	}
+	status := http.StatusOK
+	if n.registry != nil && strings.HasPrefix(r.URL.Path, "/api/") {
+		id := n.registry.Check(r.Header, time.Now())
+		e.Registry, status = &id, id.Status
+	}
+	out, err := json.Marshal(e)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set(echoMarker, "1")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(status)
 	_, _ = w.Write(out)
 }
 
@@ -401,6 +428,8 @@ type confData struct {
 	KeepaliveTimeout     int
 
 	ResponseHeaders []responseHeader
+
+	RegistryAPILocation bool
 }
 
 type responseHeader struct {
@@ -485,6 +514,7 @@ func newConfData(opts Options) (*confData, error) {
 		KeepaliveRequests:    keepaliveRequests,
 		KeepaliveTimeout:     keepaliveTimeout,
 		ResponseHeaders:      headers,
+		RegistryAPILocation:  opts.RegistryAPILocation,
 	}
 	if opts.Keepalive {
 		// buildAuthUpstreamName: "<server hostname>-<authPath[2:]>";
