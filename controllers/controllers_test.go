@@ -55,7 +55,7 @@ const inForce = time.Second
 
 func createSecret(t *testing.T, ns, name, token string) {
 	t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"token": token}}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: optedIn()}, StringData: map[string]string{"token": token}}
 	if err := adminClient.Create(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,15 @@ func readyCondition(g Gomega, ns, name string) *metav1.Condition {
 	g.Expect(c).NotTo(BeNil(), "no Ready condition yet")
 	g.Expect(c.ObservedGeneration).To(Equal(p.Generation))
 	return c
+}
+
+// optedIn are the labels of a Secret that opts in as a credential.
+func optedIn() map[string]string { return map[string]string{LabelCredential: "true"} }
+
+// optInManifest adds the opt-in label to a rendered Secret manifest (the
+// output of kubectl create secret --dry-run=client -o yaml).
+func optInManifest(manifest string) string {
+	return strings.Replace(manifest, "metadata:\n", "metadata:\n  labels:\n    "+LabelCredential+": \"true\"\n", 1)
 }
 
 func fp(token string) string { return secret.Fingerprint([]byte(token)) }
@@ -148,7 +157,7 @@ func rotateWith(t *testing.T, how, ns, secret, token string) {
 	case "apply":
 		manifest := kubectl(t, "", nil, "create", "secret", "generic", secret, "-n", ns,
 			"--from-literal=token="+token, "--dry-run=client", "-o", "yaml")
-		kubectl(t, manifest, nil, "apply", "-f", "-")
+		kubectl(t, optInManifest(manifest), nil, "apply", "-f", "-")
 	case "patch":
 		patch := fmt.Sprintf(`{"data":{"token":%q}}`, base64.StdEncoding.EncodeToString([]byte(token)))
 		kubectl(t, "", nil, "patch", "secret", secret, "-n", ns, "--type=merge", "-p", patch)
@@ -373,7 +382,7 @@ func TestProblemsFailClosed(t *testing.T) {
 		{
 			name: "key missing",
 			setup: func(t *testing.T, ns string) {
-				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"}, StringData: map[string]string{"other": randomToken(t)}}
+				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token", Labels: optedIn()}, StringData: map[string]string{"other": randomToken(t)}}
 				if err := adminClient.Create(context.Background(), s); err != nil {
 					t.Fatal(err)
 				}
@@ -881,7 +890,7 @@ func TestRotationEventsPerCredential(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	tok, ci, deploy := randomToken(t), randomToken(t), randomToken(t)
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"},
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds", Labels: optedIn()},
 		Data: map[string][]byte{"token": []byte(tok), "ci": []byte(ci), "deploy": []byte(deploy)}}
 	g.Expect(adminClient.Create(context.Background(), sec)).To(Succeed())
 	createPolicy(t, ns, "registry", "creds", func(p *authv1alpha1.RegistryAuthPolicy) {
@@ -961,4 +970,55 @@ func TestFederationToken(t *testing.T) {
 		g.Expect(st.PreviousFingerprint).To(Equal(fp(fed)))
 		g.Expect(hasEvent(events(g, ns, "registry"), EventTokenRotated, "federation token rotated from "+fp(fed)+" to "+fp(next))).To(BeTrue())
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+}
+
+// A Secret is read as a credential only when it opts in with the label
+// registryauth.io/credential=true: a policy author who cannot read Secrets
+// must not turn one into an API key, nor learn its length or fingerprint
+// from status and events.
+func TestSecretNotOptedIn(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	tok := randomToken(t)
+	weak := "hunter2"
+	for name, v := range map[string]string{"db-creds": tok, "weak-password": weak} {
+		g.Expect(adminClient.Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"token": v},
+		})).To(Succeed())
+	}
+	createPolicy(t, ns, "registry", "db-creds", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.APIKeys = []authv1alpha1.APIKeySpec{{Name: "guess", SecretRef: authv1alpha1.SecretKeySelector{Name: "weak-password"}}}
+	})
+	m := startManager(t, managerOpts{})
+	g.Eventually(func(g Gomega) {
+		c := readyCondition(g, ns, "registry")
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(authn.ProblemSecretNotOptedIn))
+		p := getPolicy(g, ns, "registry")
+		g.Expect(p.Status.StaticToken).To(BeNil())
+		g.Expect(p.Status.APIKeys).To(BeEmpty())
+		for _, text := range append([]string{c.Message}, eventNotes(g, ns, "registry")...) {
+			g.Expect(text).NotTo(ContainSubstring(fp(tok)))
+			g.Expect(text).NotTo(ContainSubstring(fp(weak)))
+			g.Expect(text).NotTo(ContainSubstring("characters"), "nothing about the value's length")
+			g.Expect(text).NotTo(ContainSubstring("TokenTooWeak"))
+		}
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Expect(m.allows(ns, "registry", tok)).To(BeFalse())
+
+	// Labelled, it is a credential at once.
+	kubectl(t, "", nil, "label", "secret", "db-creds", "-n", ns, LabelCredential+"=true")
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, inForce, 5*time.Millisecond).Should(BeTrue())
+	// And the label taken off revokes it.
+	kubectl(t, "", nil, "label", "secret", "db-creds", "-n", ns, LabelCredential+"-")
+	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, inForce, 5*time.Millisecond).Should(BeFalse())
+}
+
+// eventNotes are the notes of the events about a policy.
+func eventNotes(g Gomega, ns, name string) []string {
+	var out []string
+	for _, e := range events(g, ns, name) {
+		out = append(out, e.Note)
+	}
+	return out
 }

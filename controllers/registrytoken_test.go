@@ -121,7 +121,7 @@ func applySigningKey(t *testing.T, ns, name string, pemBytes []byte) {
 		t.Fatal(err)
 	}
 	manifest := kubectl(t, "", nil, "create", "secret", "generic", name, "-n", ns, "--from-file=key.pem="+file, "--dry-run=client", "-o", "yaml")
-	kubectl(t, manifest, nil, "apply", "-f", "-")
+	kubectl(t, optInManifest(manifest), nil, "apply", "-f", "-")
 }
 
 func TestRegistryTokenHS256(t *testing.T) {
@@ -134,7 +134,7 @@ func TestRegistryTokenHS256(t *testing.T) {
 	// Deployment passes the same bytes as its SECRET_KEY.
 	secretKey := randomToken(t) + "\n"
 	g.Expect(adminClient.Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registry-secret"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "registry-secret", Labels: optedIn()},
 		Data:       map[string][]byte{"SECRET_KEY": []byte(secretKey)},
 	})).To(Succeed())
 	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {

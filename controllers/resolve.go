@@ -42,6 +42,13 @@ import (
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
+// LabelCredential opts a Secret in as a credential: the operator reads a
+// policy's static token, API keys, federation token and signing keys only
+// from Secrets labelled LabelCredential=true. The operator's own rotation
+// state Secrets carry it too (the operator reads them), with the value
+// "state".
+const LabelCredential = "registryauth.io/credential"
+
 // resolver reads what a policy refers to (its Secrets, its rotation state,
 // its OIDC issuer) and compiles it. The loader (every replica) and the status
 // reconciler (leader) share one, and with it the rotation memory, so both see
@@ -156,6 +163,17 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			return authn.SecretValue{Problem: &authn.Problem{
 				Reason: authn.ProblemSecretNotFound, Field: field,
 				Message: fmt.Sprintf("Secret %q not found in namespace %q", ref.Name, pol.Namespace),
+			}}, src, nil
+		}
+		// Only a Secret that says it is a credential is read as one: a
+		// policy author who may not read Secrets must not turn any Secret
+		// of the namespace (a database password) into an API key, nor learn
+		// its length or fingerprint from status. Nothing about such a
+		// Secret is reported beyond this.
+		if s.Labels[LabelCredential] != "true" {
+			return authn.SecretValue{Problem: &authn.Problem{
+				Reason: authn.ProblemSecretNotOptedIn, Field: field,
+				Message: fmt.Sprintf("Secret %q is not opted in as a credential: label it %s=true", ref.Name, LabelCredential),
 			}}, src, nil
 		}
 		src.uid, src.created = string(s.UID), s.CreationTimestamp.Time

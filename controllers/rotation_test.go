@@ -82,7 +82,7 @@ func rotationStateSecret(rv string, creds map[string]credentialState) *corev1.Se
 // tokenSecret is Secret "tok" holding v, created at created and, unless
 // changed is zero, last written at changed (its managedFields time).
 func tokenSecret(rv, uid, v string, created, changed time.Time) *corev1.Secret {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: types.UID(uid),
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tok", ResourceVersion: rv, UID: types.UID(uid), Labels: optedIn(),
 		CreationTimestamp: metav1.NewTime(created)}, Data: map[string][]byte{"token": []byte(v)}}
 	if !changed.IsZero() {
 		s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: ptr.To(metav1.NewTime(changed))}}
@@ -523,7 +523,7 @@ func TestStatusShowsCredentialsInForceOnly(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	const good, outside = "0123456789abcdef0123456789abcdef-good", "fedcba9876543210fedcba9876543210-outside"
-	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "keys", UID: "uid-keys"},
+	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "keys", UID: "uid-keys", Labels: optedIn()},
 		Data: map[string][]byte{"good": []byte(good), "outside": []byte(outside)}}
 	api := secretReader{"keys": keys}
 	r := rotationResolver(api, api, func() time.Time { return now })

@@ -150,6 +150,9 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 		}
 		sec := base.DeepCopy()
 		sec.Data[stateSecretKey] = want
+		// Labelled as a Secret the operator reads (state Secrets of older
+		// versions lack it).
+		sec.Labels = map[string]string{LabelCredential: "state"}
 		return s.client.Patch(ctx, sec, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	}
 	if len(res.creds) == 0 {
@@ -162,6 +165,7 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 			Labels: map[string]string{
 				labelManagedBy:                managedByValue,
 				"auth.registryauth.io/policy": labelValue(pol.Name),
+				LabelCredential:               "state",
 			},
 		},
 		Type: corev1.SecretTypeOpaque,

@@ -31,6 +31,9 @@ const (
 	// ReasonSecretNotFound: a referenced Secret does not exist. The
 	// credential it would hold is not accepted.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretNotOptedIn: a referenced Secret lacks the label
+	// registryauth.io/credential=true; it is not read as a credential.
+	ReasonSecretNotOptedIn = "SecretNotOptedIn"
 	// ReasonKeyMissing: a referenced Secret lacks the named key.
 	ReasonKeyMissing = "KeyMissing"
 	// ReasonTokenEmpty: the static token is enabled but its value is empty;
@@ -63,7 +66,9 @@ const (
 
 // SecretKeySelector names one key of a Secret in the policy's namespace.
 type SecretKeySelector struct {
-	// name of the Secret. It must be in the same namespace as the policy.
+	// name of the Secret. It must be in the same namespace as the policy
+	// and carry the label registryauth.io/credential=true: a Secret without
+	// it is not read (SecretNotOptedIn).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
@@ -597,7 +602,8 @@ type RegistryAuthPolicyStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, with a reason such as SecretNotFound, KeyMissing,
+	// conditions: Ready, with a reason such as SecretNotFound,
+	// SecretNotOptedIn, KeyMissing,
 	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec,
 	// HostConflict or SigningKeyInvalid when it is False.
 	// +listType=map

@@ -8,6 +8,7 @@ import (
 // status, and the operator copies them verbatim.
 const (
 	ProblemSecretNotFound      = "SecretNotFound"
+	ProblemSecretNotOptedIn    = "SecretNotOptedIn"
 	ProblemKeyMissing          = "KeyMissing"
 	ProblemTokenEmpty          = "TokenEmpty"
 	ProblemTokenTooWeak        = "TokenTooWeak"

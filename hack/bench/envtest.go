@@ -21,6 +21,7 @@ import (
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
+	"github.com/registryauth/registry-auth-operator/controllers"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
@@ -99,7 +100,7 @@ func (k *kube) createNamespace(ctx context.Context, name string) error {
 // for host with the static token from it, rotation grace 0.
 func (k *kube) createPolicy(ctx context.Context, ns, name, host, token string) error {
 	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token", Labels: map[string]string{controllers.LabelCredential: "true"}},
 		Data:       map[string][]byte{"token": []byte(token)},
 	}
 	if _, err := k.clientset.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {

@@ -54,6 +54,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/registryauth/registry-auth-operator/controllers"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
@@ -338,9 +339,10 @@ func createTokenSecret(cfg *rest.Config, tokenFile string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: tokenSecretName, Namespace: tokenSecretNamespace},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{tokenSecretKey: []byte(token)},
+		ObjectMeta: metav1.ObjectMeta{Name: tokenSecretName, Namespace: tokenSecretNamespace,
+			Labels: map[string]string{controllers.LabelCredential: "true"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{tokenSecretKey: []byte(token)},
 	}
 	if err := c.Create(ctx, secret); err != nil {
 		return err

@@ -149,9 +149,10 @@ func faultSecretManifest(ns, name string, data map[string]string) []byte {
 	b, err := json.Marshal(map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Secret",
-		"metadata":   map[string]string{"name": name, "namespace": ns},
-		"type":       "Opaque",
-		"data":       enc,
+		"metadata": map[string]any{"name": name, "namespace": ns,
+			"labels": map[string]string{"registryauth.io/credential": "true"}},
+		"type": "Opaque",
+		"data": enc,
 	})
 	if err != nil {
 		panic(err)

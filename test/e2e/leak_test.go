@@ -73,8 +73,11 @@ func TestLeakOperator(t *testing.T) {
 	)
 	k.run(nil, "create", "namespace", ns)
 	k.run(nil, "-n", ns, "create", "secret", "generic", tokenSec, "--from-literal=token="+tokens[0])
+	k.run(nil, "-n", ns, "label", "secret", tokenSec, "registryauth.io/credential=true")
 	k.run(nil, "-n", ns, "create", "secret", "generic", keySec, "--from-literal=api-key="+keys[0])
+	k.run(nil, "-n", ns, "label", "secret", keySec, "registryauth.io/credential=true")
 	k.run(nil, "-n", ns, "create", "secret", "generic", sessSec, "--from-literal=secret-key="+sessionKey)
+	k.run(nil, "-n", ns, "label", "secret", sessSec, "registryauth.io/credential=true")
 	manifest := fmt.Sprintf(`apiVersion: auth.registryauth.io/v1alpha1
 kind: RegistryAuthPolicy
 metadata:
@@ -212,7 +215,7 @@ spec:
 	// kubectl apply, the key with kubectl patch.
 	for i := 1; i <= 2; i++ {
 		rendered := k.run(nil, "-n", ns, "create", "secret", "generic", tokenSec, "--from-literal=token="+tokens[i], "--dry-run=client", "-o", "yaml")
-		k.run([]byte(rendered), "apply", "-f", "-")
+		k.run([]byte(optIn(rendered)), "apply", "-f", "-")
 		patch := filepath.Join(dir, "patch.json")
 		if err := os.WriteFile(patch, []byte(fmt.Sprintf(`{"data":{"api-key":%q}}`, base64.StdEncoding.EncodeToString([]byte(keys[i])))), 0o600); err != nil {
 			t.Fatal(err)
@@ -251,7 +254,7 @@ spec:
 	// A weak token: refused, described in a Warning event, the condition
 	// and the log, never shown.
 	rendered := k.run(nil, "-n", ns, "create", "secret", "generic", tokenSec, "--from-literal=token="+weak, "--dry-run=client", "-o", "yaml")
-	k.run([]byte(rendered), "apply", "-f", "-")
+	k.run([]byte(optIn(rendered)), "apply", "-f", "-")
 	waitStatus("weak token reported", `{.status.conditions[?(@.type=="Ready")].reason}`, "TokenTooWeak")
 	if s := send("weak", "/api/servers", map[string]string{"Authorization": "Bearer " + weak}); s != http.StatusUnauthorized {
 		t.Errorf("the weak token: status %d, want 401", s)

@@ -101,6 +101,7 @@ func TestOperatorRotation(t *testing.T) {
 	const ns = "registry-e2e"
 	k.run(nil, "create", "namespace", ns)
 	k.run(nil, "-n", ns, "create", "secret", "generic", tokenSecretName, "--from-literal=token="+tokens[0])
+	k.run(nil, "-n", ns, "label", "secret", tokenSecretName, "registryauth.io/credential=true")
 	policyFile := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyFile, staticTokenPolicy(ns, rotationGrace), 0o600); err != nil {
 		t.Fatal(err)
@@ -203,7 +204,7 @@ func TestOperatorRotation(t *testing.T) {
 		if i%2 == 1 {
 			manifest := k.run(nil, "-n", ns, "create", "secret", "generic", tokenSecretName,
 				"--from-literal=token="+tok, "--dry-run=client", "-o", "yaml")
-			k.run([]byte(manifest), "apply", "-f", "-")
+			k.run([]byte(optIn(manifest)), "apply", "-f", "-")
 			return
 		}
 		patch := fmt.Sprintf(`{"data":{"token":%q}}`, base64.StdEncoding.EncodeToString([]byte(tok)))
@@ -350,4 +351,10 @@ spec:
       name: %s
     rotationGracePeriod: %s
 `, policyName, ns, registryHost, tokenSecretName, grace)
+}
+
+// optIn adds the credential opt-in label to a rendered Secret manifest (the
+// output of kubectl create secret --dry-run=client -o yaml).
+func optIn(manifest string) string {
+	return strings.Replace(manifest, "metadata:\n", "metadata:\n  labels:\n    registryauth.io/credential: \"true\"\n", 1)
 }
