@@ -78,6 +78,9 @@ type options struct {
 	trusted       string
 	maxFailures   int
 	maxIdleConns  int
+	// Operator mode: which URLs policies may name.
+	insecureLoopback bool
+	delegateHosts    string
 	failureWindow time.Duration
 }
 
@@ -100,6 +103,8 @@ func main() {
 	flag.StringVar(&o.trusted, "trusted-proxies", defaultTrusted(), "Comma-separated CIDRs of proxies whose X-Real-IP / X-Forwarded-For name the client (for the failure limit) and whose X-Forwarded-* headers describe the request (Traefik /forward-auth); other peers count as the client themselves.")
 	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
 	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
+	flag.BoolVar(&o.insecureLoopback, "allow-insecure-loopback", false, "Operator mode: allow policies to name plain http:// OIDC issuers and delegates on loopback addresses (tests, make run). Otherwise issuers must be https.")
+	flag.StringVar(&o.delegateHosts, "allowed-delegate-hosts", "", "Operator mode: comma-separated hosts (host or host:port; *.suffix for any host under it) that policies may name as spec.delegate.url. Empty: no delegate is allowed.")
 	flag.IntVar(&o.maxIdleConns, "max-idle-connections", authserver.DefaultMaxIdleConns, "Idle keep-alive connections the auth service keeps at most (under 20 KiB each); past that the one idle longest is closed.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -245,6 +250,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
 		Store:       store,
 		Issuers:     jwt.NewIssuers(nil),
+		Targets:     controllers.TargetRules{AllowLoopbackHTTP: o.insecureLoopback, DelegateHosts: splitComma(o.delegateHosts)},
 		Leader:      leader,
 		WatchHealth: health,
 		Namespaces:  namespaces,
@@ -340,4 +346,15 @@ func runStandalone(ctx context.Context, o options, log logr.Logger) error {
 
 func plainServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+}
+
+// splitComma splits a comma-separated flag value, dropping empty entries.
+func splitComma(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

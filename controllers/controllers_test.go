@@ -21,10 +21,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1021,4 +1024,100 @@ func eventNotes(g Gomega, ns, name string) []string {
 		out = append(out, e.Note)
 	}
 	return out
+}
+
+// A policy author names URLs the operator's pods call. Unchecked, that is a
+// way to reach any address of the cluster network and read the outcome back
+// in status (SSRF). Issuers must be https (http only on loopback, with the
+// admin's flag); what discovery met stays in the operator's log; delegates
+// must be hosts the admin allows.
+func TestURLsPoliciesMayName(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	createSecret(t, ns, "api-token", randomToken(t))
+	// A closed port on loopback: "connection refused" is what a prober
+	// would read back.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	closed := l.Addr().String()
+	g.Expect(l.Close()).To(Succeed())
+	// Something listening where an https issuer is named: the manager's
+	// request shows whether it was contacted.
+	var hits atomic.Int64
+	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1); w.WriteHeader(http.StatusNotFound) }))
+	defer probe.Close()
+	oidc := func(url string) func(*authv1alpha1.RegistryAuthPolicy) {
+		return func(p *authv1alpha1.RegistryAuthPolicy) {
+			p.Spec.OIDC = &authv1alpha1.OIDCSpec{IssuerURL: url, Audiences: []string{"registry"}, Preset: "generic"}
+		}
+	}
+	createPolicy(t, ns, "plain-http", "api-token", oidc(probe.URL+"/realms/x"))
+	createPolicy(t, ns, "https-closed", "api-token", oidc("https://"+closed+"/realms/x"))
+	createPolicy(t, ns, "delegate", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.Delegate = &authv1alpha1.DelegateSpec{URL: "http://10.0.0.1:8888/validate"}
+	})
+	startManager(t, managerOpts{targets: TargetRules{DelegateHosts: []string{"auth-server.registry.svc:8888"}}})
+
+	cond := func(g Gomega, name string) *metav1.Condition {
+		c := readyCondition(g, ns, name)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		return c
+	}
+	g.Eventually(func(g Gomega) {
+		c := cond(g, "plain-http")
+		g.Expect(c.Reason).To(Equal(authn.ProblemInvalidSpec))
+		g.Expect(c.Message).To(ContainSubstring("must be https"))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Expect(hits.Load()).To(BeZero(), "a plain http issuer is not contacted")
+	g.Eventually(func(g Gomega) {
+		c := cond(g, "https-closed")
+		g.Expect(c.Reason).To(Equal(authn.ProblemOIDCDiscoveryFailed))
+		g.Expect(c.Message).To(ContainSubstring("the operator's log has the details"))
+		for _, text := range append([]string{c.Message}, eventNotes(g, ns, "https-closed")...) {
+			g.Expect(text).NotTo(ContainSubstring("refused"))
+			g.Expect(text).NotTo(ContainSubstring(closed))
+		}
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := cond(g, "delegate")
+		g.Expect(c.Reason).To(Equal(authn.ProblemInvalidSpec))
+		g.Expect(c.Message).To(ContainSubstring("--allowed-delegate-hosts"))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+}
+
+func TestTargetRules(t *testing.T) {
+	g := NewWithT(t)
+	strict := TargetRules{DelegateHosts: []string{"auth-server.registry.svc:8888", "*.auth.example"}}
+	loose := TargetRules{AllowLoopbackHTTP: true}
+	for _, tc := range []struct {
+		rules  TargetRules
+		issuer string
+		want   bool
+	}{
+		{strict, "https://idp.example/realms/x", true},
+		{strict, "http://idp.example/realms/x", false},
+		{strict, "http://127.0.0.1:8080/realms/x", false},
+		{loose, "http://127.0.0.1:8080/realms/x", true},
+		{loose, "http://[::1]:8080/", true},
+		{loose, "http://localhost:8080/", true},
+		{loose, "http://10.0.0.1/", false},
+		{loose, "https://user:pw@idp.example/", false},
+		{loose, "ftp://idp.example/", false},
+	} {
+		g.Expect(tc.rules.issuerAllowed(tc.issuer)).To(Equal(tc.want), tc.issuer)
+	}
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"http://auth-server.registry.svc:8888/validate", true},
+		{"http://auth-server.registry.svc:9999/validate", false},
+		{"http://auth-server.other.svc:8888/validate", false},
+		{"https://a.auth.example/validate", true},
+		{"https://auth.example/validate", false},
+		{"http://127.0.0.1:8888/validate", false},
+	} {
+		g.Expect(strict.delegateAllowed(tc.url)).To(Equal(tc.want), tc.url)
+	}
+	g.Expect(loose.delegateAllowed("http://127.0.0.1:8888/validate")).To(BeTrue())
 }

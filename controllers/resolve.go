@@ -29,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
@@ -64,6 +65,7 @@ type resolver struct {
 	// health says when the cache may be behind the API server.
 	health  *WatchHealth
 	issuers *jwt.Issuers
+	targets TargetRules
 	memory  *rotationMemory
 	opts    policy.CompileOptions
 	now     func() time.Time
@@ -222,6 +224,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 
 	spec := &pol.Spec
+	var extra []authn.Problem // the resolver's own, beside the compile step's
 	cfg := policy.PolicyConfig{
 		Namespace:         pol.Namespace,
 		Name:              pol.Name,
@@ -290,11 +293,18 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 	}
 	if d := spec.Delegate; d != nil {
-		cfg.Delegate = &policy.DelegateConfig{
-			URL:           d.URL,
-			Timeout:       durationOf(d.Timeout),
-			GatewayPaths:  d.GatewayPaths,
-			MaxConcurrent: int(d.MaxConcurrent),
+		if r.targets.delegateAllowed(d.URL) {
+			cfg.Delegate = &policy.DelegateConfig{
+				URL:           d.URL,
+				Timeout:       durationOf(d.Timeout),
+				GatewayPaths:  d.GatewayPaths,
+				MaxConcurrent: int(d.MaxConcurrent),
+			}
+		} else {
+			// Without its delegate the policy refuses what it would have
+			// sent there.
+			extra = append(extra, authn.Problem{Reason: authn.ProblemInvalidSpec, Field: "spec.delegate.url",
+				Message: "the operator does not allow this delegate host: the cluster admin lists the allowed ones in --allowed-delegate-hosts"})
 		}
 	}
 	if o := spec.OIDC; o != nil {
@@ -305,14 +315,25 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			GroupsClaim:   o.GroupsClaim,
 			Preset:        o.Preset,
 		}
-		iss, err := r.issuers.Resolve(ctx, o.IssuerURL)
-		oc.Issuer = iss
-		if err != nil {
-			msg := err.Error()
-			if iss != nil {
-				msg += "; still verifying with the keys of the last successful discovery"
+		if !r.targets.issuerAllowed(o.IssuerURL) {
+			// Not discovered at all: JWTs are refused.
+			oc.Problem = &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: "spec.oidc.issuerURL",
+				Message: "the issuer URL must be https (plain http only on loopback, with --allow-insecure-loopback)"}
+		} else {
+			iss, err := r.issuers.Resolve(ctx, o.IssuerURL)
+			oc.Issuer = iss
+			if err != nil {
+				// What failed (a closed port, a 404, a TLS error, a field
+				// of the document) stays in the operator's log: status is
+				// readable by the policy's author, who must not learn
+				// about the cluster's network through it.
+				log.FromContext(ctx).Error(err, "OIDC discovery failed", "issuer", o.IssuerURL)
+				msg := "OIDC discovery of the issuer failed; the operator's log has the details"
+				if iss != nil {
+					msg += "; still verifying with the keys of the last successful discovery"
+				}
+				oc.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: msg}
 			}
-			oc.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: msg}
 		}
 		cfg.OIDC = oc
 	}
@@ -352,6 +373,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 	}
 	res.policy, res.problems = policy.Compile(cfg, r.opts)
+	res.problems = append(res.problems, extra...)
 	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds, res.publicKeys)
 	return res, nil
 }

@@ -69,6 +69,8 @@ type Options struct {
 	Store *policy.Store
 	// Issuers discovers OIDC issuers; shared with nothing else.
 	Issuers *jwt.Issuers
+	// Targets are the URLs policies may name (issuers, delegates).
+	Targets TargetRules
 	// Compile tunes the compile step.
 	Compile policy.CompileOptions
 	// MaxConcurrentReconciles of each controller (default 8).
@@ -142,6 +144,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		health:   opts.WatchHealth,
 		states:   map[string]*stateRecord{},
 		issuers:  opts.Issuers,
+		targets:  opts.Targets,
 		memory:   newRotationMemory(),
 		opts:     opts.Compile,
 		now:      opts.Now,

@@ -235,6 +235,8 @@ type managerOpts struct {
 	// requests, if set, records every request the manager sends to the
 	// API server.
 	requests *requestLog
+	// targets are the URLs policies may name.
+	targets TargetRules
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -307,7 +309,7 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		}
 	}
 	store := policy.NewStore(policy.StoreOptions{})
-	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), EventRecorderName: "registry-auth-operator",
+	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, EventRecorderName: "registry-auth-operator",
 		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
 	if err != nil {
 		t.Fatal(err)

@@ -241,7 +241,9 @@ type FederationTokenSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || (duration(self.timeout) > duration('0s') && duration(self.timeout) <= duration('10s'))",message="timeout must be more than 0s and at most 10s"
 type DelegateSpec struct {
 	// url is the upstream auth server's auth endpoint, e.g.
-	// http://auth-server.registry.svc:8888/validate. It gets the same auth
+	// http://auth-server.registry.svc:8888/validate. Its host must be one the
+	// cluster admin allows (--allowed-delegate-hosts, Helm value
+	// allowedDelegateHosts). It gets the same auth
 	// request (method and headers) and its status and answer headers
 	// (identity headers, X-Internal-Token*, rate-limit headers,
 	// WWW-Authenticate) are relayed unchanged.
@@ -331,7 +333,10 @@ type APIKeySpec struct {
 // Cognito or any OpenID Connect issuer).
 type OIDCSpec struct {
 	// issuerURL is the issuer; discovery is read from
-	// <issuerURL>/.well-known/openid-configuration.
+	// <issuerURL>/.well-known/openid-configuration. It must be https (the
+	// operator admits plain http only on loopback, with
+	// --allow-insecure-loopback). When discovery fails, status says so and
+	// the operator's log says why.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://[^\s?#]+$`

@@ -208,6 +208,9 @@ func run() int {
 			"--metrics-bind-address", *metricsAddr,
 			"--health-probe-bind-address", *healthAddr,
 			"--zap-devel",
+			// A local IdP or upstream auth server on this machine may be
+			// plain http.
+			"--allow-insecure-loopback",
 		)
 		child.Dir = root
 		child.Stdout, child.Stderr = os.Stdout, os.Stderr
