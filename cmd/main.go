@@ -81,7 +81,8 @@ type options struct {
 	// Operator mode: which URLs policies may name.
 	insecureLoopback bool
 	delegateHosts    string
-	failureWindow time.Duration
+	hostGrants       string
+	failureWindow    time.Duration
 }
 
 func main() {
@@ -104,6 +105,7 @@ func main() {
 	flag.IntVar(&o.maxFailures, "max-auth-failures", 10, "Failed static token / API key attempts allowed per client per --auth-failure-window before its attempts are refused uncompared; 0 disables the limit.")
 	flag.DurationVar(&o.failureWindow, "auth-failure-window", time.Minute, "Window of --max-auth-failures.")
 	flag.BoolVar(&o.insecureLoopback, "allow-insecure-loopback", false, "Operator mode: allow policies to name plain http:// OIDC issuers and delegates on loopback addresses (tests, make run). Otherwise issuers must be https.")
+	flag.StringVar(&o.hostGrants, "host-grants", "", "Operator mode: which namespaces' policies may answer for which hosts on plain /validate: NAMESPACE=HOST[,HOST...][;...], * for any namespace or host, *.example.com for any host under it. Among the policies a host is granted to, the oldest answers. Empty grants none (policies are then chosen by name only: /validate/<namespace>/<name>).")
 	flag.StringVar(&o.delegateHosts, "allowed-delegate-hosts", "", "Operator mode: comma-separated hosts (host or host:port; *.suffix for any host under it) that policies may name as spec.delegate.url. Empty: no delegate is allowed.")
 	flag.IntVar(&o.maxIdleConns, "max-idle-connections", authserver.DefaultMaxIdleConns, "Idle keep-alive connections the auth service keeps at most (under 20 KiB each); past that the one idle longest is closed.")
 	zapOpts := zap.Options{}
@@ -246,11 +248,19 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 			return err
 		}
 	}
+	grants, err := controllers.ParseHostGrants(o.hostGrants)
+	if err != nil {
+		return fmt.Errorf("--host-grants: %w", err)
+	}
+	if grants.Empty() {
+		log.Info("no host is granted (--host-grants): policies are chosen by name only, /validate/<namespace>/<name>; plain /validate answers no_policy")
+	}
 	store := policy.NewStore(policy.StoreOptions{})
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
 		Store:       store,
 		Issuers:     jwt.NewIssuers(nil),
 		Targets:     controllers.TargetRules{AllowLoopbackHTTP: o.insecureLoopback, DelegateHosts: splitComma(o.delegateHosts)},
+		HostGrants:  grants,
 		Leader:      leader,
 		WatchHealth: health,
 		Namespaces:  namespaces,

@@ -610,28 +610,31 @@ func TestAPIKeysAndHosts(t *testing.T) {
 		g.Expect(p.Status.APIKeys[0].Fingerprint).To(Equal(fp(readKey)))
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 
-	// A second policy claiming the same host: both report the conflict and
-	// plain /validate for the host is refused; by name both still work.
-	createSecret(t, ns, "other-token", randomToken(t))
+	// A second, newer policy claiming the same host reports the conflict
+	// and answers only by name; the older one keeps the host, undisturbed.
+	time.Sleep(1100 * time.Millisecond) // creation times have whole seconds
+	otherTok := randomToken(t)
+	createSecret(t, ns, "other-token", otherTok)
 	createPolicy(t, ns, "other", "other-token", func(p *authv1alpha1.RegistryAuthPolicy) {
 		p.Spec.Hosts = []string{host}
 	})
-	g.Eventually(func() check.Reason { return byHost(tok, "GET").Reason }, inForce, 10*time.Millisecond).Should(Equal(check.ReasonHostConflict))
-	for _, name := range []string{"registry", "other"} {
-		g.Eventually(func(g Gomega) {
-			c := readyCondition(g, ns, name)
-			g.Expect(c.Reason).To(Equal(authv1alpha1.ReasonHostConflict))
-		}, 10*time.Second, 50*time.Millisecond).Should(Succeed(), name)
-	}
-	g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
-	// Resolving the conflict clears it on the other policy too.
-	other := getPolicy(g, ns, "other")
-	other.Spec.Hosts = []string{"other." + host}
-	g.Expect(adminClient.Update(context.Background(), other)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+		c := readyCondition(g, ns, "other")
+		g.Expect(c.Reason).To(Equal(authv1alpha1.ReasonHostConflict))
+		g.Expect(c.Message).To(ContainSubstring(`held by the older policy "registry"`))
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
-	g.Eventually(func() bool { return byHost(tok, "GET").Allowed() }, inForce, 10*time.Millisecond).Should(BeTrue())
+	g.Consistently(func(g Gomega) {
+		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(byHost(tok, "GET").Allowed()).To(BeTrue())
+		g.Expect(byHost(otherTok, "GET").Allowed()).To(BeFalse())
+	}, time.Second, 100*time.Millisecond).Should(Succeed())
+	g.Expect(m.allows(ns, "other", otherTok)).To(BeTrue(), "by name the newer policy works")
+	// The older policy gone, the newer one takes the host over.
+	g.Expect(adminClient.Delete(context.Background(), getPolicy(g, ns, "registry"))).To(Succeed())
+	g.Eventually(func() bool { return byHost(otherTok, "GET").Allowed() }, inForce, 10*time.Millisecond).Should(BeTrue())
+	g.Eventually(func(g Gomega) {
+		g.Expect(readyCondition(g, ns, "other").Status).To(Equal(metav1.ConditionTrue))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 }
 
 // TestSecretCacheHoldsNoData checks the cache restriction: Secrets are cached
@@ -1120,4 +1123,60 @@ func TestTargetRules(t *testing.T) {
 		g.Expect(strict.delegateAllowed(tc.url)).To(Equal(tc.want), tc.url)
 	}
 	g.Expect(loose.delegateAllowed("http://127.0.0.1:8888/validate")).To(BeTrue())
+}
+
+// Only namespaces the cluster admin granted a host may answer for it: a
+// policy elsewhere that lists it can neither block the owner (even when it
+// is older) nor take the host over when the owner's policy is gone.
+func TestHostGrants(t *testing.T) {
+	g := NewWithT(t)
+	owner, intruder := newNamespace(t), newNamespace(t)
+	host := "registry.grants.example.com"
+	grants, err := ParseHostGrants(owner + "=" + host + ";*=*.shared.example.com")
+	g.Expect(err).NotTo(HaveOccurred())
+	tokB, tokA := randomToken(t), randomToken(t)
+	// The intruder's policy comes first: age alone does not make a claim.
+	createSecret(t, intruder, "api-token", tokB)
+	createPolicy(t, intruder, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) { p.Spec.Hosts = []string{host} })
+	time.Sleep(1100 * time.Millisecond)
+	createSecret(t, owner, "api-token", tokA)
+	createPolicy(t, owner, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) { p.Spec.Hosts = []string{host} })
+	m := startManager(t, managerOpts{grants: &grants})
+	byHost := func(tok string) policy.Decision {
+		return policy.Decide(context.Background(), m.store.Load(), &check.Request{
+			Scheme: "http", Host: host, Path: "/api/servers", Method: "GET", Authorization: []string{"Bearer " + tok},
+		}, time.Now())
+	}
+	g.Eventually(func() bool { return byHost(tokA).Allowed() }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
+	g.Expect(byHost(tokB).Allowed()).To(BeFalse())
+	g.Eventually(func(g Gomega) {
+		c := readyCondition(g, intruder, "registry")
+		g.Expect(c.Reason).To(Equal(authn.ProblemHostNotGranted))
+		g.Expect(c.Message).To(ContainSubstring(host))
+		g.Expect(readyCondition(g, owner, "registry").Status).To(Equal(metav1.ConditionTrue), "the owner is not disturbed")
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	g.Expect(m.allows(intruder, "registry", tokB)).To(BeTrue(), "by name the intruder's policy still works for its own clients")
+
+	// The owner's policy deleted (a GitOps prune, a rename): the host is
+	// nobody's, the intruder does not get it.
+	g.Expect(adminClient.Delete(context.Background(), getPolicy(g, owner, "registry"))).To(Succeed())
+	g.Eventually(func() check.Reason { return byHost(tokA).Reason }, inForce, 10*time.Millisecond).Should(Equal(check.ReasonNoPolicy))
+	g.Consistently(func() bool { return byHost(tokB).Allowed() }, time.Second, 100*time.Millisecond).Should(BeFalse())
+
+	// A wildcard grant to every namespace.
+	intruderPol := getPolicy(g, intruder, "registry")
+	intruderPol.Spec.Hosts = []string{"b.shared.example.com"}
+	g.Expect(adminClient.Update(context.Background(), intruderPol)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(readyCondition(g, intruder, "registry").Status).To(Equal(metav1.ConditionTrue))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	// The flag's syntax.
+	for _, bad := range []string{"team-a", "=x.example.com", "team-a="} {
+		_, err := ParseHostGrants(bad)
+		g.Expect(err).To(HaveOccurred(), bad)
+	}
+	none, err := ParseHostGrants("")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(none.Allows("default", "x.example.com")).To(BeFalse())
 }

@@ -66,6 +66,7 @@ type resolver struct {
 	health  *WatchHealth
 	issuers *jwt.Issuers
 	targets TargetRules
+	grants  HostGrants
 	memory  *rotationMemory
 	opts    policy.CompileOptions
 	now     func() time.Time
@@ -229,9 +230,22 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		Namespace:         pol.Namespace,
 		Name:              pol.Name,
 		Generation:        pol.Generation,
-		Hosts:             spec.Hosts,
+		Created:           pol.CreationTimestamp.Time,
 		GroupScopes:       spec.GroupScopes,
 		AgentPathPrefixes: spec.AgentPathPrefixes,
+	}
+	var refused []string
+	for _, h := range spec.Hosts {
+		if r.grants.Allows(pol.Namespace, h) {
+			cfg.Hosts = append(cfg.Hosts, h)
+		} else {
+			refused = append(refused, h)
+		}
+	}
+	if len(refused) > 0 {
+		extra = append(extra, authn.Problem{Reason: authn.ProblemHostNotGranted, Field: "spec.hosts",
+			Message: fmt.Sprintf("host(s) %s not granted to namespace %q (the operator's --host-grants); plain /validate does not choose this policy for them, /validate/%s/%s still does",
+				strings.Join(refused, ", "), pol.Namespace, pol.Namespace, pol.Name)})
 	}
 	if st := spec.StaticToken; st != nil {
 		cfg.RegistryPathPrefixes = st.PathPrefixes

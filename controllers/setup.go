@@ -71,6 +71,8 @@ type Options struct {
 	Issuers *jwt.Issuers
 	// Targets are the URLs policies may name (issuers, delegates).
 	Targets TargetRules
+	// HostGrants say which namespaces may claim which hosts.
+	HostGrants HostGrants
 	// Compile tunes the compile step.
 	Compile policy.CompileOptions
 	// MaxConcurrentReconciles of each controller (default 8).
@@ -145,6 +147,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		states:   map[string]*stateRecord{},
 		issuers:  opts.Issuers,
 		targets:  opts.Targets,
+		grants:   opts.HostGrants,
 		memory:   newRotationMemory(),
 		opts:     opts.Compile,
 		now:      opts.Now,
@@ -165,6 +168,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		return nil, err
 	}
 	status := &StatusReconciler{
+		grants:   opts.HostGrants,
 		client:   mgr.GetClient(),
 		loader:   loader,
 		ready:    ready,

@@ -21,7 +21,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -59,6 +58,7 @@ const (
 // acts on the leader only (see LeaderElector): it writes the rotation state
 // Secret, records events and makes one status write per reconcile.
 type StatusReconciler struct {
+	grants   HostGrants
 	client   client.Client
 	loader   *PolicyLoader
 	recorder recorder.EventRecorder
@@ -297,26 +297,45 @@ func (s *StatusReconciler) recordReadiness(pol, orig *authv1alpha1.RegistryAuthP
 func (s *StatusReconciler) hostConflicts(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) ([]authn.Problem, error) {
 	var probs []authn.Problem
 	for _, h := range pol.Spec.Hosts {
+		if !s.grants.Allows(pol.Namespace, h) {
+			continue // not claimed at all: HostNotGranted says so
+		}
 		var list authv1alpha1.RegistryAuthPolicyList
 		if err := s.client.List(ctx, &list, client.MatchingFields{indexHosts: h}); err != nil {
 			return nil, err
 		}
-		var others []string
+		// Older policies granted the host hold it; this one reports the
+		// conflict and answers only by name. Another namespace's policy
+		// is not named.
+		var holder string
 		for _, o := range list.Items {
-			if o.UID != pol.UID {
-				others = append(others, o.Namespace+"/"+o.Name)
+			if o.UID == pol.UID || !s.grants.Allows(o.Namespace, h) || !olderThan(&o, pol) {
+				continue
+			}
+			if o.Namespace == pol.Namespace {
+				holder = fmt.Sprintf("the older policy %q", o.Name)
+			} else if holder == "" {
+				holder = "an older policy of another namespace"
 			}
 		}
-		if len(others) > 0 {
-			sort.Strings(others)
+		if holder != "" {
 			probs = append(probs, authn.Problem{
 				Reason:  authn.ProblemHostConflict,
 				Field:   "spec.hosts",
-				Message: fmt.Sprintf("host %q is also listed by %s; plain /validate requests for it are refused", h, strings.Join(others, ", ")),
+				Message: fmt.Sprintf("host %q is held by %s; plain /validate requests for it go there, this policy answers only on /validate/%s/%s", h, holder, pol.Namespace, pol.Name),
 			})
 		}
 	}
 	return probs, nil
+}
+
+// olderThan reports whether policy a holds a host before b: created
+// earlier, or at the same second and first by namespace/name.
+func olderThan(a, b *authv1alpha1.RegistryAuthPolicy) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 }
 
 // maxConditionMessage keeps the Ready message within the API's limit.

@@ -237,6 +237,9 @@ type managerOpts struct {
 	requests *requestLog
 	// targets are the URLs policies may name.
 	targets TargetRules
+	// grants are the host grants; nil grants every host to every
+	// namespace.
+	grants *HostGrants
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -309,7 +312,11 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		}
 	}
 	store := policy.NewStore(policy.StoreOptions{})
-	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, EventRecorderName: "registry-auth-operator",
+	grants, _ := ParseHostGrants("*=*")
+	if o.grants != nil {
+		grants = *o.grants
+	}
+	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, HostGrants: grants, EventRecorderName: "registry-auth-operator",
 		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -84,3 +85,70 @@ func loopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// HostGrants say which namespaces' policies may answer for which hosts on
+// plain /validate (the host of the original request chooses the policy).
+// Without them any namespace could list another's host: block it, or answer
+// for it once its owner's policy is gone, with its own IdP and group map.
+// The cluster admin grants hosts, as a Gateway's allowedRoutes grants
+// routes; among the policies a host is granted to, the oldest answers for
+// it. /validate/<namespace>/<name> needs no grant.
+type HostGrants struct {
+	grants []hostGrant
+}
+
+type hostGrant struct {
+	namespace string // "*": any
+	hosts     []string
+}
+
+// ParseHostGrants parses --host-grants:
+// "NAMESPACE=HOST[,HOST…][;NAMESPACE=HOST…]", where NAMESPACE may be "*" (any
+// namespace) and HOST may be "*" (any host) or "*.example.com" (any host under
+// example.com). Empty grants nothing.
+func ParseHostGrants(v string) (HostGrants, error) {
+	var g HostGrants
+	for _, entry := range strings.Split(v, ";") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		ns, hosts, ok := strings.Cut(entry, "=")
+		ns = strings.TrimSpace(ns)
+		if !ok || ns == "" {
+			return HostGrants{}, fmt.Errorf("host grant %q: want NAMESPACE=HOST[,HOST...]", entry)
+		}
+		hg := hostGrant{namespace: ns}
+		for _, h := range strings.Split(hosts, ",") {
+			if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+				hg.hosts = append(hg.hosts, h)
+			}
+		}
+		if len(hg.hosts) == 0 {
+			return HostGrants{}, fmt.Errorf("host grant %q names no host", entry)
+		}
+		g.grants = append(g.grants, hg)
+	}
+	return g, nil
+}
+
+// Allows reports whether a policy in namespace ns may answer for host.
+func (g HostGrants) Allows(ns, host string) bool {
+	host = strings.ToLower(host)
+	for _, gr := range g.grants {
+		if gr.namespace != "*" && gr.namespace != ns {
+			continue
+		}
+		for _, h := range gr.hosts {
+			switch {
+			case h == "*", h == host:
+				return true
+			case strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]):
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Empty reports whether nothing is granted.
+func (g HostGrants) Empty() bool { return len(g.grants) == 0 }

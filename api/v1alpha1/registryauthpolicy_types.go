@@ -49,9 +49,12 @@ const (
 	// ReasonInvalidSpec: the spec passed API validation but cannot be compiled
 	// (for example an API key path prefix outside the Registry API prefixes).
 	ReasonInvalidSpec = "InvalidSpec"
-	// ReasonHostConflict: another policy claims one of this policy's hosts.
-	// Plain /validate requests for that host are refused.
+	// ReasonHostConflict: an older policy holds one of this policy's hosts;
+	// plain /validate requests for that host go there.
 	ReasonHostConflict = "HostConflict"
+	// ReasonHostNotGranted: one of this policy's hosts is not granted to its
+	// namespace (the operator's --host-grants).
+	ReasonHostNotGranted = "HostNotGranted"
 	// ReasonSigningKeyInvalid: the registry token's signing key is not an
 	// unencrypted PEM P-256 private key. Requests that need a registry
 	// token are refused (registry_token_unavailable).
@@ -466,9 +469,12 @@ type RegistryTokenSpec struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.groupScopes) || self.groupScopes.all(g, size(g) > 0 && size(g) <= 256)",message="groupScopes keys must be 1 to 256 characters"
 type RegistryAuthPolicySpec struct {
 	// hosts are the ingress hosts this policy answers for when the ingress
-	// calls plain /validate (the host is read from X-Original-URL). A host may
-	// be claimed by one policy only. /validate/<namespace>/<name> selects a
-	// policy without hosts.
+	// calls plain /validate (the host is read from X-Original-URL). A host
+	// counts only when the cluster admin granted it to the policy's namespace
+	// (the operator's --host-grants; HostNotGranted otherwise); of the
+	// policies a host is granted to, the oldest answers for it and a newer
+	// one reports HostConflict. /validate/<namespace>/<name> selects a policy
+	// without hosts or grants.
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`

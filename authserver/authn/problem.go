@@ -15,6 +15,7 @@ const (
 	ProblemOIDCDiscoveryFailed = "OIDCDiscoveryFailed"
 	ProblemInvalidSpec         = "InvalidSpec"
 	ProblemHostConflict        = "HostConflict"
+	ProblemHostNotGranted      = "HostNotGranted"
 	// ProblemSigningKeyInvalid: the registry token's ES256 signing key is
 	// not an unencrypted PEM P-256 private key.
 	ProblemSigningKeyInvalid = "SigningKeyInvalid"

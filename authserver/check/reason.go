@@ -33,7 +33,6 @@ const ReasonDelegate Reason = "delegate"
 const (
 	ReasonNoPolicy                Reason = "no_policy"
 	ReasonUnknownPolicy           Reason = "unknown_policy"
-	ReasonHostConflict            Reason = "host_conflict"
 	ReasonBadOriginalURL          Reason = "bad_original_url"
 	ReasonBadPath                 Reason = "bad_path"
 	ReasonAmbiguousAuthorization  Reason = "ambiguous_authorization"
@@ -73,7 +72,7 @@ var allReasons = [...]Reason{
 	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
 	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed,
 
-	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
+	ReasonNoPolicy, ReasonUnknownPolicy, ReasonBadOriginalURL,
 	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
 	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway, ReasonFederationTokenOffPath,
 	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
@@ -161,7 +160,6 @@ func init() {
 	)
 	defineDeny(ReasonNoPolicy, s403, "no policy answers for this host; call /validate/<namespace>/<name> or list the host in a policy's spec.hosts")
 	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
-	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
 	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL and X-Original-Method a method; X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method for /forward-auth; the /ext-authz prefix for Envoy)")
 	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (a '.' or '..' segment, bad percent-encoding, or a control character)")
 	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization or X-Authorization value was sent")

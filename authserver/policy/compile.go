@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
@@ -21,6 +22,7 @@ type Policy struct {
 	namespace  string
 	name       string
 	generation int64
+	created    time.Time
 	hosts      []string
 
 	registryPrefixes []string
@@ -174,6 +176,7 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []authn.Problem) {
 		namespace:    cfg.Namespace,
 		name:         cfg.Name,
 		generation:   cfg.Generation,
+		created:      cfg.Created,
 		skipCookie:   cfg.SessionCookieName,
 		fingerprints: Fingerprints{APIKeys: map[string]string{}},
 	}

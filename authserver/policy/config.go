@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"time"
+
 	"github.com/registryauth/registry-auth-operator/authserver/authn/apikey"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/federation"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
@@ -21,6 +23,9 @@ type PolicyConfig struct {
 	Name      string
 	// Generation is the source object's generation, for status and logs.
 	Generation int64
+	// Created is when the source object was created: of two policies that
+	// list one host, the older answers for it.
+	Created time.Time
 	// Hosts this policy answers for on plain /validate.
 	Hosts []string
 	// RegistryPathPrefixes are the Registry API prefixes; static tokens and

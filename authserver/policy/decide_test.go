@@ -353,8 +353,10 @@ func TestCompileProblems(t *testing.T) {
 func TestSnapshotSelection(t *testing.T) {
 	g := NewWithT(t)
 	a := BasePolicy()
+	a.Created = Now.Add(-time.Hour)
 	b := BasePolicy()
 	b.Name = "other"
+	b.Created = Now
 	b.Hosts = []string{"Registry.Example.com.", "b.example.com"}
 	b.StaticToken.Token.Value = []byte(TokStatic2)
 	store := NewStore(StoreOptions{})
@@ -362,13 +364,20 @@ func TestSnapshotSelection(t *testing.T) {
 	store.Put(CompileOK(t, b))
 	snap := store.Load()
 	g.Expect(snap.Len()).To(Equal(2))
-	g.Expect(snap.HostConflicts("team/registry")).To(Equal(map[string][]string{"registry.example.com": {"team/other", "team/registry"}}))
+	g.Expect(snap.HostConflicts("team/registry")).To(Equal(map[string][]string{"registry.example.com": {"team/registry", "team/other"}}))
 
 	decide := func(s *Snapshot, policy, url, tok string) Decision {
 		return decideURL(context.Background(), s, &request{Policy: policy, OriginalURL: url, Authorization: Bearer(tok)}, Now)
 	}
-	// A host claimed twice selects nothing (403), never either policy.
-	g.Expect(decide(snap, "", "http://registry.example.com/api/x", TokStatic).Reason).To(Equal(check.ReasonHostConflict))
+	// A host claimed twice goes to the older policy; the newer one cannot
+	// take it, nor block it.
+	g.Expect(decide(snap, "", "http://registry.example.com/api/x", TokStatic).Reason).To(Equal(check.ReasonAllowedStaticToken))
+	g.Expect(decide(snap, "", "http://registry.example.com/api/x", TokStatic2).Reason).To(Equal(check.ReasonInvalidCredentials))
+	// Created at the same second: the first by namespace/name.
+	b.Created = a.Created
+	tie := NewStore(StoreOptions{})
+	tie.Replace(CompileOK(t, a), CompileOK(t, b))
+	g.Expect(decide(tie.Load(), "", "http://registry.example.com/api/x", TokStatic2).Reason).To(Equal(check.ReasonAllowedStaticToken), "team/other sorts first")
 	g.Expect(decide(snap, "", "http://b.example.com/api/x", TokStatic2).Reason).To(Equal(check.ReasonAllowedStaticToken))
 	g.Expect(decide(snap, "", "http://b.example.com/api/x", TokStatic).Reason).To(Equal(check.ReasonInvalidCredentials))
 	g.Expect(decide(snap, "team/registry", "http://registry.example.com/api/x", TokStatic).Reason).To(Equal(check.ReasonAllowedStaticToken))

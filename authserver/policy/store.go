@@ -40,7 +40,8 @@ func (s *Snapshot) Policy(key string) *Policy { return s.policies[key] }
 func (s *Snapshot) Only() *Policy { return s.only }
 
 // HostConflicts returns, for each host of the policy that other policies
-// claim too, the keys of all claimants (sorted).
+// claim too, the keys of all claimants, the one that answers for it (the
+// oldest) first.
 func (s *Snapshot) HostConflicts(key string) map[string][]string {
 	p := s.policies[key]
 	if p == nil {
@@ -73,9 +74,6 @@ func (s *Snapshot) selectPolicy(key, host string) (*Policy, check.Reason) {
 	}
 	if p := s.hosts[host]; p != nil {
 		return p, ""
-	}
-	if len(s.conflicts[host]) > 0 {
-		return nil, check.ReasonHostConflict
 	}
 	return nil, check.ReasonNoPolicy
 }
@@ -174,13 +172,22 @@ func (s *Store) build() *Snapshot {
 			claims[h] = append(claims[h], k)
 		}
 	}
+	// Of several claimants the oldest answers for the host, as Gateway API
+	// resolves conflicting routes: a newer policy cannot take a host away,
+	// nor block it. (Which namespace may claim which host at all is the
+	// loader's to check: the operator's --host-grants.)
 	for h, keys := range claims {
-		if len(keys) == 1 {
-			snap.hosts[h] = s.policies[keys[0]]
-			continue
+		if len(keys) > 1 {
+			sort.Slice(keys, func(i, j int) bool {
+				a, b := s.policies[keys[i]], s.policies[keys[j]]
+				if !a.created.Equal(b.created) {
+					return a.created.Before(b.created)
+				}
+				return keys[i] < keys[j]
+			})
+			snap.conflicts[h] = keys
 		}
-		sort.Strings(keys)
-		snap.conflicts[h] = keys
+		snap.hosts[h] = s.policies[keys[0]]
 	}
 	if s.selectOne && len(s.policies) == 1 {
 		for _, p := range s.policies {

@@ -97,7 +97,7 @@ func startOperator(cfg config, bin binaries, k *kube, workDir, name, leaseNS str
 	r := &replica{auth: freeAddr(), probe: freeAddr(), metrics: freeAddr()}
 	args := append([]string{
 		"--kubeconfig", k.kubeconfig,
-		"--leader-elect", "--leader-election-namespace", leaseNS,
+		"--leader-elect", "--leader-election-namespace", leaseNS, "--host-grants=*=*",
 		"--auth-bind-address", r.auth,
 		"--health-probe-bind-address", r.probe,
 		"--metrics-bind-address", r.metrics,

@@ -211,6 +211,9 @@ func run() int {
 			// A local IdP or upstream auth server on this machine may be
 			// plain http.
 			"--allow-insecure-loopback",
+			// One user, one local cluster: every namespace may claim any
+			// host (the oldest policy wins).
+			"--host-grants=*=*",
 		)
 		child.Dir = root
 		child.Stdout, child.Stderr = os.Stdout, os.Stderr

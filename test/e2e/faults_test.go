@@ -560,7 +560,7 @@ func testFaultAPIServerOutage(t *testing.T, leaderElect bool) {
 	c := startFaultCluster(t, secrets, true)
 	const ns = "fault-outage"
 	c.createPolicy(ns, good)
-	args := []string{"--kubeconfig", c.kubeconfig}
+	args := []string{"--kubeconfig", c.kubeconfig, "--host-grants=*=*"}
 	if leaderElect {
 		args = append(args, "--leader-elect", "--leader-election-namespace", ns)
 	}
@@ -714,7 +714,7 @@ func TestFaultManagerCrashRestart(t *testing.T) {
 	const ns = "fault-crash"
 	c.createPolicy(ns, good)
 	auth, probeAddr, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
-	args := []string{"--kubeconfig", c.kubeconfig, "--leader-elect", "--leader-election-namespace", ns}
+	args := []string{"--kubeconfig", c.kubeconfig, "--leader-elect", "--leader-election-namespace", ns, "--host-grants=*=*"}
 
 	p := faultLaunch(t, auth, probeAddr, metrics, args, secrets)
 	faultWaitReady(t, p, 60*time.Second)
@@ -821,7 +821,7 @@ func TestFaultSecretBroken(t *testing.T) {
 	c := startFaultCluster(t, secrets, false)
 	const ns = "fault-secret"
 	c.createPolicy(ns, good)
-	p := startBinary(t, []string{"--kubeconfig", c.kubeconfig, "--leader-elect", "--leader-election-namespace", ns}, nil, secrets, 60*time.Second)
+	p := startBinary(t, []string{"--kubeconfig", c.kubeconfig, "--leader-elect", "--leader-election-namespace", ns, "--host-grants=*=*"}, nil, secrets, 60*time.Second)
 	pid := p.cmd.Process.Pid
 	c.waitReady(ns, "True/Loaded", 30*time.Second)
 	hc := newFaultClient()

@@ -109,7 +109,7 @@ spec:
 
 	p := startBinary(t, []string{
 		"--kubeconfig", kubeconfig,
-		"--leader-elect", "--leader-election-namespace", ns, "--allow-insecure-loopback",
+		"--leader-elect", "--leader-election-namespace", ns, "--host-grants=*=*", "--allow-insecure-loopback",
 		// The most verbose: zap's lowest level is int8(-127), logr V(127).
 		"--zap-devel", "--zap-log-level=127", "--zap-stacktrace-level=info",
 		"--shutdown-grace-period=2s",

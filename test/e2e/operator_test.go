@@ -110,7 +110,7 @@ func TestOperatorRotation(t *testing.T) {
 
 	p := startBinary(t, []string{
 		"--kubeconfig", kubeconfig,
-		"--leader-elect", "--leader-election-namespace", ns,
+		"--leader-elect", "--leader-election-namespace", ns, "--host-grants=*=*",
 		"--zap-log-level=debug",
 		"--shutdown-grace-period=2s",
 	}, nil, secrets, 60*time.Second)

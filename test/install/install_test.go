@@ -48,6 +48,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/registryauth/registry-auth-operator/controllers"
 	"github.com/registryauth/registry-auth-operator/test/utils"
 )
 
@@ -413,6 +414,51 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		// minAvailable 1 of one replica would block every node drain.
 		if o.kind() == "PodDisruptionBudget" {
 			t.Errorf("one replica, yet the chart renders %s", o.id())
+		}
+	}
+}
+
+// hostGrants and allowedDelegateHosts render as the flags the operator
+// parses; unset, neither flag is passed (nothing granted, no delegate host
+// allowed).
+func TestHelmGrantsRenderAsFlags(t *testing.T) {
+	refuseArgPrefixes(t, managerArgs(t, parseDocs(t, helmTemplate(t, chartNamespace, ""), "helm template")),
+		"--host-grants", "--allowed-delegate-hosts")
+
+	values := "hostGrants:\n" +
+		"  default: [registry.example.com]\n" +
+		"  team-b: [\"*.team-b.example.com\", api.example.com]\n" +
+		"  \"*\": [shared.example.com]\n" +
+		"allowedDelegateHosts: [auth-server.registry.svc, auth.example.com]\n"
+	args := managerArgs(t, parseDocs(t, helmTemplate(t, chartNamespace, values), "helm template"))
+	wantArgs(t, args, "--allowed-delegate-hosts=auth-server.registry.svc,auth.example.com")
+	var flag string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--host-grants="); ok {
+			flag = v
+		}
+	}
+	if flag == "" {
+		t.Fatalf("manager args %q lack --host-grants", args)
+	}
+	g, err := controllers.ParseHostGrants(flag)
+	if err != nil {
+		t.Fatalf("the operator refuses the rendered --host-grants=%s: %v", flag, err)
+	}
+	for _, tc := range []struct {
+		ns, host string
+		want     bool
+	}{
+		{"default", "registry.example.com", true},
+		{"default", "api.example.com", false},
+		{"team-b", "x.team-b.example.com", true},
+		{"team-b", "api.example.com", true},
+		{"team-b", "registry.example.com", false},
+		{"team-c", "shared.example.com", true},
+		{"team-c", "registry.example.com", false},
+	} {
+		if got := g.Allows(tc.ns, tc.host); got != tc.want {
+			t.Errorf("--host-grants=%s: namespace %s host %s granted %v, want %v", flag, tc.ns, tc.host, got, tc.want)
 		}
 	}
 }
