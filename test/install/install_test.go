@@ -45,6 +45,7 @@ import (
 	"time"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
@@ -69,6 +70,8 @@ var (
 	kubeconfig string // admin kubeconfig of the test control plane
 	kubectlBin string
 	helmBin    string
+	// adminConfig is the control plane's admin (envtest's own user).
+	adminConfig *rest.Config
 )
 
 func TestMain(m *testing.M) {
@@ -108,6 +111,7 @@ func runMain(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "test/install: stopping envtest: %v\n", err)
 		}
 	}()
+	adminConfig = env.Config
 	fmt.Fprintf(os.Stderr, "test/install: control plane with %d CRDs started in %v\n",
 		len(env.CRDs), time.Since(start).Round(time.Millisecond))
 
@@ -257,7 +261,8 @@ var valueSets = []struct {
 		name: "defaults",
 		check: func(t *testing.T, docs []object) {
 			wantKinds(t, docs, "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-				"Role", "RoleBinding", "Service", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy")
+				"Role", "RoleBinding", "Service", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy",
+				"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 			args := managerArgs(t, docs)
 			wantArgs(t, args, "--leader-elect", "--metrics-bind-address=:8080", "--auth-bind-address=:8888",
 				"--zap-log-level=info", "--max-auth-failures=10")
@@ -285,6 +290,8 @@ maxAuthFailures: 0
 crds:
   install: false
 podDisruptionBudget:
+  enabled: false
+stateSecretPolicy:
   enabled: false
 replicaCount: 3
 extraEnv:
@@ -628,6 +635,10 @@ func chartDrift(kust, chart []object) []string {
 				if !reflect.DeepEqual(k[f], c[f]) {
 					add("%s %s differ:\n  kustomize: %s\n  chart:     %s", id, f, toJSON(k[f]), toJSON(c[f]))
 				}
+			}
+		case "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+			if !reflect.DeepEqual(k["spec"], c["spec"]) {
+				add("%s spec differs (mirror config/rbac/state_secret_policy.yaml exactly):\n  kustomize: %s\n  chart:     %s", id, toJSON(k["spec"]), toJSON(c["spec"]))
 			}
 		case "CustomResourceDefinition":
 			if !reflect.DeepEqual(k["spec"], c["spec"]) {
