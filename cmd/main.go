@@ -311,6 +311,7 @@ func runStandalone(ctx context.Context, o options, log logr.Logger) error {
 	if err := sa.Start(ctx); err != nil {
 		return fmt.Errorf("bad configuration: %w", err)
 	}
+	metrics.Registry.MustRegister(sa.Collectors()...)
 	go sa.Run(ctx)
 
 	servers := []manager.Runnable{auth}
@@ -318,7 +319,15 @@ func runStandalone(ctx context.Context, o options, log logr.Logger) error {
 		mux := http.NewServeMux()
 		ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }
 		mux.HandleFunc("/healthz", ok)
-		mux.HandleFunc("/readyz", ok) // Start has loaded the configuration
+		// Ready once Start has loaded the configuration, until a read of
+		// the secret files hangs or a reloaded secret is unusable.
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if err := sa.Ready(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok"))
+		})
 		servers = append(servers, &authRunnable{what: "health probes", server: plainServer(o.probeAddr, mux), grace: time.Second, log: log})
 	}
 	if o.metricsAddr != "" && o.metricsAddr != "0" {

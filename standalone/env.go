@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -261,7 +260,14 @@ func (e *Env) registryToken() bool {
 // Config builds the policy configuration, reading secret files now. A
 // missing or unreadable file is reported as the credential's problem, not an
 // error: the credential is then refused.
-func (e *Env) Config() policy.PolicyConfig {
+func (e *Env) Config() policy.PolicyConfig { return e.config(readSecretFile) }
+
+// readFunc reads a secret file.
+type readFunc func(path string) ([]byte, error)
+
+// config is Config with the secret files read by read (the loader passes
+// what it has just read, so that a load uses the contents it compared).
+func (e *Env) config(read readFunc) policy.PolicyConfig {
 	cfg := policy.PolicyConfig{
 		Namespace:            PolicyNamespace,
 		Name:                 PolicyName,
@@ -279,10 +285,10 @@ func (e *Env) Config() policy.PolicyConfig {
 		}
 	}
 	if e.StaticEnabled {
-		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN")}
+		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN", read)}
 	}
 	if e.FederationEnabled {
-		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN")}
+		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN", read)}
 		for _, p := range federation.DefaultPathPrefixes {
 			fc.PathPrefixes = append(fc.PathPrefixes, e.RootPath+p)
 		}
@@ -294,7 +300,7 @@ func (e *Env) Config() policy.PolicyConfig {
 		}
 		cfg.APIKeys = append(cfg.APIKeys, apikey.Config{
 			Name:         k.Name,
-			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]"),
+			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]", read),
 			Groups:       k.Groups,
 			PathPrefixes: k.PathPrefixes,
 			Methods:      k.Methods,
@@ -303,7 +309,7 @@ func (e *Env) Config() policy.PolicyConfig {
 	if e.SecretKey != "" || e.SecretKeyFile != "" {
 		cfg.Session = &session.Config{
 			CookieName: e.CookieName,
-			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY")},
+			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY", read)},
 			MaxAge:     e.MaxAge,
 		}
 	}
@@ -322,12 +328,12 @@ func (e *Env) Config() policy.PolicyConfig {
 		case e.SecretKeyFile != "":
 			// A file's value is trimmed (a trailing newline): the
 			// registry's SECRET_KEY environment value has none.
-			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY")
+			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY", read)
 			sv.Value = bytes.TrimSpace(sv.Value)
 			rt.SecretKey = &sv
 		}
 		if e.SigningKeyFile != "" {
-			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH")
+			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH", read)
 			rt.SigningKey = &sv
 		}
 		cfg.RegistryToken = rt
@@ -383,14 +389,14 @@ func envField(field string) string {
 	return field
 }
 
-func secretFrom(value, file, field string) authn.SecretValue {
+func secretFrom(value, file, field string, read readFunc) authn.SecretValue {
 	if file == "" {
 		return authn.SecretValue{Value: []byte(value)}
 	}
-	b, err := os.ReadFile(file)
+	b, err := read(file)
 	if err != nil {
 		reason := authn.ProblemSecretNotFound
-		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), errors.Unwrap(err))}}
+		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), err)}}
 	}
 	return authn.SecretValue{Value: b}
 }
