@@ -105,6 +105,11 @@ type Options struct {
 	// not, and 401 for identity headers without a token. The Echo carries
 	// what it decided.
 	Registry *authtest.RegistryVerifier
+	// PassInvalidHeaders mirrors ingress-nginx's ignore-invalid-headers:
+	// "false" (ignore_invalid_headers off): header names with characters
+	// other than letters, digits and '-' are passed on, to the auth
+	// service too, instead of dropped. Default on, as ingress-nginx.
+	PassInvalidHeaders bool
 }
 
 // Echo is what the upstream saw: method, path (with query), and the request
@@ -430,6 +435,7 @@ type confData struct {
 	ResponseHeaders []responseHeader
 
 	RegistryAPILocation bool
+	PassInvalidHeaders  bool
 }
 
 type responseHeader struct {
@@ -515,6 +521,7 @@ func newConfData(opts Options) (*confData, error) {
 		KeepaliveTimeout:     keepaliveTimeout,
 		ResponseHeaders:      headers,
 		RegistryAPILocation:  opts.RegistryAPILocation,
+		PassInvalidHeaders:   opts.PassInvalidHeaders,
 	}
 	if opts.Keepalive {
 		// buildAuthUpstreamName: "<server hostname>-<authPath[2:]>";
