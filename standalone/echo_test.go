@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -226,4 +227,57 @@ func TestStandaloneEnvValuesNotEchoed(t *testing.T) {
 			t.Errorf("echoRows has a row for %s, which ParseEnv never read", k)
 		}
 	}
+}
+
+// FuzzEnvJSONNoEcho fuzzes the JSON variables (REGISTRY_API_KEYS in both
+// forms, GROUP_SCOPES) with a secret planted wherever the input has '§':
+// as a name, a field name, a value, a key, part of one. ParseEnv and the
+// first load never panic, and neither ParseEnv's error nor Start's, nor
+// any log line, contains the secret.
+func FuzzEnvJSONNoEcho(f *testing.F) {
+	for _, s := range []string{
+		`[{"name":"§","key_file":"/x"}]`, `[{"name":"ci","key":"§"}]`, `[{"name":"ci","key":"k","§":1}]`,
+		`[{"name":"ci","key":"k","path_prefixes":["§"],"methods":["§"]}]`, `[{"name":"ci","key":"k","groups":"§"}]`,
+		`{"§":{"key":"k","groups":["g"]}}`, `{"ci":{"key":"§","groups":["g"]}}`, `{"§":"x"}`, `{"ci":{"key_file":"§","groups":["§"]}}`,
+		`{"g":["§"]}`, `{"§":[1]}`, `{"§":["a"],"§x":["b"]}`, `[{"name":"ci","key":"k"}]§`, `§`, `{"a":{"§":1}}`,
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	const planted = "7f3a9c1e5b2d8f4a6c0e9b7d5f3a1c8e2b4d6f0a"
+	f.Fuzz(func(t *testing.T, v string, groupScopes bool) {
+		if !strings.Contains(v, "§") {
+			return
+		}
+		variable := "REGISTRY_API_KEYS"
+		if groupScopes {
+			variable = "GROUP_SCOPES"
+		}
+		env := map[string]string{variable: strings.ReplaceAll(v, "§", planted), "REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true"}
+		e, err := ParseEnv(func(k string) string { return env[k] })
+		var out []string
+		if err != nil {
+			out = append(out, err.Error())
+		} else {
+			logs := &standaloneLogs{}
+			sa := NewLoader(e, policy.NewStore(policy.StoreOptions{SelectOnlyPolicy: true}), jwt.NewIssuers(nil), logs.logger(), policy.CompileOptions{})
+			sa.readFile = func(string) ([]byte, error) { return nil, errors.New("no such file or directory") }
+			if err := sa.Start(context.Background()); err != nil {
+				out = append(out, err.Error())
+			}
+			for _, l := range logs.all() {
+				// A name accepted as an API key's name is the key's
+				// identity (X-Client-Id) and is logged with its
+				// fingerprint by design; only errors must not name it.
+				if strings.Contains(l, `"error"`) {
+					out = append(out, l)
+				}
+			}
+		}
+		for _, o := range out {
+			if strings.Contains(o, planted) || strings.Contains(o, planted[:24]) {
+				t.Fatalf("%s=%q: the output repeats the planted secret: %q", variable, v, o)
+			}
+		}
+	})
 }
