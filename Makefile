@@ -211,6 +211,10 @@ envtest: ## Build etcd, kube-apiserver and kubectl into bin/k8s from hack/tools 
 golangci-lint: ## Build golangci-lint into bin/golangci-lint from hack/tools/lint (skipped when up to date; ~4 min cold).
 	hack/build-tools.sh lint
 
+.PHONY: node
+node: envtest ## Build kubelet, kube-proxy, kube-controller-manager and kube-scheduler into bin/node from hack/tools (skipped when up to date; ~4 min after make envtest).
+	hack/build-tools.sh node
+
 .PHONY: helm
 helm: ## Build helm into bin/helm from hack/tools (skipped when up to date; ~2-3 min after `make envtest`, ~5 min CPU from a cold cache).
 	hack/build-tools.sh helm
