@@ -131,6 +131,10 @@ run: manifests generate fmt vet envtest crds build ## Start a local control plan
 	go build -o $(LOCALBIN)/localup ./hack/localup
 	exec $(LOCALBIN)/localup $(RUN_ARGS)
 
+.PHONY: image
+image: ## Build the image localhost/registry-auth:dev (the Dockerfile's, without a container engine) and the local pause image as OCI archives in bin/image (hack/build-image.sh).
+	hack/build-image.sh
+
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.
 # (i.e. docker build --platform linux/arm64). However, you must enable docker buildKit for it.
 # More info: https://docs.docker.com/develop/develop-images/build_enhancements/
