@@ -67,28 +67,44 @@ fmt-check: ## Fail if `gofmt -l` lists any Go file (also testdata/ and hack/).
 	if [ -n "$$out" ]; then echo "gofmt -l lists unformatted files (run 'make fmt'):"; echo "$$out"; exit 1; fi
 
 # test-plan prints the first line of make test: what it is about to build and
-# for how long. provision then installs nginx and a C compiler when it can
-# (root with apt-get) or says what is missing: the nginx tests skip and go test
-# runs without -race (CI=true: a missing part fails instead).
+# for how long (the node too when run as root: provision can then make the
+# real-node suite runnable). provision then installs nginx, a C compiler and
+# the node's packages when it can (root with apt-get) or says what is
+# missing: the nginx tests and the real-node suite skip and go test runs
+# without -race (CI=true: a missing part fails instead). node-if-ready builds
+# the node only when the real-node suite can run here.
 # fmt-check runs before fmt so that unformatted code fails the tests instead of
 # being silently rewritten. At the end, what was missing is said again, as
 # go test does not list skipped tests.
 .PHONY: test
-test: test-plan provision manifests generate fmt-check fmt vet envtest helm crds ## Run all tests with the race detector (unit, envtest, e2e with nginx). First provides nginx and gcc (hack/provision.sh) and builds the control plane (~10 min) and helm (~2-3 min more).
+test: test-plan provision manifests generate fmt-check fmt vet envtest helm crds node-if-ready ## Run all tests with the race detector (unit, envtest, e2e with nginx, the real-node suite as root). First provides nginx, gcc and containerd & co. (hack/provision.sh --node) and builds the control plane (~10 min), helm (~2-3 min more) and, as root, the node (~4 min more).
 	@race="$$(hack/provision.sh --race-flag)"; \
 	[ -n "$$race" ] || echo "go test runs without -race: the race detector needs cgo and a working C compiler (see [provision] above)"; \
-	echo "KUBEBUILDER_ASSETS=\"$(ENVTEST_ASSETS)\" go test $$race ./... -count=1"; \
-	rc=0; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $$race ./... -count=1 || rc=$$?; \
-	hack/provision.sh --check 2>&1 | grep '^\[provision\] missing: ' || true; \
+	echo "KUBEBUILDER_ASSETS=\"$(ENVTEST_ASSETS)\" go test $$race ./... -count=1 -timeout 20m"; \
+	rc=0; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $$race ./... -count=1 -timeout 20m || rc=$$?; \
+	hack/provision.sh --check --node 2>&1 | grep '^\[provision\] missing: ' || true; \
 	exit $$rc
 
 .PHONY: test-plan
 test-plan:
-	@CONTROLLER_GEN_BIN="$(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION)" hack/build-tools.sh plan "make test"
+	@PLAN_NODE="$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0)" \
+	CONTROLLER_GEN_BIN="$(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION)" hack/build-tools.sh plan "make test"
 
 .PHONY: provision
-provision: ## Install what the tests need (nginx, gcc) as root with apt-get, else say what is missing (hack/provision.sh).
-	@hack/provision.sh
+provision: ## Install what the tests need (nginx, gcc; containerd, runc, CNI plugins, nftables for the real-node suite) as root with apt-get, else say what is missing (hack/provision.sh --node).
+	@hack/provision.sh --node
+
+.PHONY: node-if-ready
+node-if-ready:
+	@if hack/provision.sh --node-ready; then $(MAKE) --no-print-directory node; fi
+
+# The real-node suite (test/node): a real single-node cluster in namespaces
+# of its own, dist/install.yaml and the Helm chart installed with the image
+# make image builds (the suite builds it again itself, so it is never stale).
+# Needs root; see test/utils/realnode. About 3 minutes once built.
+.PHONY: test-node
+test-node: provision envtest helm node ## Run the real-node suite alone (root; installs containerd & co. like make test). Results in bin/test-node/results.md.
+	go test ./test/node -count=1 -v -timeout 20m
 
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
