@@ -142,10 +142,14 @@ bench: envtest ## Measure throughput and latency (wrk vs a minimal server and oa
 build: manifests generate fmt vet ## Build the registry-auth binary (bin/registry-auth).
 	go build -o $(LOCALBIN)/registry-auth ./cmd
 
+# NODE=1: a real single-node cluster instead of the bare control plane, with
+# the operator installed from dist/install.yaml as two pods of the image make
+# image builds (root; hack/provision.sh --node's packages).
+NODE ?=
 .PHONY: run
-run: manifests generate fmt vet envtest crds build ## Start a local control plane, apply config/samples and run bin/registry-auth (see hack/localup). RUN_ARGS="--no-operator" only starts the cluster.
+run: manifests generate fmt vet envtest crds build $(if $(filter 1,$(NODE)),node image) ## Start a local control plane, apply config/samples and run bin/registry-auth (see hack/localup). RUN_ARGS="--no-operator" only starts the cluster. NODE=1 starts a real node and runs the operator on it as pods (root).
 	go build -o $(LOCALBIN)/localup ./hack/localup
-	exec $(LOCALBIN)/localup $(RUN_ARGS)
+	exec $(LOCALBIN)/localup $(if $(filter 1,$(NODE)),-node) $(RUN_ARGS)
 
 .PHONY: image
 image: ## Build the image localhost/registry-auth:dev (the Dockerfile's, without a container engine) and the local pause image as OCI archives in bin/image (hack/build-image.sh).
