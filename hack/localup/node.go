@@ -124,7 +124,11 @@ func runNode(root, localDir, imgDir, authAddr string) int {
 		logln("%v", err)
 		return 1
 	}
-	install = bytes.Replace(install, []byte("image: controller:latest"), []byte("image: "+nodeImage), 1)
+	install, err = localInstall(install)
+	if err != nil {
+		logln("dist/install.yaml: %v", err)
+		return 1
+	}
 	if err := kubectl(install, "apply", "--server-side", "-f", "-"); err != nil {
 		logln("applying dist/install.yaml: %v", err)
 		return 1
@@ -180,4 +184,19 @@ func runNode(root, localDir, imgDir, authAddr string) int {
 	sig := <-sigs
 	logln("got %s, shutting down", sig)
 	return 0
+}
+
+// localInstall is dist/install.yaml for this machine: the local image, and
+// the flags make run gives the operator too (one user, one local cluster:
+// every namespace may claim any host; a local IdP or upstream auth server
+// may be plain http on loopback).
+func localInstall(install []byte) ([]byte, error) {
+	const image, args = "image: controller:latest", "        - --leader-elect\n"
+	if bytes.Count(install, []byte(image)) != 1 || bytes.Count(install, []byte(args)) != 1 {
+		return nil, fmt.Errorf("want exactly one %q and one %q to change", image, strings.TrimSpace(args))
+	}
+	install = bytes.Replace(install, []byte(image), []byte("image: "+nodeImage), 1)
+	return bytes.Replace(install, []byte(args), []byte(args+
+		"        - --host-grants=*=*\n"+
+		"        - --allow-insecure-loopback\n"), 1), nil
 }

@@ -31,17 +31,25 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The request ingress-nginx makes for a Registry API call.
+// The request ingress-nginx makes for a Registry API call, to the sample
+// policy by name (an install grants no host to any namespace unless told:
+// --host-grants, Helm value hostGrants).
 const (
+	validatePath = "/validate/default/registry"
 	validateHost = "http://registry.localhost/api/servers"
 	loadWorkers  = 2 // per kind of target
 	loadPause    = 5 * time.Millisecond
 )
 
-// validate makes one /validate request to base (http://IP:PORT) with the
-// token and returns the status code.
+// validate makes one validatePath request to base (http://IP:PORT) with
+// the token and returns the status code.
 func validate(cl *http.Client, base, token string) (int, error) {
-	req, err := http.NewRequest(http.MethodGet, base+"/validate", nil)
+	return validateAt(cl, base+validatePath, token)
+}
+
+// validateAt makes one request to url as ingress-nginx's auth-url does.
+func validateAt(cl *http.Client, url, token string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -58,6 +58,10 @@ type install struct {
 	restart        func(t *testing.T) // a rolling update
 	remove         func(t *testing.T)
 
+	// hostGranted: the install grants registry.localhost to namespace
+	// default, so plain /validate answers for it too.
+	hostGranted bool
+
 	authServiceIP string
 	token         string // the static token in force
 }
@@ -108,9 +112,11 @@ func chartInstall() *install {
 		return append([]string{filepath.Join(root, "bin", "helm"), "--kubeconfig", cluster.Kubeconfig}, args...)
 	}
 	repo, tag, _ := strings.Cut(image, ":")
+	in.hostGranted = true
 	in.apply = func(t *testing.T) {
 		args := helm("install", "registry-auth", filepath.Join(root, "dist", "chart"), "--namespace", in.namespace,
-			"--create-namespace", "--set", "image.repository="+repo, "--set", "image.tag="+tag)
+			"--create-namespace", "--set", "image.repository="+repo, "--set", "image.tag="+tag,
+			"--set-json", `hostGrants={"default":["registry.localhost"]}`)
 		run(t, cluster.Command(args[0], args[1:]...), nil)
 	}
 	in.restart = func(t *testing.T) {
@@ -265,17 +271,38 @@ func newToken(t *testing.T) string {
 	return hex.EncodeToString(b)
 }
 
-// policy creates the token Secret and applies the sample policy; every
-// replica answers 200 with the token and 401 without through the Service,
-// and the policy's status (which only the leader writes) says it is in
-// force.
+// byNamePolicy is the sample policy without hosts: an install that grants
+// no host calls it by name (validatePath).
+const byNamePolicy = `apiVersion: auth.registryauth.io/v1alpha1
+kind: RegistryAuthPolicy
+metadata:
+  name: registry
+  namespace: default
+spec:
+  staticToken:
+    enabled: true
+    secretRef:
+      name: ` + tokenSecret + `
+`
+
+// policy creates the token Secret and applies the sample policy (without
+// its hosts where the install grants none); every replica answers 200 with
+// the token and 401 without, directly and through the Service, and the
+// policy's status (which only the leader writes) says it is in force.
 func policy(t *testing.T, in *install) {
 	in.token = newToken(t)
 	kubectl(t, "-n", "default", "create", "secret", "generic", tokenSecret, "--from-literal=token="+in.token)
-	kubectl(t, "apply", "-f", filepath.Join(root, "config", "samples", "auth_v1alpha1_registryauthpolicy.yaml"))
+	// Only a Secret that opts in is a credential.
+	kubectl(t, "-n", "default", "label", "secret", tokenSecret, "registryauth.io/credential=true")
+	if in.hostGranted {
+		kubectl(t, "apply", "-f", filepath.Join(root, "config", "samples", "auth_v1alpha1_registryauthpolicy.yaml"))
+	} else {
+		run(t, cluster.Kubectl("apply", "-f", "-"), []byte(byNamePolicy))
+	}
 	eventually(t, "the policy's Ready condition", 30*time.Second, 100*time.Millisecond, func() error {
 		out := strings.TrimSpace(kubectl(t, "-n", "default", "get", "rap", "registry", "-o",
-			`jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.staticToken.fingerprint}`))
+			`jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.staticToken.fingerprint} `+
+				`{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}`))
 		if !strings.HasPrefix(out, "True ") {
 			return fmt.Errorf("status %q", out)
 		}
@@ -304,6 +331,15 @@ func policy(t *testing.T, in *install) {
 	}
 	if code, err := validate(plain, svc, newToken(t)); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("the Service with a wrong token: HTTP %d, %v; want 401", code, err)
+	}
+	// Plain /validate (the host decides) answers only where the install
+	// grants the host.
+	want := http.StatusForbidden // no_policy
+	if in.hostGranted {
+		want = http.StatusOK
+	}
+	if code, err := validateAt(plain, svc+"/validate", in.token); err != nil || code != want {
+		t.Errorf("plain /validate for registry.localhost with the token: HTTP %d, %v; want %d (host granted: %v)", code, err, want, in.hostGranted)
 	}
 }
 
