@@ -8,6 +8,7 @@ package nginxtest
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
@@ -86,6 +87,11 @@ type Options struct {
 	// keepalive connections to the auth service). Default off. See
 	// nginx.conf.tmpl for how this differs from ingress-nginx's Lua variant.
 	Keepalive bool
+	// KeepaliveConnections is auth-keepalive's value, the idle connections
+	// nginx keeps to the auth service (default 32). Past it, nginx closes
+	// the connections a burst opened: a pool smaller than the checks in
+	// flight costs connections whatever the auth service does.
+	KeepaliveConnections int
 	// ProxyBodySize mirrors ingress-nginx's proxy-body-size
 	// (client_max_body_size). Default "1m" as in ingress-nginx; "0" disables
 	// the limit (what registry Ingresses usually set).
@@ -509,6 +515,9 @@ func newConfData(opts Options) (*confData, error) {
 	if opts.AuthURL == "" {
 		return nil, errors.New("Options.AuthURL is required")
 	}
+	if opts.KeepaliveConnections < 0 {
+		return nil, fmt.Errorf("KeepaliveConnections %d is negative", opts.KeepaliveConnections)
+	}
 	// Everything ends up unquoted in `set $target ...;`: refuse what nginx
 	// would interpret ($variables, ';', quotes, braces, whitespace).
 	if strings.ContainsAny(opts.AuthURL, "$;'\"{}\\ \t\r\n#") {
@@ -572,7 +581,7 @@ func newConfData(opts Options) (*confData, error) {
 		AuthHostPort:         hostPort,
 		AuthTarget:           opts.AuthURL,
 		Keepalive:            opts.Keepalive,
-		KeepaliveConnections: keepaliveConnections,
+		KeepaliveConnections: cmp.Or(opts.KeepaliveConnections, keepaliveConnections),
 		KeepaliveRequests:    keepaliveRequests,
 		KeepaliveTimeout:     keepaliveTimeout,
 		ResponseHeaders:      headers,

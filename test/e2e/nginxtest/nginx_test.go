@@ -551,6 +551,7 @@ func TestNewConfDataValidation(t *testing.T) {
 		{name: "body size", opts: Options{AuthURL: "http://127.0.0.1/validate", ProxyBodySize: "1m; evil"}},
 		{name: "self and url", opts: Options{AuthSelf: true, AuthURL: "http://127.0.0.1/validate"}},
 		{name: "self and keepalive", opts: Options{AuthSelf: true, Keepalive: true}},
+		{name: "negative pool", opts: Options{AuthURL: "http://127.0.0.1/validate", Keepalive: true, KeepaliveConnections: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := newConfData(tc.opts)
@@ -566,6 +567,11 @@ func TestNewConfDataValidation(t *testing.T) {
 	g.Expect(d.AuthHostPort).To(Equal("[::1]:80"))
 	g.Expect(d.ResponseHeaders).To(Equal([]responseHeader{{Index: 0, Name: "X-Auth-Request-User", Var: "x_auth_request_user"}}))
 	g.Expect(d.BodySize).To(Equal("1m"))
+	g.Expect(d.KeepaliveConnections).To(Equal(32))
+
+	d, err = newConfData(Options{AuthURL: "http://127.0.0.1/validate", Keepalive: true, KeepaliveConnections: 64})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(d.KeepaliveConnections).To(Equal(64))
 }
 
 // withURL returns a copy of req sent to target, keeping req.Host.
