@@ -228,9 +228,16 @@ func newReadiness() *readiness { return &readiness{seen: map[string]bool{}} }
 func (r *readiness) loaded(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.seen != nil {
-		r.seen[key] = true
+	if r.listed == nil {
+		// Before the initial list: remember it for setListed.
+		if r.seen != nil {
+			r.seen[key] = true
+		}
+		return
 	}
+	// One key at a time: going over every pending key on each load would
+	// make loading n policies cost n².
+	delete(r.listed, key)
 	r.trim()
 }
 
@@ -244,19 +251,19 @@ func (r *readiness) setListed(keys []string) {
 	r.trim()
 }
 
-// trim drops what is no longer pending; once nothing is, the seen set is not
-// needed any more.
+// trim drops what was seen before the list from the pending keys (once);
+// when nothing is pending, the process is ready.
 func (r *readiness) trim() {
 	if r.listed == nil {
 		return
 	}
-	for k := range r.listed {
-		if r.seen[k] {
+	if r.seen != nil {
+		for k := range r.seen {
 			delete(r.listed, k)
 		}
+		r.seen = nil
 	}
 	if len(r.listed) == 0 {
-		r.seen = nil
 		if !r.isReady {
 			r.isReady = true
 			for _, f := range r.onReady {
