@@ -36,6 +36,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -235,6 +236,8 @@ type managerOpts struct {
 	// requests, if set, records every request the manager sends to the
 	// API server.
 	requests *requestLog
+	// credentials is Options.CredentialSecrets.
+	credentials labels.Selector
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -308,7 +311,7 @@ func startManager(t *testing.T, o managerOpts) *manager {
 	}
 	store := policy.NewStore(policy.StoreOptions{})
 	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), EventRecorderName: "registry-auth-operator",
-		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
+		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: o.credentials})
 	if err != nil {
 		t.Fatal(err)
 	}

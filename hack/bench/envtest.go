@@ -99,7 +99,10 @@ func (k *kube) createNamespace(ctx context.Context, name string) error {
 // for host with the static token from it, rotation grace 0.
 func (k *kube) createPolicy(ctx context.Context, ns, name, host, token string) error {
 	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token"},
+		// The credential opt-in label: -operator-args
+		// --credential-secret-selector=registryauth.io/credential=true
+		// measures the credential Secret cache.
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token", Labels: map[string]string{credentialLabel: "true"}},
 		Data:       map[string][]byte{"token": []byte(token)},
 	}
 	if _, err := k.clientset.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
@@ -121,6 +124,9 @@ func (k *kube) createPolicy(ctx context.Context, ns, name, host, token string) e
 	}
 	return nil
 }
+
+// credentialLabel marks the bench's credential Secrets.
+const credentialLabel = "registryauth.io/credential"
 
 // createPolicies creates n policies in ns with workers in parallel.
 func (k *kube) createPolicies(ctx context.Context, ns string, names, hosts, tokens []string, workers int) error {
