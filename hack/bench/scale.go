@@ -119,7 +119,7 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 		if cfg.pprof && cfg.startupProfile > 0 {
 			startup = profileStartup(rep, workDir, "scale_"+strconv.Itoa(s.Policies)+"-startup", cfg.startupProfile)
 		}
-		ready, err := waitHTTP(rep.p, "http://"+rep.probe+"/readyz", http.StatusOK, 25*time.Millisecond, 300*time.Second, nil)
+		ready, err := waitHTTP(rep.p, "http://"+rep.probe+"/readyz", http.StatusOK, 25*time.Millisecond, 10*time.Minute, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +144,7 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 		// policy's status (the start-up's background work), and the load
 		// once every leader has: neither overlaps with a start-up's API
 		// traffic.
-		settled, err := waitStatuses(ctx, k, s, 300*time.Second)
+		settled, err := waitStatuses(ctx, k, s, 20*time.Minute)
 		if err != nil {
 			return nil, err
 		}
