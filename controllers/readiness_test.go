@@ -4,6 +4,11 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
 )
 
 // Ready once every listed policy was loaded, whether it was loaded before
@@ -61,5 +66,27 @@ func TestReadinessLoadsAreNotQuadratic(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("%d loads took %v", n, d)
+	}
+}
+
+// The cache keeps no kubectl last-applied copy of a policy, nor Secret
+// annotations, nor managedFields.
+func TestStripForCache(t *testing.T) {
+	p := &authv1alpha1.RegistryAuthPolicy{ObjectMeta: metav1.ObjectMeta{
+		Annotations:   map[string]string{corev1.LastAppliedConfigAnnotation: `{"spec":{}}`, "team": "a"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+	}}
+	if _, err := stripForCache(p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Annotations) != 1 || p.Annotations["team"] != "a" || p.ManagedFields != nil {
+		t.Errorf("policy after strip: annotations %v, managedFields %v", p.Annotations, p.ManagedFields)
+	}
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: "{}"}}}
+	if _, err := stripForCache(m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Annotations != nil {
+		t.Errorf("Secret metadata keeps annotations: %v", m.Annotations)
 	}
 }

@@ -463,6 +463,15 @@ func stripForCache(obj any) (any, error) {
 	if pom, ok := obj.(*metav1.PartialObjectMetadata); ok {
 		pom.Annotations = nil
 	}
+	// `kubectl apply` keeps a copy of the whole policy in an annotation:
+	// nothing reads a policy's annotations, and at 10,000 policies the
+	// copies would be megabytes.
+	if p, ok := obj.(*authv1alpha1.RegistryAuthPolicy); ok && p.Annotations != nil {
+		delete(p.Annotations, corev1.LastAppliedConfigAnnotation)
+		if len(p.Annotations) == 0 {
+			p.Annotations = nil
+		}
+	}
 	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		a.GetObjectMeta().SetManagedFields(nil)
 	}
