@@ -61,6 +61,9 @@ type ngCase struct {
 	// VsBare is the median over the rounds of this case's requests/s over
 	// the mean of the bare server's runs of the same mode and round.
 	VsBare float64 `json:"rps_vs_bare"`
+	// CPUVsBare is the same ratio of the auth service's CPU per check: less
+	// disturbed by other load on the machine than requests/s.
+	CPUVsBare float64 `json:"cpu_vs_bare"`
 	// ConnsPer1000 is the median over the rounds of the connections the
 	// auth service accepted per 1,000 checks (-1: not known).
 	ConnsPer1000 float64 `json:"accepted_per_1000_checks"`
@@ -302,6 +305,7 @@ func runNginx(ctx context.Context, cfg config, bin binaries, workDir string) (*n
 			c.ConnsPer1000 = median(per)
 		}
 		c.VsBare = vsBare(res, c)
+		c.CPUVsBare = vsBareBy(res, c, cpu)
 	}
 	for _, p := range []*proc{raProc, ceilProc, o2Proc} {
 		if p.exited() {
@@ -363,7 +367,10 @@ func nginxOrder(cases []*ngCase, round int) []*ngCase {
 
 // vsBare is the median over the rounds of c's requests/s over the mean of
 // the bare server's runs of c's mode in the same round.
-func vsBare(r *nginxResult, c *ngCase) float64 {
+func vsBare(r *nginxResult, c *ngCase) float64 { return vsBareBy(r, c, rps) }
+
+// vsBareBy is vsBare of f.
+func vsBareBy(r *nginxResult, c *ngCase, f func(wrkResult) float64) float64 {
 	var bare *ngCase
 	for _, x := range r.Cases {
 		if x.Mode == c.Mode && x.Auth == authBare {
@@ -376,7 +383,7 @@ func vsBare(r *nginxResult, c *ngCase) float64 {
 	if bare == c {
 		return 1
 	}
-	return pairedRounds(c.Rounds, bare.Rounds, rps)
+	return pairedRounds(c.Rounds, bare.Rounds, f)
 }
 
 // measureNginxCase runs one case (warm-up, measured run), checks every
@@ -529,24 +536,25 @@ func writeNginx(dir string, cfg config, r *nginxResult, ts []target) error {
 	b.WriteString("# Through nginx: what a user sees\n\n")
 	fmt.Fprintf(&b, "wrk (-t%d -c%d, keep-alive to nginx) → %s (Debian's package, one worker, the configuration ingress-nginx renders for an Ingress with `auth-url`: test/e2e/nginxtest) → `auth_request` to the auth service, and nginx → an echo backend. %v measured after a %v warm-up per case, %d rounds; medians. One run on the machine in [machine.md](machine.md).\n\n",
 		cfg.threads, cfg.connections, r.NginxVersion, cfg.duration, cfg.warmup, cfg.rounds)
-	b.WriteString("| case | auth service | nginx → auth service | requests/s | p50 | p99 | ÷ bare server, same mode | auth CPU per check | connections accepted per 1,000 checks |\n")
-	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| case | auth service | nginx → auth service | requests/s | p50 | p99 | ÷ bare server, same mode | auth CPU per check | CPU ÷ bare server | connections accepted per 1,000 checks |\n")
+	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range r.Cases {
-		vs, cpu, conns := "–", "–", "–"
+		vs, cpu, cpuVs, conns := "–", "–", "–", "–"
 		if c.Mode != modeSelf {
 			vs = fmt.Sprintf("%.2f", c.VsBare)
 		}
 		if c.CPUUS > 0 {
 			cpu = fmt.Sprintf("%.1f µs", c.CPUUS)
+			cpuVs = fmt.Sprintf("%.2f", c.CPUVsBare)
 		}
 		if c.ConnsPer1000 >= 0 {
 			conns = fmt.Sprintf("%.2f", c.ConnsPer1000)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s |\n", c.Name, c.Auth, c.Mode, c.RPS, fmtUS(c.P50US), fmtUS(c.P99US), vs, cpu, conns)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", c.Name, c.Auth, c.Mode, c.RPS, fmtUS(c.P50US), fmtUS(c.P99US), vs, cpu, cpuVs, conns)
 	}
 	b.WriteString("\n- **÷ bare server**: the median over the rounds of the case's requests/s over the mean of that round's two runs of the bare server in the same mode (each mode's cases run between them).\n")
 	b.WriteString("- **connections accepted per 1,000 checks**: from `registry_auth_connections_accepted_total` for registry-auth and a counter in the bare server, during the measured run; oauth2-proxy has no such counter. With keepalive nginx keeps a pool of twice wrk's connections (ingress-nginx's `auth-keepalive`; a pool smaller than the checks in flight makes nginx close the connections a burst opened, whatever the auth service) for `auth-keepalive-requests` 1,000 requests each, so 1 per 1,000 is the floor; without, it opens one per check.\n")
-	b.WriteString("- **auth CPU per check**: the auth service's user+system CPU during the measured run over the requests; nginx and the echo backend (in the bench process) are not counted.\n")
+	b.WriteString("- **auth CPU per check**: the auth service's user+system CPU during the measured run over the requests; nginx and the echo backend (in the bench process) are not counted. **CPU ÷ bare server** is its ratio to the bare server's, paired like requests/s: the number least disturbed by other load on the machine.\n")
 	b.WriteString("- The `direct` cases are wrk straight to the auth service with `Connection: close`: a connection per check, accept to answer, without nginx (registry-auth's sanitising listener and connection tracking against net/http's bare accept).\n")
 	b.WriteString("\n## Targets\n\n")
 	b.WriteString(targetsMarkdown(ts))
@@ -572,19 +580,22 @@ func writeNginx(dir string, cfg config, r *nginxResult, ts []target) error {
 func nginxSummary(r *nginxResult) string {
 	var b strings.Builder
 	b.WriteString("## Through nginx (what a user sees; details in [nginx.md](nginx.md))\n\n")
-	b.WriteString("| auth subrequest answered by | keepalive: req/s | ÷ bare | conns per 1,000 checks | no keepalive: req/s | ÷ bare | conns per 1,000 checks |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| auth subrequest answered by | keepalive: req/s | ÷ bare | CPU ÷ bare | conns per 1,000 checks | no keepalive: req/s | ÷ bare | CPU ÷ bare | conns per 1,000 checks |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	cell := func(c *ngCase) string {
 		if c == nil {
-			return "– | – | –"
+			return "– | – | – | –"
 		}
-		conns := "–"
+		conns, cpu := "–", "–"
 		if c.ConnsPer1000 >= 0 {
 			conns = fmt.Sprintf("%.2f", c.ConnsPer1000)
 		}
-		return fmt.Sprintf("%.0f | %.2f× | %s", c.RPS, c.VsBare, conns)
+		if c.CPUUS > 0 {
+			cpu = fmt.Sprintf("%.2f×", c.CPUVsBare)
+		}
+		return fmt.Sprintf("%.0f | %.2f× | %s | %s", c.RPS, c.VsBare, cpu, conns)
 	}
 	if self := r.get("nginx_self"); self != nil {
-		fmt.Fprintf(&b, "| nginx itself (`return 200`: the limit) | %.0f | – | – | – | – | – |\n", self.RPS)
+		fmt.Fprintf(&b, "| nginx itself (`return 200`: the limit) | %.0f | – | – | – | – | – | – | – |\n", self.RPS)
 	}
 	for _, row := range [][2]string{
 		{"bare", "bare net/http server (200, one header, no body)"},
