@@ -116,7 +116,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: envtest ## Measure throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 1,000 policies and the decision function; writes bench/results (see bench/README.md). Several minutes; not part of test.
+bench: envtest ## Measure checks through a real nginx (ingress-nginx auth-url, with and without auth keepalive), throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 10,000 and 1,000 policies and the decision function; writes bench/results (see bench/README.md). About 30 minutes; not part of test.
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the HTTP load generator: install it with 'apt-get install wrk' (Debian/Ubuntu) and run make bench again."; exit 1; }
 	go run ./hack/bench $(BENCH_ARGS)
 
