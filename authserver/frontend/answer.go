@@ -99,7 +99,7 @@ var (
 	delegatedBody   = []byte(`{"valid":true,"method":"delegated"}` + "\n")
 	jsonContentType = []string{"application/json"}
 	noStore         = []string{"no-store"}
-	wwwAuthenticate = []string{`Bearer realm="registry"`}
+	wwwAuthenticate = []string{DefaultChallenge}
 )
 
 // denyBodies are the JSON bodies of the deny reasons, by reason index.
@@ -120,6 +120,14 @@ func denyBody(r check.Reason) []byte {
 	}
 	return DenyJSON(r)
 }
+
+// DenyBody is the JSON body of a deny reason, built once per reason. It is
+// shared: callers must not modify it.
+func DenyBody(r check.Reason) []byte { return denyBody(r) }
+
+// DefaultChallenge is the WWW-Authenticate value of a 401 when neither the
+// policy nor a delegate has a challenge of its own.
+const DefaultChallenge = `Bearer realm="registry"`
 
 // DenyJSON is {"valid":false,"reason":...,"message":...} for a deny reason.
 func DenyJSON(r check.Reason) []byte {

@@ -242,6 +242,51 @@ func TestSamplesApply(t *testing.T) {
 	}
 }
 
+// wantPorts checks the auth Service's ports and the auth NetworkPolicy's:
+// exactly the named ones, with these numbers.
+func wantPorts(t *testing.T, docs []object, want map[string]int) {
+	t.Helper()
+	var numbers []any
+	for _, n := range want {
+		numbers = append(numbers, float64(n))
+	}
+	for _, o := range docs {
+		switch {
+		case o.kind() == "Service" && strings.HasSuffix(o.name(), "-auth-service"):
+			got := map[string]int{}
+			for _, p := range o.list("spec", "ports") {
+				m, _ := p.(map[string]any)
+				n, _ := m["port"].(float64)
+				got[fmt.Sprint(m["name"])] = int(n)
+				if m["name"] == "grpc" && m["appProtocol"] != "grpc" {
+					t.Errorf("%s: the grpc port has appProtocol %v, want grpc", o.id(), m["appProtocol"])
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s ports %v, want %v", o.id(), got, want)
+			}
+		case o.kind() == "NetworkPolicy" && strings.HasSuffix(o.name(), "-allow-auth-from-ingress"):
+			var got []any
+			for _, p := range o.list("spec", "ingress", "0", "ports") {
+				m, _ := p.(map[string]any)
+				got = append(got, m["port"])
+			}
+			if len(got) != len(numbers) || !containsAll(got, numbers) {
+				t.Errorf("%s admits ports %v, want %v", o.id(), got, numbers)
+			}
+		}
+	}
+}
+
+func containsAll(have, want []any) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
 // ---------------------------------------------------------------------------
 // 3. The Helm chart lints, renders, and its renders are accepted.
 
@@ -259,7 +304,8 @@ var valueSets = []struct {
 				"Role", "RoleBinding", "Service", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy")
 			args := managerArgs(t, docs)
 			wantArgs(t, args, "--leader-elect", "--metrics-bind-address=:8080", "--auth-bind-address=:8888",
-				"--zap-log-level=info", "--max-auth-failures=10")
+				"--grpc-auth-bind-address=:9191", "--zap-log-level=info", "--max-auth-failures=10")
+			wantPorts(t, docs, map[string]int{"auth": 8888, "grpc": 9191})
 			refuseArgPrefixes(t, args, "--namespace", "--trusted-proxies")
 			for _, o := range docs {
 				if o.kind() == "Deployment" {
@@ -276,6 +322,8 @@ var valueSets = []struct {
 		values: `networkPolicy:
   enabled: false
 metrics:
+  enabled: false
+grpc:
   enabled: false
 watchNamespaces: [team-a, team-b]
 logLevel: debug
@@ -313,6 +361,8 @@ extraEnv:
 			args := managerArgs(t, docs)
 			wantArgs(t, args, "--leader-elect", "--metrics-bind-address=0", "--namespace=team-a,team-b",
 				"--zap-log-level=debug", "--trusted-proxies=10.0.0.0/8,192.168.0.0/16", "--max-auth-failures=0")
+			refuseArgPrefixes(t, args, "--grpc-auth-bind-address")
+			wantPorts(t, docs, map[string]int{"auth": 8888})
 			for _, o := range docs {
 				if o.kind() == "Deployment" {
 					env := toJSON(o.get("spec", "template", "spec", "containers", "0", "env"))
@@ -390,6 +440,7 @@ func TestHelmTemplateRefusesBadValues(t *testing.T) {
 		{"no peer for the metrics NetworkPolicy", "networkPolicy:\n  metricsNamespaceSelector: null\n", "metricsNamespaceSelector is required"},
 		{"the metrics port on the health port", "metrics:\n  port: 8081\n", "must differ"},
 		{"the auth and metrics ports equal", "auth:\n  port: 9000\nmetrics:\n  port: 9000\n", "must differ"},
+		{"the gRPC port on the auth port", "grpc:\n  port: 8888\n", "must differ"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"template", releaseName, filepath.Join(root, "dist", "chart"), "--namespace", chartNamespace},
