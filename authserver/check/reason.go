@@ -65,6 +65,12 @@ const (
 	// refused rather than sent on without one (the registry would refuse
 	// it anyway, with a 401 the client cannot act on).
 	ReasonRegistryTokenUnavailable Reason = "registry_token_unavailable"
+	// ReasonConflictingOriginal: /validate got X-Original-URL (or
+	// -Method) and X-Forwarded-Uri (or -Host, -Method) that describe
+	// different requests. A proxy that sends X-Forwarded-* and passes the
+	// client's own headers on (Traefik's ingress-nginx provider) would
+	// otherwise let the client choose the URL the decision sees.
+	ReasonConflictingOriginal Reason = "conflicting_original_request"
 )
 
 // allReasons lists every reason, those for allowing first.
@@ -79,7 +85,7 @@ var allReasons = [...]Reason{
 	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
-	ReasonUntrustedProxy, ReasonRegistryTokenUnavailable,
+	ReasonUntrustedProxy, ReasonRegistryTokenUnavailable, ReasonConflictingOriginal,
 	ReasonDelegate, ReasonDelegatedUnauthorized, ReasonDelegatedForbidden, ReasonDelegateUnavailable,
 	ReasonUnlisted,
 }
@@ -187,6 +193,7 @@ func init() {
 	defineDeny(ReasonDelegatedForbidden, s403, "the upstream auth server (the policy's delegate) refused the request; its answer headers are relayed")
 	defineDeny(ReasonDelegateUnavailable, s403, "the upstream auth server (the policy's delegate) could not be asked: it is down, slow, overloaded or gave an answer other than 2xx, 401 or 403")
 	defineDeny(ReasonUntrustedProxy, s403, "X-Forwarded-* headers are only believed from a trusted proxy (--trusted-proxies)")
+	defineDeny(ReasonConflictingOriginal, s403, "X-Original-URL or X-Original-Method disagrees with X-Forwarded-Host, X-Forwarded-Uri or X-Forwarded-Method; a proxy that sends X-Forwarded-* (Traefik, also its ingress-nginx provider) must call /forward-auth")
 	defineDeny(ReasonRegistryTokenUnavailable, s403, "the request needs the registry token (X-Internal-Token-Registry) and the policy's registry token key is not loaded; see the policy's status")
 }
 
