@@ -2,11 +2,13 @@ package authserver
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
 
 	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/frontend"
 	. "github.com/registryauth/registry-auth-operator/authserver/internal/policytest"
 )
 
@@ -28,6 +30,121 @@ func traefikIngressNginxCheck(authURL string, r proxyRow, client string) wireReq
 	w.set("X-Forwarded-Host", r.host)
 	w.set("X-Forwarded-Uri", r.target)
 	return w
+}
+
+// ngfCheck is NGINX Gateway Fabric's auth subrequest for an HTTPRoute
+// ExternalAuth filter with protocol HTTP (nginx-gateway-fabric main,
+// internal/controller/nginx/config/servers.go,
+// extractExternalAuthInternalLocations): an internal location that proxies
+// to <backend><http.path> (the path is not appended) with
+// proxy_pass_request_headers off, so only the headers it sets reach the
+// auth service: Host ($gw_api_compliant_host, the client's Host), Path
+// ($request_uri), Method ($request_method), Authorization
+// ($http_authorization: the first of repeated ones), and each of
+// http.allowedHeaders as $http_<name> (here the sample's: cookie,
+// x-authorization and the method-override headers). nginx leaves out a
+// header whose value is empty, and auth_request subrequests are GET.
+func ngfCheck(authPath string, r proxyRow) wireRequest {
+	r = r.withDefaults()
+	w := wireRequest{method: http.MethodGet, target: authPath, host: r.host}
+	first := func(name string) string {
+		for _, l := range r.header {
+			n, v, _ := strings.Cut(l, ":")
+			if strings.EqualFold(n, name) {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	w.add("Path", r.target)
+	w.add("Method", r.method)
+	for _, name := range []string{"Authorization", "Cookie", "X-Authorization", "X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		if v := first(name); v != "" {
+			w.add(name, v)
+		}
+	}
+	w.add("Connection", "close")
+	return w
+}
+
+// NGINX Gateway Fabric: every row of the proxy decision table that sends
+// no header twice gets the same answer through /ngf-auth as through the
+// other front-ends (nginx passes only the first of repeated headers).
+func TestNGFDecisionTable(t *testing.T) {
+	env := newProxyEnv(t, HandlerOptions{})
+	n := 0
+	for _, row := range proxyRows(t) {
+		if repeatsHeader(row.header) {
+			continue
+		}
+		n++
+		t.Run(row.name, func(t *testing.T) {
+			path := "/ngf-auth?format=json"
+			if row.policy != "" {
+				path = "/ngf-auth/" + row.policy + "?format=json"
+			}
+			w := ngfCheck(path, row)
+			got, dec := env.serve(t, w, proxyTrustedPeer)
+			checkProxyWant(t, "ngf", row.withDefaults(), got, false)
+			if dec == nil {
+				t.Fatal("no decision observed")
+			}
+			overTCP := env.exchange(t, w)
+			if !equalProxyOutcome(got, overTCP, false) {
+				t.Errorf("in-process %+v, over TCP %+v", got, overTCP)
+			}
+		})
+	}
+	if n < 30 {
+		t.Fatalf("only %d rows", n)
+	}
+
+	t.Run("what cannot be believed", func(t *testing.T) {
+		g := NewWithT(t)
+		ok := ngfCheck("/ngf-auth", proxyStaticRow)
+		got, _ := env.serve(t, ok, proxyTrustedPeer)
+		g.Expect(got.status).To(Equal(200))
+		for name, w := range map[string]wireRequest{
+			"no Path":            func() wireRequest { w := ok; w.header = nil; w.add("Method", "GET"); return w }(),
+			"a Path without a /": func() wireRequest { w := ngfCheck("/ngf-auth", proxyStaticRow); w.set("Path", "api/servers"); return w }(),
+			"two Path headers": func() wireRequest {
+				w := ngfCheck("/ngf-auth", proxyStaticRow)
+				w.add("Path", "/mcpserver/mcp")
+				return w
+			}(),
+			"a Method with a tab": func() wireRequest { w := ngfCheck("/ngf-auth", proxyStaticRow); w.set("Method", "GET\tX"); return w }(),
+		} {
+			got, _ := env.serve(t, w, proxyTrustedPeer)
+			g.Expect(proxyReason(got)).To(Equal(string(check.ReasonBadOriginalURL)), name)
+		}
+		// The route is exactly http.path: an appended path is no NGF route.
+		got, _ = env.serve(t, ngfCheck("/ngf-auth/team/registry/api/servers", proxyStaticRow), proxyTrustedPeer)
+		g.Expect(got.status).To(Equal(http.StatusNotFound))
+	})
+
+	t.Run("the client is NGF's nginx, whatever X-Real-IP says", func(t *testing.T) {
+		g := NewWithT(t)
+		w := ngfCheck("/ngf-auth", proxyStaticRow)
+		w.add("X-Real-IP", "198.51.100.7") // an allowedHeaders entry: the client's own
+		req := env.parse(t, w, proxyTrustedPeer)
+		var c check.Request
+		_, ok := (frontend.NGF{}).Parse(req, &c, &env.h.env)
+		g.Expect(ok).To(BeTrue())
+		g.Expect(c.ClientIP).To(Equal("10.42.0.17"))
+	})
+}
+
+func repeatsHeader(lines []string) bool {
+	seen := map[string]bool{}
+	for _, l := range lines {
+		n, _, _ := strings.Cut(l, ":")
+		n = strings.ToLower(n)
+		if seen[n] {
+			return true
+		}
+		seen[n] = true
+	}
+	return false
 }
 
 // The attack: through Traefik's ingress-nginx provider, a client sends its

@@ -168,7 +168,7 @@ func init() {
 	defineDeny(ReasonNoPolicy, s403, "no policy answers for this host; call /validate/<namespace>/<name> or list the host in a policy's spec.hosts")
 	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
 	defineDeny(ReasonHostConflict, s403, "more than one policy lists this host; see the policies' HostConflict condition")
-	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL and X-Original-Method a method; X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method for /forward-auth; the /ext-authz prefix for Envoy)")
+	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL and X-Original-Method a method; X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method for /forward-auth; the /ext-authz prefix for Envoy; Path and Method for /ngf-auth)")
 	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (a '.' or '..' segment, bad percent-encoding, or a control character)")
 	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization or X-Authorization value was sent")
 	defineDeny(ReasonDuplicatedCredential, s401, "on agent paths Authorization is the agent's credential: it must not repeat the registry credential sent in X-Authorization")

@@ -19,6 +19,10 @@
 //	    The original path is appended to the configured path prefix; the
 //	    check request keeps the original method and Host.
 //
+//	NGINX Gateway Fabric, Gateway API ExternalAuth over HTTP (ngf.go):
+//	    GET /ngf-auth[/{namespace}/{name}]      (exactly http.path)
+//	    Path: original URI, Method: original method, the client's Host
+//
 // A new proxy that speaks HTTP is a type implementing HTTP, added to
 // HTTPFrontends.
 package frontend
@@ -67,7 +71,7 @@ type Env struct {
 
 // HTTPFrontends are the HTTP front-ends, in the order their routes are
 // matched.
-var HTTPFrontends = []HTTP{Nginx{}, Traefik{}, EnvoyHTTP{}}
+var HTTPFrontends = []HTTP{Nginx{}, Traefik{}, EnvoyHTTP{}, NGF{}}
 
 // Lookup returns the front-end whose route path is, or nil.
 func Lookup(path string) HTTP {
