@@ -120,6 +120,9 @@ func (k *Checker) Check(ctx context.Context, c *Check, start time.Time) Result {
 		}
 	}
 	res.Answer.Reason, res.Answer.Identity = d.Reason, d.Identity
+	if !d.Allowed() && d.Policy != nil {
+		res.Answer.Challenge = d.Policy.Challenge(req, d.Path, d.Reason)
+	}
 	return res
 }
 

@@ -18,6 +18,9 @@ const (
 	// ReasonDelegatedAllowed: the policy's delegate (the upstream auth
 	// server) allowed the request; its answer headers were relayed.
 	ReasonDelegatedAllowed Reason = "delegated"
+	// ReasonPublic: a GET, HEAD or OPTIONS on one of the policy's public
+	// paths; allowed with no identity and no credential looked at.
+	ReasonPublic Reason = "public"
 )
 
 // ReasonDelegate is the decision's answer for a request that belongs to the
@@ -77,7 +80,7 @@ const (
 var allReasons = [...]Reason{
 	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
 	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
-	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed,
+	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed, ReasonPublic,
 
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonHostConflict, ReasonBadOriginalURL,
 	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
@@ -119,6 +122,7 @@ var allowMethod = map[Reason]Method{
 	ReasonAllowedFederation:          MethodFederation,
 	ReasonAllowedFederationPrevious:  MethodFederation,
 	ReasonDelegatedAllowed:           MethodDelegated,
+	ReasonPublic:                     MethodPublic,
 }
 
 // reasonIndex is each reason's position in allReasons.

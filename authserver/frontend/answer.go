@@ -51,6 +51,10 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer, bodies Bodies) 
 	switch {
 	case id == nil && reason == check.ReasonDelegatedAllowed:
 		body = delegatedBody
+	case id == nil && reason == check.ReasonPublic:
+		// No identity headers: ingress-nginx then removes a client's own
+		// from the upstream request (each listed in auth-response-headers).
+		body = publicBody
 	case id != nil:
 		vals := id.HeaderValues()
 		for i := range check.NumIdentityHeaders {
@@ -64,7 +68,11 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer, bodies Bodies) 
 			// without an identity.
 			status = http.StatusForbidden
 		}
-		if status == http.StatusUnauthorized && hdr["Www-Authenticate"] == nil {
+		switch {
+		case hdr["Www-Authenticate"] != nil: // a delegate's
+		case a.Challenge != "":
+			hdr["Www-Authenticate"] = []string{a.Challenge}
+		case status == http.StatusUnauthorized:
 			hdr["Www-Authenticate"] = wwwAuthenticate
 		}
 		body = denyBody(reason)
@@ -97,6 +105,7 @@ func reasonValue(r check.Reason) []string {
 
 var (
 	delegatedBody   = []byte(`{"valid":true,"method":"delegated"}` + "\n")
+	publicBody      = []byte(`{"valid":true,"method":"public"}` + "\n")
 	jsonContentType = []string{"application/json"}
 	noStore         = []string{"no-store"}
 	wwwAuthenticate = []string{DefaultChallenge}

@@ -61,6 +61,10 @@ type Answer struct {
 	// Relayed are answer headers another auth server gave (the policy's
 	// delegate): they are sent as they came, instead of the identity.
 	Relayed http.Header
+	// Challenge, when set, is the WWW-Authenticate of a 401 or 403 (the
+	// policy's protected resource metadata, for MCP clients); a relayed
+	// one wins.
+	Challenge string
 }
 
 // Env is what front-ends need to know of the deployment.

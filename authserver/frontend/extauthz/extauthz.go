@@ -245,7 +245,7 @@ func option(name, value string) *corev3.HeaderValueOption {
 func Answer(res *authserver.Result) *authv3.CheckResponse {
 	a := res.Answer
 	status := a.Reason.Status()
-	if a.Identity != nil || a.Reason == check.ReasonDelegatedAllowed {
+	if a.Identity != nil || a.Reason == check.ReasonDelegatedAllowed || a.Reason == check.ReasonPublic {
 		status = http.StatusOK
 	} else if status == http.StatusOK {
 		// No identity and no deny reason: a bug. Never allow without one.
@@ -307,7 +307,9 @@ func deny(res *authserver.Result, status int) *authv3.CheckResponse {
 		challenged = challenged || strings.EqualFold(k, "Www-Authenticate")
 	}
 	if !challenged {
-		if status == http.StatusUnauthorized {
+		if a.Challenge != "" {
+			d.Headers = append(d.Headers, option("www-authenticate", a.Challenge))
+		} else if status == http.StatusUnauthorized {
 			d.Headers = append(d.Headers, option("www-authenticate", frontend.DefaultChallenge))
 		}
 	}

@@ -295,3 +295,28 @@ func TestKeepalivePingsAllowed(t *testing.T) {
 	g.Expect(outcome(t, s, req)).To(Equal("200 static_token"))
 	g.Expect(s.conn.GetState().String()).To(Equal("READY"))
 }
+
+// MCP clients over gRPC: the public path passes with the identity headers
+// and the hop token removed (Envoy would otherwise pass a client's own), and
+// a 401 carries the policy's resource_metadata challenge.
+func TestCheckPublicPathAndChallenge(t *testing.T) {
+	g := NewWithT(t)
+	cfg := BasePolicy()
+	cfg.PublicPaths = []string{"/.well-known/oauth-protected-resource"}
+	cfg.ProtectedResource = &policy.ProtectedResourceConfig{MetadataURL: "https://{host}/.well-known/oauth-protected-resource{path}", Scopes: []string{"mcp:tools"}}
+	store := policy.NewStore(policy.StoreOptions{})
+	store.Put(CompileOK(t, cfg))
+	s := serve(t, store, authserver.HandlerOptions{})
+
+	resp, err := s.client.Check(context.Background(), envoyRequest("GET", "registry.example.com", "/.well-known/oauth-protected-resource/mcpserver/x/mcp", "X-User", "admin"))
+	g.Expect(err).NotTo(HaveOccurred())
+	ok := resp.GetOkResponse()
+	g.Expect(ok).NotTo(BeNil())
+	g.Expect(ok.GetHeaders()).To(BeEmpty())
+	g.Expect(ok.GetHeadersToRemove()).To(ConsistOf("x-user", "x-username", "x-client-id", "x-scopes", "x-groups", "x-auth-method", "x-internal-token-registry"))
+
+	resp, err = s.client.Check(context.Background(), envoyRequest("POST", "registry.example.com", "/mcpserver/x/mcp"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(headerMap(resp.GetDeniedResponse().GetHeaders())).To(HaveKeyWithValue("www-authenticate",
+		`Bearer realm="registry", resource_metadata="https://registry.example.com/.well-known/oauth-protected-resource/mcpserver/x/mcp", scope="mcp:tools"`))
+}
