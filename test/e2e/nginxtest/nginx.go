@@ -105,6 +105,9 @@ type Options struct {
 	// not, and 401 for identity headers without a token. The Echo carries
 	// what it decided.
 	Registry *authtest.RegistryVerifier
+	// Upstream, when set, answers every request that reaches the upstream
+	// instead of the echo (they are still counted by UpstreamHits).
+	Upstream http.Handler
 }
 
 // Echo is what the upstream saw: method, path (with query), and the request
@@ -132,6 +135,7 @@ type Nginx struct {
 	echo     *httptest.Server
 	hits     atomic.Int64
 	registry *authtest.RegistryVerifier
+	upstream http.Handler
 
 	client *http.Client
 
@@ -162,6 +166,7 @@ func Start(tb testing.TB, opts Options) *Nginx {
 		bin:      bin,
 		confDir:  tb.TempDir(),
 		registry: opts.Registry,
+		upstream: opts.Upstream,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // never route 127.0.0.1 through $HTTP_PROXY
@@ -280,6 +285,10 @@ func (n *Nginx) Dir() string { return n.confDir }
 
 func (n *Nginx) serveEcho(w http.ResponseWriter, r *http.Request) {
 	n.hits.Add(1)
+	if n.upstream != nil {
+		n.upstream.ServeHTTP(w, r)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
