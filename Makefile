@@ -216,7 +216,7 @@ helm: ## Build helm into bin/helm from hack/tools (skipped when up to date; ~2-3
 	hack/build-tools.sh helm
 
 .PHONY: crds
-crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API) from the Go module cache into bin/crds for envtest.
+crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API experimental channel, Istio) from the Go module cache into bin/crds for envtest.
 	hack/fetch-crds.sh
 
 .PHONY: kustomize
