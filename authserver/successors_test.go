@@ -147,6 +147,62 @@ func repeatsHeader(lines []string) bool {
 	return false
 }
 
+// nicCheck is F5 NGINX Ingress Controller's auth subrequest for an
+// externalAuth Policy (nginx/kubernetes-ingress main,
+// internal/configs/virtualserver.go generateExternalAuthLocation): GET to
+// <service><authURI> with every header of the client's request
+// (proxy_pass_request_headers on), Host: $host (lower case, no port),
+// X-Scheme: $scheme and Content-Length: 0. With the sample's authSnippets
+// it also sets X-Original-URL, X-Original-Method, X-Real-IP and
+// X-Forwarded-For, replacing any the client sent.
+func nicCheck(authURI string, r proxyRow, client string, snippet bool) wireRequest {
+	r = r.withDefaults()
+	host := strings.ToLower(r.host)
+	if h, _, ok := strings.Cut(host, ":"); ok {
+		host = h
+	}
+	w := wireRequest{method: http.MethodGet, target: authURI, host: host}
+	w.addRaw(r.header)
+	w.set("X-Scheme", r.scheme)
+	w.set("Content-Length", "0")
+	if snippet {
+		w.set("X-Original-URL", r.scheme+"://"+r.host+r.target)
+		w.set("X-Original-Method", r.method)
+		w.set("X-Real-IP", client)
+		w.set("X-Forwarded-For", client)
+	}
+	return w
+}
+
+// F5 NGINX Ingress Controller with the sample's snippet answers every row of
+// the decision table as ingress-nginx does; without it the client's own
+// X-Original-URL decides, which is why the snippet is required.
+func TestNICExternalAuth(t *testing.T) {
+	env := newProxyEnv(t, HandlerOptions{})
+	for _, row := range proxyRows(t) {
+		t.Run(row.name, func(t *testing.T) {
+			uri := "/validate?format=json"
+			if row.policy != "" {
+				uri = "/validate/" + row.policy + "?format=json"
+			}
+			got, _ := env.serve(t, nicCheck(uri, row, "192.0.2.10", true), proxyTrustedPeer)
+			checkProxyWant(t, "nic", row.withDefaults(), got, false)
+		})
+	}
+	t.Run("why the snippet is required", func(t *testing.T) {
+		g := NewWithT(t)
+		attack := proxyRow{method: "POST", target: "/mcpserver/mcp", header: []string{"Authorization: Bearer " + TokStatic,
+			"X-Original-URL: http://registry.example.com/api/servers", "X-Original-Method: GET"}}
+		got, _ := env.serve(t, nicCheck("/validate", attack, "192.0.2.10", false), proxyTrustedPeer)
+		g.Expect(got.status).To(Equal(200), "without the snippet the client's X-Original-URL is decided on")
+		got, _ = env.serve(t, nicCheck("/validate", attack, "192.0.2.10", true), proxyTrustedPeer)
+		g.Expect(got.status).To(Equal(401))
+		g.Expect(proxyReason(got)).To(Equal(string(check.ReasonRegistryCredOnGateway)))
+		got, _ = env.serve(t, nicCheck("/validate", proxyRow{target: "/api/servers", header: []string{"Authorization: Bearer " + TokStatic}}, "192.0.2.10", false), proxyTrustedPeer)
+		g.Expect(proxyReason(got)).To(Equal(string(check.ReasonBadOriginalURL)), "without the snippet and a client's header: refused")
+	})
+}
+
 // The attack: through Traefik's ingress-nginx provider, a client sends its
 // own X-Original-URL naming a Registry API path, and a static token, while
 // it requests a gateway path. /validate would decide on the client's URL
