@@ -48,8 +48,8 @@ import (
 // PolicyExtension is the context extension that names the policy
 // ("namespace/name"); without it the policy is chosen by host, as on
 // /ext-authz. Context extensions are set on Envoy's routes
-// (ExtAuthzPerRoute.check_settings.context_extensions; kgateway's
-// TrafficPolicy extAuth.contextExtensions), never by the client.
+// (ExtAuthzPerRoute.check_settings.context_extensions in Envoy's own
+// configuration), never by the client.
 const PolicyExtension = "registry-auth-policy"
 
 // MaxCheckTime bounds one check when Envoy sends no deadline (Envoy's
