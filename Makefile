@@ -93,7 +93,7 @@ provision: ## Install what the tests need (nginx, gcc) as root with apt-get, els
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
 # found fails (go test -fuzz alone would only warn).
-FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
+FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/frontend/extauthz:FuzzParse ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
 FUZZTIME ?= 10s
 
 .PHONY: lint
@@ -216,7 +216,7 @@ helm: ## Build helm into bin/helm from hack/tools (skipped when up to date; ~2-3
 	hack/build-tools.sh helm
 
 .PHONY: crds
-crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API) from the Go module cache into bin/crds for envtest.
+crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API experimental channel, Istio) from the Go module cache into bin/crds for envtest.
 	hack/fetch-crds.sh
 
 .PHONY: kustomize

@@ -311,6 +311,10 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			MaxAge:     durationOf(s.MaxAge),
 		}
 	}
+	cfg.PublicPaths = spec.PublicPaths
+	if pr := spec.ProtectedResource; pr != nil {
+		cfg.ProtectedResource = &policy.ProtectedResourceConfig{MetadataURL: pr.MetadataURL, Scopes: pr.Scopes, RegistryPaths: pr.RegistryPaths}
+	}
 	if d := spec.Delegate; d != nil {
 		if r.targets.delegateAllowed(d.URL) {
 			cfg.Delegate = &policy.DelegateConfig{

@@ -63,7 +63,7 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds over the cases (round-robin); the median is reported")
 	flag.IntVar(&cfg.connections, "connections", 50, "wrk connections (keep-alive)")
 	flag.IntVar(&cfg.threads, "threads", 2, "wrk threads")
-	flag.StringVar(&cfg.phases, "phases", "nginx,throughput,rotation,scale,micro", "comma-separated phases to run")
+	flag.StringVar(&cfg.phases, "phases", "nginx,throughput,rotation,scale,micro,grpc", "comma-separated phases to run")
 	flag.StringVar(&cfg.cases, "cases", "", "comma-separated throughput cases to run (default all)")
 	flag.IntVar(&cfg.rotations, "rotations", 50, "Secret rotations per replica count")
 	flag.DurationVar(&cfg.poll, "poll", time.Millisecond, "rotation: interval between requests of each poller")
@@ -194,6 +194,14 @@ func run(cfg config) int {
 		if err := writeMicro(out, cfg, res, t); err != nil {
 			return fail(err)
 		}
+	}
+	if has("grpc") {
+		logf("== gRPC ext_authz against the HTTP check")
+		t, err := runGRPCPhase(ctx, cfg, root, workDir, out)
+		if err != nil {
+			return fail(fmt.Errorf("grpc: %w", err))
+		}
+		targets = append(targets, t...)
 	}
 	machine.finish()
 	if err := writeMachine(out, cfg, machine); err != nil {

@@ -116,6 +116,9 @@ type Options struct {
 	// renders, but the limit of auth_request on the machine, which
 	// `make bench` measures. AuthURL and Keepalive must be unset.
 	AuthSelf bool
+	// Upstream, when set, answers every request that reaches the upstream
+	// instead of the echo (they are still counted by UpstreamHits).
+	Upstream http.Handler
 }
 
 // Echo is what the upstream saw: method, path (with query), and the request
@@ -144,6 +147,7 @@ type Nginx struct {
 	echo     *httptest.Server
 	hits     atomic.Int64
 	registry *authtest.RegistryVerifier
+	upstream http.Handler
 
 	client *http.Client
 
@@ -233,6 +237,7 @@ func prepare(bin string, opts Options, dir string, logf func(string, ...any)) (*
 		confDir:  dir,
 		data:     data,
 		registry: opts.Registry,
+		upstream: opts.Upstream,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               nil, // never route 127.0.0.1 through $HTTP_PROXY
@@ -339,6 +344,10 @@ func (n *Nginx) Dir() string { return n.confDir }
 
 func (n *Nginx) serveEcho(w http.ResponseWriter, r *http.Request) {
 	n.hits.Add(1)
+	if n.upstream != nil {
+		n.upstream.ServeHTTP(w, r)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
