@@ -109,7 +109,7 @@ test-node: provision envtest helm node ## Run the real-node suite alone (root; i
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
 # found fails (go test -fuzz alone would only warn).
-FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
+FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/frontend/extauthz:FuzzParse ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
 FUZZTIME ?= 10s
 
 .PHONY: lint
@@ -132,7 +132,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: envtest ## Measure throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 1,000 policies and the decision function; writes bench/results (see bench/README.md). Several minutes; not part of test.
+bench: envtest ## Measure checks through a real nginx (ingress-nginx auth-url, with and without auth keepalive), throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 10,000 and 1,000 policies and the decision function; writes bench/results (see bench/README.md). About 30 minutes; not part of test.
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the HTTP load generator: install it with 'apt-get install wrk' (Debian/Ubuntu) and run make bench again."; exit 1; }
 	go run ./hack/bench $(BENCH_ARGS)
 
@@ -244,7 +244,7 @@ helm: ## Build helm into bin/helm from hack/tools (skipped when up to date; ~2-3
 	hack/build-tools.sh helm
 
 .PHONY: crds
-crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API) from the Go module cache into bin/crds for envtest.
+crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API experimental channel, Istio) from the Go module cache into bin/crds for envtest.
 	hack/fetch-crds.sh
 
 .PHONY: kustomize

@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -339,6 +340,52 @@ func TestStandaloneBinaryEmptyToken(t *testing.T) {
 	g.Consistently(lines, 300*time.Millisecond, 50*time.Millisecond).Should(Equal(1))
 	g.Expect(p.cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
 	g.Expect(p.exitCode(5 * time.Second)).To(Equal(0))
+}
+
+// The token file turned into something that is not a secret file (a FIFO):
+// the binary refuses the token, and /readyz and /metrics say so until a
+// regular file is back.
+func TestStandaloneBinaryReadinessFollowsFiles(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	tok := newToken(t)
+	g.Expect(os.WriteFile(file, []byte(tok), 0o600)).To(Succeed())
+	p := startStandalone(t, map[string]string{
+		"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true",
+		"REGISTRY_API_TOKEN_FILE":            file,
+	}, []string{tok})
+	get := func(u string) (int, string) {
+		resp, err := client.Get(u)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	readyz, metricsURL := "http://"+p.probe+"/readyz", "http://"+p.metrics+"/metrics"
+	code, _ := get(readyz)
+	g.Expect(code).To(Equal(http.StatusOK))
+
+	fifo := filepath.Join(dir, "fifo")
+	g.Expect(syscall.Mkfifo(fifo, 0o600)).To(Succeed())
+	g.Expect(os.Rename(fifo, file)).To(Succeed())
+	g.Eventually(func() int { return validate(t, p, "/validate", "http://h/api/servers", tok).status }, 3*time.Second, 20*time.Millisecond).
+		Should(Equal(http.StatusUnauthorized))
+	code, body := get(readyz)
+	g.Expect(code).To(Equal(http.StatusServiceUnavailable))
+	g.Expect(body).To(ContainSubstring("REGISTRY_API_TOKEN: SecretNotFound"))
+	_, m := get(metricsURL)
+	g.Expect(m).To(ContainSubstring("registry_auth_config_problems 1"))
+	g.Expect(m).To(ContainSubstring(`registry_auth_config_loads_total{result="problems"} 1`))
+
+	g.Expect(os.WriteFile(filepath.Join(dir, "next"), []byte(tok), 0o600)).To(Succeed())
+	g.Expect(os.Rename(filepath.Join(dir, "next"), file)).To(Succeed())
+	g.Eventually(func() int { code, _ := get(readyz); return code }, 3*time.Second, 20*time.Millisecond).Should(Equal(http.StatusOK))
+	g.Expect(validate(t, p, "/validate", "http://h/api/servers", tok).status).To(Equal(http.StatusOK))
+	_, m = get(metricsURL)
+	g.Expect(m).To(ContainSubstring("registry_auth_config_problems 0"))
 }
 
 // The profiler is off unless asked for, and then only on its own address.

@@ -33,9 +33,11 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -182,7 +184,59 @@ func setupSuite(cfg *rest.Config) error {
 			return fmt.Errorf("creating %T: %w", o, err)
 		}
 	}
-	return nil
+	return installStateSecretPolicy(ctx, mu.Config(), user, namespacedUser)
+}
+
+// installStateSecretPolicy creates config/rbac/state_secret_policy.yaml's
+// ValidatingAdmissionPolicy and binding, bound to the suite's operator users
+// instead of the install's ServiceAccount, and waits until the API server
+// enforces it: every Secret the operator writes in these tests passes it.
+func installStateSecretPolicy(ctx context.Context, operator *rest.Config, users ...string) error {
+	b, err := os.ReadFile(filepath.Join(utils.RepoRoot(), "config", "rbac", "state_secret_policy.yaml"))
+	if err != nil {
+		return err
+	}
+	const installUser = "request.userInfo.username == 'system:serviceaccount:registry-auth-system:registry-auth-controller-manager'"
+	if !bytes.Contains(b, []byte(installUser)) {
+		return fmt.Errorf("config/rbac/state_secret_policy.yaml does not match %q", installUser)
+	}
+	b = bytes.Replace(b, []byte(installUser), []byte("request.userInfo.username in ['"+strings.Join(users, "', '")+"']"), 1)
+	parts := strings.Split(string(b), "\n---\n")
+	if len(parts) != 2 {
+		return fmt.Errorf("config/rbac/state_secret_policy.yaml: %d documents, want 2", len(parts))
+	}
+	var vap admissionregistrationv1.ValidatingAdmissionPolicy
+	var binding admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	if err := yaml.UnmarshalStrict([]byte(parts[0]), &vap); err != nil {
+		return err
+	}
+	if err := yaml.UnmarshalStrict([]byte(parts[1]), &binding); err != nil {
+		return err
+	}
+	for _, o := range []client.Object{&vap, &binding} {
+		if err := adminClient.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T: %w", o, err)
+		}
+	}
+	c, err := client.New(operator, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		probe := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: leaseNamespace, Name: "admission-probe"}}
+		err := c.Create(ctx, probe, client.DryRunAll)
+		if err != nil && strings.Contains(err.Error(), "writes only the rotation state Secrets") {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("probing the state Secret policy: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the state Secret policy was not enforced within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // namespacedUser is namespacedConfig's user.
@@ -240,6 +294,8 @@ type managerOpts struct {
 	// grants are the host grants; nil grants every host to every
 	// namespace.
 	grants *HostGrants
+	// credentials is Options.CredentialSecrets.
+	credentials labels.Selector
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -317,7 +373,7 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		grants = *o.grants
 	}
 	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, HostGrants: grants, EventRecorderName: "registry-auth-operator",
-		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
+		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: o.credentials})
 	if err != nil {
 		t.Fatal(err)
 	}

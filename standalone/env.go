@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +42,10 @@ import (
 //	INTERNAL_SIGNING_KEY_PATH           PEM P-256 key: ES256 hop tokens; re-read when it changes
 //	INTERNAL_SIGNING_KEY_OVERLAP_SECONDS how long a replaced public key stays in the JWKS (default 900)
 //	REGISTRY_TOKEN_MODE                 on-request|always (default on-request)
+//	PUBLIC_PATHS                        comma-separated paths that pass without credentials (GET, HEAD, OPTIONS)
+//	MCP_RESOURCE_METADATA_URL           the protected resource metadata URL (or template) of 401/403 challenges
+//	MCP_SCOPES                          scopes advertised in the challenges, comma- or space-separated
+//	MCP_CHALLENGE_REGISTRY_PATHS        true: challenge on Registry API paths too (default false)
 //
 // The hop token (X-Internal-Token-Registry) is on whenever SECRET_KEY,
 // SECRET_KEY_FILE or INTERNAL_SIGNING_KEY_PATH is set, as upstream's is.
@@ -87,6 +90,10 @@ type Env struct {
 	// SigningKeyOverlap is how long a replaced ES256 public key stays in
 	// the JWKS.
 	SigningKeyOverlap time.Duration
+	// PublicPaths and ProtectedResource: for MCP clients (PUBLIC_PATHS,
+	// MCP_RESOURCE_METADATA_URL and friends).
+	PublicPaths       []string
+	ProtectedResource *policy.ProtectedResourceConfig
 	// Warnings are settings that were accepted with a change (a TTL below
 	// the minimum); the loader logs them.
 	Warnings []string
@@ -183,6 +190,27 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 			fail("GROUP_SCOPES: want a JSON object of group to list of scopes: %v", jsonError(err))
 		}
 	}
+	if v := getenv("PUBLIC_PATHS"); strings.TrimSpace(v) != "" {
+		for _, p := range splitList(v) {
+			if err := pathnorm.CheckPrefix(p); err != nil {
+				fail("PUBLIC_PATHS: %v", err)
+			}
+			e.PublicPaths = append(e.PublicPaths, p)
+		}
+	}
+	if u := strings.TrimSpace(getenv("MCP_RESOURCE_METADATA_URL")); u != "" {
+		pr := &policy.ProtectedResourceConfig{MetadataURL: u, Scopes: strings.FieldsFunc(getenv("MCP_SCOPES"), func(r rune) bool { return r == ',' || r == ' ' })}
+		if v := strings.TrimSpace(getenv("MCP_CHALLENGE_REGISTRY_PATHS")); v != "" {
+			b, err := parseBool(v)
+			if err != nil {
+				fail("MCP_CHALLENGE_REGISTRY_PATHS=%s: want true or false", echoValue(v))
+			}
+			pr.RegistryPaths = b
+		}
+		e.ProtectedResource = pr
+	} else if strings.TrimSpace(getenv("MCP_SCOPES")) != "" || strings.TrimSpace(getenv("MCP_CHALLENGE_REGISTRY_PATHS")) != "" {
+		fail("MCP_SCOPES and MCP_CHALLENGE_REGISTRY_PATHS need MCP_RESOURCE_METADATA_URL")
+	}
 	if u := strings.TrimSpace(getenv("DELEGATE_URL")); u != "" {
 		d := &policy.DelegateConfig{URL: u}
 		if v := strings.TrimSpace(getenv("DELEGATE_TIMEOUT")); v != "" {
@@ -261,7 +289,14 @@ func (e *Env) registryToken() bool {
 // Config builds the policy configuration, reading secret files now. A
 // missing or unreadable file is reported as the credential's problem, not an
 // error: the credential is then refused.
-func (e *Env) Config() policy.PolicyConfig {
+func (e *Env) Config() policy.PolicyConfig { return e.config(readSecretFile) }
+
+// readFunc reads a secret file.
+type readFunc func(path string) ([]byte, error)
+
+// config is Config with the secret files read by read (the loader passes
+// what it has just read, so that a load uses the contents it compared).
+func (e *Env) config(read readFunc) policy.PolicyConfig {
 	cfg := policy.PolicyConfig{
 		Namespace:            PolicyNamespace,
 		Name:                 PolicyName,
@@ -279,10 +314,10 @@ func (e *Env) Config() policy.PolicyConfig {
 		}
 	}
 	if e.StaticEnabled {
-		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN")}
+		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN", read)}
 	}
 	if e.FederationEnabled {
-		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN")}
+		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN", read)}
 		for _, p := range federation.DefaultPathPrefixes {
 			fc.PathPrefixes = append(fc.PathPrefixes, e.RootPath+p)
 		}
@@ -294,7 +329,7 @@ func (e *Env) Config() policy.PolicyConfig {
 		}
 		cfg.APIKeys = append(cfg.APIKeys, apikey.Config{
 			Name:         k.Name,
-			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]"),
+			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]", read),
 			Groups:       k.Groups,
 			PathPrefixes: k.PathPrefixes,
 			Methods:      k.Methods,
@@ -303,11 +338,16 @@ func (e *Env) Config() policy.PolicyConfig {
 	if e.SecretKey != "" || e.SecretKeyFile != "" {
 		cfg.Session = &session.Config{
 			CookieName: e.CookieName,
-			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY")},
+			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY", read)},
 			MaxAge:     e.MaxAge,
 		}
 	}
 	cfg.SessionCookieName = e.CookieName
+	cfg.PublicPaths = e.PublicPaths
+	if e.ProtectedResource != nil {
+		pr := *e.ProtectedResource
+		cfg.ProtectedResource = &pr
+	}
 	if e.Delegate != nil {
 		d := *e.Delegate
 		cfg.Delegate = &d
@@ -322,12 +362,12 @@ func (e *Env) Config() policy.PolicyConfig {
 		case e.SecretKeyFile != "":
 			// A file's value is trimmed (a trailing newline): the
 			// registry's SECRET_KEY environment value has none.
-			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY")
+			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY", read)
 			sv.Value = bytes.TrimSpace(sv.Value)
 			rt.SecretKey = &sv
 		}
 		if e.SigningKeyFile != "" {
-			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH")
+			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH", read)
 			rt.SigningKey = &sv
 		}
 		cfg.RegistryToken = rt
@@ -383,14 +423,14 @@ func envField(field string) string {
 	return field
 }
 
-func secretFrom(value, file, field string) authn.SecretValue {
+func secretFrom(value, file, field string, read readFunc) authn.SecretValue {
 	if file == "" {
 		return authn.SecretValue{Value: []byte(value)}
 	}
-	b, err := os.ReadFile(file)
+	b, err := read(file)
 	if err != nil {
 		reason := authn.ProblemSecretNotFound
-		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), errors.Unwrap(err))}}
+		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), err)}}
 	}
 	return authn.SecretValue{Value: b}
 }

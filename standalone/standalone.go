@@ -10,8 +10,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -35,9 +36,29 @@ type Loader struct {
 	// PollInterval is how often secret files are checked (default 500ms).
 	PollInterval time.Duration
 
+	// StuckAfter is how long a check of the secret files may run before
+	// Ready fails (default 10 PollIntervals, at least 5s).
+	StuckAfter time.Duration
+
+	// Only the check in progress (and Start before it) uses these.
 	fileState []byte
 	issuer    *jwt.Issuer
 	lastProbs string
+
+	// readFile reads a secret file (readSecretFile; tests replace it).
+	readFile readFunc
+	// pendingIssuer is a newly discovered issuer for the next check.
+	pendingIssuer atomic.Pointer[jwt.Issuer]
+	// checking is the start of the check in progress, in Unix nanoseconds
+	// (0: none); reading is the file it reads.
+	checking atomic.Int64
+	reading  atomic.Pointer[string]
+	// stuckLogged is set once a stuck check has been logged.
+	stuckLogged atomic.Bool
+	// blocking is the problems of the configuration in force that would
+	// stop start-up (see startsAnyway), for Ready.
+	blocking atomic.Pointer[[]authn.Problem]
+	metrics  loaderMetrics
 	// discoveryRetry is the first wait after a failed discovery (tests
 	// shorten it).
 	discoveryRetry time.Duration
@@ -53,8 +74,10 @@ type Loader struct {
 
 // NewLoader returns a loader for env into store.
 func NewLoader(env *Env, store *policy.Store, issuers *jwt.Issuers, log logr.Logger, opts policy.CompileOptions) *Loader {
-	return &Loader{env: env, store: store, issuers: issuers, log: log, opts: opts, PollInterval: 500 * time.Millisecond,
-		discoveryRetry: jwt.RetryDiscoveryAfter, now: time.Now}
+	s := &Loader{env: env, store: store, issuers: issuers, log: log, opts: opts, PollInterval: 500 * time.Millisecond,
+		discoveryRetry: jwt.RetryDiscoveryAfter, now: time.Now, readFile: readSecretFile}
+	s.metrics = newLoaderMetrics(s)
+	return s
 }
 
 // Start loads the configuration once. It fails when a credential is present
@@ -75,12 +98,9 @@ func (s *Loader) Start(ctx context.Context) error {
 	if s.env.APIKeysForm == APIKeysUpstream && len(s.env.APIKeys) > 0 && !s.env.StaticEnabled {
 		s.log.Info("REGISTRY_API_KEYS is ignored: its keys count only while REGISTRY_STATIC_TOKEN_AUTH_ENABLED is true, as with the upstream auth server", "keys", len(s.env.APIKeys))
 	}
-	probs := s.reload()
+	s.load(s.readFiles())
 	var errs []error
-	for _, p := range probs {
-		if startsAnyway(p) {
-			continue
-		}
+	for _, p := range *s.blocking.Load() {
 		errs = append(errs, p)
 	}
 	return errors.Join(errs...)
@@ -106,8 +126,15 @@ func startsAnyway(p authn.Problem) bool {
 // startDiscoveryTimeout bounds Start's try at OIDC discovery.
 const startDiscoveryTimeout = 2 * time.Second
 
-// Run watches the secret files and the issuer until ctx ends.
+// Run watches the secret files and the issuer until ctx ends. The files
+// are checked off the loop, one check at a time: a read that hangs (a file
+// system that does not answer) delays only the checks after it, which are
+// skipped meanwhile, and shows in Ready and the metrics; the loop itself
+// never waits for a file.
 func (s *Loader) Run(ctx context.Context) {
+	if s.StuckAfter <= 0 {
+		s.StuckAfter = max(10*s.PollInterval, 5*time.Second)
+	}
 	t := time.NewTicker(s.PollInterval)
 	defer t.Stop()
 	var discovered <-chan *jwt.Issuer
@@ -119,16 +146,88 @@ func (s *Loader) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if s.filesChanged() {
-				s.reload()
-			}
+			s.startCheck()
 		case iss := <-discovered:
-			if iss != nil && iss != s.issuer {
-				s.issuer = iss
-				s.reload()
+			if iss != nil {
+				s.pendingIssuer.Store(iss)
+				s.startCheck()
 			}
 		}
 	}
+}
+
+// startCheck starts a check of the files unless one is still running.
+func (s *Loader) startCheck() {
+	if !s.checking.CompareAndSwap(0, time.Now().UnixNano()) {
+		s.metrics.skipped.Inc()
+		if err := s.stuck(); err != nil && s.stuckLogged.CompareAndSwap(false, true) {
+			s.log.Error(err, "secret files are not being re-read; a changed or removed credential is not seen until the read returns")
+		}
+		return
+	}
+	go func() {
+		defer func() {
+			s.reading.Store(nil)
+			s.checking.Store(0)
+			if s.stuckLogged.CompareAndSwap(true, false) {
+				s.log.Info("secret files are re-read again")
+			}
+		}()
+		s.check()
+	}()
+}
+
+// check reads the secret files and loads the configuration again when they
+// or the issuer changed.
+func (s *Loader) check() {
+	snap := s.readFiles()
+	changed := !bytes.Equal(snap.digest, s.fileState)
+	if iss := s.pendingIssuer.Swap(nil); iss != nil && iss != s.issuer {
+		s.issuer = iss
+		changed = true
+	}
+	if changed {
+		s.load(snap)
+	}
+}
+
+// stuck says whether the check in progress has run longer than StuckAfter.
+func (s *Loader) stuck() error {
+	started := s.checking.Load()
+	if started == 0 || s.StuckAfter <= 0 {
+		return nil
+	}
+	d := time.Since(time.Unix(0, started))
+	if d < s.StuckAfter {
+		return nil
+	}
+	what := "the secret files"
+	if f := s.reading.Load(); f != nil {
+		what = echoPath(*f)
+	}
+	return fmt.Errorf("reading %s has not returned for %s", what, d.Round(time.Second))
+}
+
+// Ready reports whether the configuration in force is the one the
+// environment and files hold now: not when a read of the files hangs (a
+// changed credential would not be seen), nor when the last load had a
+// problem that would stop start-up (an unreadable, oversized or weak
+// secret: that credential is refused meanwhile).
+func (s *Loader) Ready() error {
+	if err := s.stuck(); err != nil {
+		return err
+	}
+	if b := s.blocking.Load(); b != nil && len(*b) > 0 {
+		var sb strings.Builder
+		for i, p := range *b {
+			if i > 0 {
+				sb.WriteString("; ")
+			}
+			fmt.Fprintf(&sb, "%s: %s", p.Field, p.Reason)
+		}
+		return fmt.Errorf("configuration problem (its credential is refused): %s", sb.String())
+	}
+	return nil
 }
 
 // discoverLoop repeats OIDC discovery in the background and sends each
@@ -177,30 +276,51 @@ func (s *Loader) discover(ctx context.Context) *jwt.Issuer {
 	return iss
 }
 
-// filesChanged reports whether any secret file's content changed since the
-// last call. It compares digests of the contents, so it sees a changed file
-// behind a swapped symlink as well as one rewritten in place.
-func (s *Loader) filesChanged() bool {
-	h := make([]byte, 0, 64)
-	for _, f := range s.env.files() {
-		b, err := os.ReadFile(f)
-		d := secret.DigestOf(b)
-		if err != nil {
-			d = secret.DigestOf([]byte("\x00unreadable:" + err.Error()))
-		}
-		h = append(h, d[:]...)
-	}
-	if bytes.Equal(h, s.fileState) {
-		return false
-	}
-	s.fileState = h
-	return true
+// fileSnapshot is one read of every secret file: what each held (or why it
+// could not be read), and a digest of it all to compare with the last load.
+type fileSnapshot struct {
+	data   map[string][]byte
+	errs   map[string]error
+	digest []byte
 }
 
-// reload compiles the environment and swaps the policy in.
-func (s *Loader) reload() []authn.Problem {
-	s.filesChanged() // record the state this load reads
-	cfg := s.env.Config()
+func (f fileSnapshot) read(path string) ([]byte, error) {
+	if err, ok := f.errs[path]; ok {
+		return nil, err
+	}
+	if b, ok := f.data[path]; ok {
+		return b, nil
+	}
+	return nil, errors.New("not read") // not a file the environment names
+}
+
+// readFiles reads every secret file. It compares digests of the contents,
+// so it sees a changed file behind a swapped symlink as well as one
+// rewritten in place.
+func (s *Loader) readFiles() fileSnapshot {
+	files := s.env.files()
+	snap := fileSnapshot{data: make(map[string][]byte, len(files)), errs: map[string]error{}, digest: make([]byte, 0, 32*len(files))}
+	for _, f := range files {
+		s.reading.Store(&f)
+		b, err := s.readFile(f)
+		d := secret.DigestOf(b)
+		if err != nil {
+			snap.errs[f] = err
+			d = secret.DigestOf([]byte("\x00unreadable:" + err.Error()))
+		} else {
+			snap.data[f] = b
+		}
+		snap.digest = append(snap.digest, d[:]...)
+	}
+	s.reading.Store(nil)
+	return snap
+}
+
+// load compiles the environment with the files as read and swaps the
+// policy in.
+func (s *Loader) load(files fileSnapshot) {
+	s.fileState = files.digest
+	cfg := s.env.config(files.read)
 	if cfg.OIDC != nil {
 		cfg.OIDC.Issuer = s.issuer
 		if s.issuer == nil {
@@ -211,10 +331,16 @@ func (s *Loader) reload() []authn.Problem {
 		cfg.RegistryToken.Previous = s.rotateSigningKey(cfg.RegistryToken.SigningKey)
 	}
 	p, probs := policy.Compile(cfg, s.opts)
+	blocking := []authn.Problem{}
 	for i := range probs {
 		probs[i].Field = envField(probs[i].Field)
+		if !startsAnyway(probs[i]) {
+			blocking = append(blocking, probs[i])
+		}
 	}
 	s.store.Replace(p)
+	s.blocking.Store(&blocking)
+	s.metrics.loaded(len(probs), len(blocking))
 	// Log problems once per change, never a secret.
 	var sb strings.Builder
 	for _, pr := range probs {
@@ -235,7 +361,6 @@ func (s *Loader) reload() []authn.Problem {
 			"mode": rt.Mode(), "ttl": rt.TTL().String(), "previousKeyIDs": keyIDs(rt.Previous(s.now()))})
 	}
 	s.log.Info("configuration loaded", kv...)
-	return probs
 }
 
 // rotateSigningKey keeps the ES256 public keys the JWKS publishes: when the
