@@ -19,7 +19,7 @@ import (
 // With Options.CredentialSecrets, a policy whose Secret the selector
 // selects is loaded, and its rotations too, without a read of that Secret
 // from the API server; a Secret the selector does not select is read as
-// before.
+// before. (Both Secrets opt in as credentials; the selector takes one.)
 func TestCredentialSecretCache(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
@@ -28,12 +28,13 @@ func TestCredentialSecretCache(t *testing.T) {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbl}, StringData: map[string]string{"token": tok}}
 		g.Expect(adminClient.Create(context.Background(), s)).To(Succeed())
 	}
-	mk("labelled", labelled, map[string]string{"registryauth.io/credential": "true"})
-	mk("plain", plain, nil)
+	optIn := map[string]string{LabelCredential: "true"}
+	mk("labelled", labelled, map[string]string{LabelCredential: "true", "example.com/cached": "yes"})
+	mk("plain", plain, optIn)
 	createPolicy(t, ns, "a", "labelled")
 	createPolicy(t, ns, "b", "plain", func(p *authv1alpha1.RegistryAuthPolicy) { p.Spec.Hosts = []string{"b.example.com"} })
 	reqs := &requestLog{}
-	m := startManager(t, managerOpts{requests: reqs, credentials: labels.SelectorFromSet(labels.Set{"registryauth.io/credential": "true"})})
+	m := startManager(t, managerOpts{requests: reqs, credentials: labels.SelectorFromSet(labels.Set{LabelCredential: "true", "example.com/cached": "yes"})})
 	g.Eventually(func(g Gomega) {
 		g.Expect(m.allows(ns, "a", labelled)).To(BeTrue())
 		g.Expect(m.allows(ns, "b", plain)).To(BeTrue())
