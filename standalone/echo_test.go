@@ -59,6 +59,9 @@ func own(variable string, companions map[string]string) echoCase {
 // listens on port 1).
 var oidcOn = map[string]string{"OIDC_ISSUER_URL": "http://127.0.0.1:1/realms/mcp", "OIDC_CLIENT_ID": "mcp"}
 
+// mcpOn makes the MCP challenge variables read.
+var mcpOn = map[string]string{"MCP_RESOURCE_METADATA_URL": "https://registry.example/.well-known/oauth-protected-resource"}
+
 // echoRows has a row for every variable standalone mode reads; the test
 // fails when ParseEnv reads one that has no row. Each row puts a
 // secret-looking value where that variable's value goes (and, for the JSON
@@ -148,6 +151,15 @@ func echoRows(key string) map[string][]echoCase {
 		"INTERNAL_SIGNING_KEY_PATH":            {own("INTERNAL_SIGNING_KEY_PATH", nil)},
 		"INTERNAL_SIGNING_KEY_OVERLAP_SECONDS": {own("INTERNAL_SIGNING_KEY_OVERLAP_SECONDS", nil)},
 		"REGISTRY_TOKEN_MODE":                  {own("REGISTRY_TOKEN_MODE", map[string]string{"SECRET_KEY": key})},
+		"PUBLIC_PATHS":                         {own("PUBLIC_PATHS", nil), {name: "second entry", env: func(s string) map[string]string { return map[string]string{"PUBLIC_PATHS": "/health," + s} }}},
+		"MCP_RESOURCE_METADATA_URL": {
+			own("MCP_RESOURCE_METADATA_URL", nil),
+			{name: "in the query", env: func(s string) map[string]string {
+				return map[string]string{"MCP_RESOURCE_METADATA_URL": "https://registry.example/.well-known/oauth-protected-resource?k=" + s}
+			}},
+		},
+		"MCP_SCOPES":                   {own("MCP_SCOPES", mcpOn)},
+		"MCP_CHALLENGE_REGISTRY_PATHS": {own("MCP_CHALLENGE_REGISTRY_PATHS", mcpOn)},
 	}
 }
 
