@@ -138,7 +138,12 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		return nil, err
 	}
 
+	cluster, err := NewClusterIssuer(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
 	res := &resolver{
+		cluster: cluster,
 		secrets: mgr.GetAPIReader(),
 		// The cache itself: the manager's client sends every Secret read,
 		// metadata included, to the API server (ClientOptions).

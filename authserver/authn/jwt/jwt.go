@@ -145,6 +145,9 @@ func CompileAll(cfgs []*Config, env *authn.Env) (*Authenticator, []authn.Problem
 func compileEntry(cfg *Config, env *authn.Env) (*entry, []authn.Problem) {
 	field := cfg.field()
 	if len(cfg.Audiences) == 0 {
+		if cfg.Problem != nil && cfg.Problem.Field == field+".audiences" {
+			return nil, []authn.Problem{*cfg.Problem} // the loader dropped them, and says why
+		}
 		return nil, []authn.Problem{{Reason: authn.ProblemInvalidSpec, Field: field + ".audiences", Message: "at least one audience is required"}}
 	}
 	e := &entry{configuredURL: cfg.IssuerURL}
