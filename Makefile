@@ -67,33 +67,49 @@ fmt-check: ## Fail if `gofmt -l` lists any Go file (also testdata/ and hack/).
 	if [ -n "$$out" ]; then echo "gofmt -l lists unformatted files (run 'make fmt'):"; echo "$$out"; exit 1; fi
 
 # test-plan prints the first line of make test: what it is about to build and
-# for how long. provision then installs nginx and a C compiler when it can
-# (root with apt-get) or says what is missing: the nginx tests skip and go test
-# runs without -race (CI=true: a missing part fails instead).
+# for how long (the node too when run as root: provision can then make the
+# real-node suite runnable). provision then installs nginx, a C compiler and
+# the node's packages when it can (root with apt-get) or says what is
+# missing: the nginx tests and the real-node suite skip and go test runs
+# without -race (CI=true: a missing part fails instead). node-if-ready builds
+# the node only when the real-node suite can run here.
 # fmt-check runs before fmt so that unformatted code fails the tests instead of
 # being silently rewritten. At the end, what was missing is said again, as
 # go test does not list skipped tests.
 .PHONY: test
-test: test-plan provision manifests generate fmt-check fmt vet envtest helm crds ## Run all tests with the race detector (unit, envtest, e2e with nginx). First provides nginx and gcc (hack/provision.sh) and builds the control plane (~10 min) and helm (~2-3 min more).
+test: test-plan provision manifests generate fmt-check fmt vet envtest helm crds node-if-ready ## Run all tests with the race detector (unit, envtest, e2e with nginx, the real-node suite as root). First provides nginx, gcc and containerd & co. (hack/provision.sh --node) and builds the control plane (~10 min), helm (~2-3 min more) and, as root, the node (~4 min more).
 	@race="$$(hack/provision.sh --race-flag)"; \
 	[ -n "$$race" ] || echo "go test runs without -race: the race detector needs cgo and a working C compiler (see [provision] above)"; \
-	echo "KUBEBUILDER_ASSETS=\"$(ENVTEST_ASSETS)\" go test $$race ./... -count=1"; \
-	rc=0; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $$race ./... -count=1 || rc=$$?; \
-	hack/provision.sh --check 2>&1 | grep '^\[provision\] missing: ' || true; \
+	echo "KUBEBUILDER_ASSETS=\"$(ENVTEST_ASSETS)\" go test $$race ./... -count=1 -timeout 20m"; \
+	rc=0; KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $$race ./... -count=1 -timeout 20m || rc=$$?; \
+	hack/provision.sh --check --node 2>&1 | grep '^\[provision\] missing: ' || true; \
 	exit $$rc
 
 .PHONY: test-plan
 test-plan:
-	@CONTROLLER_GEN_BIN="$(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION)" hack/build-tools.sh plan "make test"
+	@PLAN_NODE="$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0)" \
+	CONTROLLER_GEN_BIN="$(CONTROLLER_GEN)-$(CONTROLLER_TOOLS_VERSION)" hack/build-tools.sh plan "make test"
 
 .PHONY: provision
-provision: ## Install what the tests need (nginx, gcc) as root with apt-get, else say what is missing (hack/provision.sh).
-	@hack/provision.sh
+provision: ## Install what the tests need (nginx, gcc; containerd, runc, CNI plugins, nftables for the real-node suite) as root with apt-get, else say what is missing (hack/provision.sh --node).
+	@hack/provision.sh --node
+
+.PHONY: node-if-ready
+node-if-ready:
+	@if hack/provision.sh --node-ready; then $(MAKE) --no-print-directory node; fi
+
+# The real-node suite (test/node): a real single-node cluster in namespaces
+# of its own, dist/install.yaml and the Helm chart installed with the image
+# make image builds (the suite builds it again itself, so it is never stale).
+# Needs root; see test/utils/realnode. About 3 minutes once built.
+.PHONY: test-node
+test-node: provision envtest helm node ## Run the real-node suite alone (root; installs containerd & co. like make test). Results in bin/test-node/results.md.
+	go test ./test/node -count=1 -v -timeout 20m
 
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
 # found fails (go test -fuzz alone would only warn).
-FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
+FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/frontend/extauthz:FuzzParse ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
 FUZZTIME ?= 10s
 
 .PHONY: lint
@@ -116,7 +132,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 10s); any crash fails.
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: envtest ## Measure throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 1,000 policies and the decision function; writes bench/results (see bench/README.md). Several minutes; not part of test.
+bench: envtest ## Measure checks through a real nginx (ingress-nginx auth-url, with and without auth keepalive), throughput and latency (wrk vs a minimal server and oauth2-proxy), rotation latency, 10,000 and 1,000 policies and the decision function; writes bench/results (see bench/README.md). About 30 minutes; not part of test.
 	@command -v wrk >/dev/null 2>&1 || { echo "make bench needs wrk, the HTTP load generator: install it with 'apt-get install wrk' (Debian/Ubuntu) and run make bench again."; exit 1; }
 	go run ./hack/bench $(BENCH_ARGS)
 
@@ -126,10 +142,18 @@ bench: envtest ## Measure throughput and latency (wrk vs a minimal server and oa
 build: manifests generate fmt vet ## Build the registry-auth binary (bin/registry-auth).
 	go build -o $(LOCALBIN)/registry-auth ./cmd
 
+# NODE=1: a real single-node cluster instead of the bare control plane, with
+# the operator installed from dist/install.yaml as two pods of the image make
+# image builds (root; hack/provision.sh --node's packages).
+NODE ?=
 .PHONY: run
-run: manifests generate fmt vet envtest crds build ## Start a local control plane, apply config/samples and run bin/registry-auth (see hack/localup). RUN_ARGS="--no-operator" only starts the cluster.
+run: manifests generate fmt vet envtest crds build $(if $(filter 1,$(NODE)),node image) ## Start a local control plane, apply config/samples and run bin/registry-auth (see hack/localup). RUN_ARGS="--no-operator" only starts the cluster. NODE=1 starts a real node and runs the operator on it as pods (root).
 	go build -o $(LOCALBIN)/localup ./hack/localup
-	exec $(LOCALBIN)/localup $(RUN_ARGS)
+	exec $(LOCALBIN)/localup $(if $(filter 1,$(NODE)),-node) $(RUN_ARGS)
+
+.PHONY: image
+image: ## Build the image localhost/registry-auth:dev (the Dockerfile's, without a container engine) and the local pause image as OCI archives in bin/image (hack/build-image.sh).
+	hack/build-image.sh
 
 # If you wish to build the manager image targeting other platforms you can use the --platform flag.
 # (i.e. docker build --platform linux/arm64). However, you must enable docker buildKit for it.
@@ -211,12 +235,16 @@ envtest: ## Build etcd, kube-apiserver and kubectl into bin/k8s from hack/tools 
 golangci-lint: ## Build golangci-lint into bin/golangci-lint from hack/tools/lint (skipped when up to date; ~4 min cold).
 	hack/build-tools.sh lint
 
+.PHONY: node
+node: envtest ## Build kubelet, kube-proxy, kube-controller-manager and kube-scheduler into bin/node from hack/tools (skipped when up to date; ~4 min after make envtest).
+	hack/build-tools.sh node
+
 .PHONY: helm
 helm: ## Build helm into bin/helm from hack/tools (skipped when up to date; ~2-3 min after `make envtest`, ~5 min CPU from a cold cache).
 	hack/build-tools.sh helm
 
 .PHONY: crds
-crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API) from the Go module cache into bin/crds for envtest.
+crds: ## Copy third-party CRDs (Traefik, Envoy Gateway SecurityPolicy, Gateway API experimental channel, Istio) from the Go module cache into bin/crds for envtest.
 	hack/fetch-crds.sh
 
 .PHONY: kustomize

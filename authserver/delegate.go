@@ -94,9 +94,10 @@ type delegateAnswer struct {
 	header http.Header // the relayed answer headers
 }
 
-// ask sends the auth request r (as the proxy sent it, described by req) to
-// the delegate of p and returns the answer to relay.
-func (d *Delegator) ask(ctx context.Context, r *http.Request, req *check.Request, p *policy.Policy) delegateAnswer {
+// ask sends the auth request (its headers as the proxy sent them, the
+// original request described by req) to the delegate of p and returns the
+// answer to relay.
+func (d *Delegator) ask(ctx context.Context, header http.Header, req *check.Request, p *policy.Policy) delegateAnswer {
 	del := p.Delegate()
 	outcome := DelegateError
 	defer func() {
@@ -118,7 +119,7 @@ func (d *Delegator) ask(ctx context.Context, r *http.Request, req *check.Request
 	if err != nil {
 		return delegateAnswer{reason: check.ReasonDelegateUnavailable}
 	}
-	for k, vs := range r.Header {
+	for k, vs := range header {
 		if !delegatedRequestHeaders[k] {
 			out.Header[k] = vs
 		}

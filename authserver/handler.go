@@ -37,14 +37,9 @@ type Observer interface {
 // serves the policies' public keys for that token at
 // /.well-known/internal-jwks.json (jwks.go).
 type Handler struct {
-	store     *policy.Store
-	delegator *Delegator
-	log       logr.Logger
-	now       func() time.Time
-	observer  Observer
-	clientIP  func(*http.Request) string
-	failures  *FailureLimiter
-	env       frontend.Env
+	checker  *Checker
+	clientIP func(*http.Request) string
+	env      frontend.Env
 }
 
 // HandlerOptions configure a Handler.
@@ -71,12 +66,18 @@ type HandlerOptions struct {
 
 // NewHandler returns the auth check handler reading from store.
 func NewHandler(store *policy.Store, opts HandlerOptions) *Handler {
+	return NewHandlerFor(NewChecker(store, opts), opts)
+}
+
+// NewHandlerFor returns the HTTP front-ends' handler for a Checker that
+// other front-ends share (opts.TrustedProxies and opts.ClientIP are read;
+// the rest configures the Checker).
+func NewHandlerFor(c *Checker, opts HandlerOptions) *Handler {
 	trusted := opts.TrustedProxies
 	if trusted == nil {
 		trusted = frontend.DefaultTrustedProxies
 	}
-	h := &Handler{store: store, delegator: opts.Delegator, log: opts.Log, now: opts.Now, observer: opts.Observer, clientIP: opts.ClientIP,
-		failures: opts.Failures, env: frontend.Env{Trusted: trusted}}
+	h := &Handler{checker: c, clientIP: opts.ClientIP, env: frontend.Env{Trusted: trusted}}
 	if h.clientIP == nil {
 		h.clientIP = frontend.ClientIPFunc(trusted)
 	}
@@ -94,98 +95,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	req := check.Request{
-		Authorization:  r.Header["Authorization"],
-		XAuthorization: r.Header["X-Authorization"],
-		Cookie:         r.Header["Cookie"],
-		MethodOverride: r.Header["X-Http-Method-Override"] != nil || r.Header["X-Http-Method"] != nil || r.Header["X-Method-Override"] != nil,
+	c := Check{
+		Req: check.Request{
+			Authorization:  r.Header["Authorization"],
+			XAuthorization: r.Header["X-Authorization"],
+			Cookie:         r.Header["Cookie"],
+			MethodOverride: r.Header["X-Http-Method-Override"] != nil || r.Header["X-Http-Method"] != nil || r.Header["X-Method-Override"] != nil,
+		},
+		TokenRequested: TokenRequested(r.Header[hoptoken.RequestHeader]),
+		HTTP:           r,
+		httpClientIP:   h.clientIP,
 	}
-	deny, ok := fe.Parse(r, &req, &h.env)
+	var ok bool
+	c.Deny, ok = fe.Parse(r, &c.Req, &h.env)
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	var d policy.Decision
-	ans := frontend.Answer{}
-	if deny != "" {
-		d.Reason = deny
-	} else {
-		now := start // one clock read serves both, unless a test sets Now
-		if h.now != nil {
-			now = h.now()
-		}
-		if h.failures.tracking() && (len(req.Authorization) > 0 || len(req.XAuthorization) > 0) {
-			req.Throttled = h.failures.Throttled(h.client(r, &req), now)
-		}
-		d = policy.Decide(r.Context(), h.store.Load(), &req, now)
-		if d.SecretMismatch {
-			h.failures.Failed(h.client(r, &req), now)
-		}
-		if d.Reason == check.ReasonDelegate && h.delegator != nil && d.Policy != nil && d.Policy.Delegate() != nil {
-			da := h.delegator.ask(r.Context(), r, &req, d.Policy)
-			d.Reason, ans.Relayed = da.reason, da.header
-		} else if d.Identity != nil {
-			// The answer stage: the decision is made; the hop token, if
-			// this request needs one, goes with the answer.
-			tok, err := registryToken(r, &d, now)
-			switch {
-			case err != nil:
-				d = policy.Decision{Reason: check.ReasonRegistryTokenUnavailable, Policy: d.Policy, Path: d.Path, CredentialName: d.CredentialName}
-			case tok != nil:
-				w.Header()[hoptoken.Header] = tok
-			}
-		}
+	res := h.checker.Check(r.Context(), &c, start)
+	if res.Token != nil {
+		w.Header()[hoptoken.Header] = res.Token
 	}
-	ans.Reason, ans.Identity = d.Reason, d.Identity
-	fe.Write(w, r, ans)
-	if h.observer != nil {
-		h.observer.ObserveDecision(d, time.Since(start))
-	}
-	if !d.Allowed() {
-		if log := h.log.V(1); log.Enabled() {
-			key := ""
-			if d.Policy != nil {
-				key = d.Policy.Key()
-			}
-			log.Info("request denied", "policy", key, "reason", d.Reason, "status", d.Status(),
-				"path", d.Path, "method", req.Method, "client", h.client(r, &req), "credential", d.CredentialName)
-		}
-	}
-}
-
-// registryToken is the hop token an allowed request is answered with, nil
-// when it needs none: the policy has a registry token, and the auth request
-// asks for one (a non-empty X-Registry-Api-Auth, as upstream's nginx sends
-// from the registry's /api/ locations) or the policy's mode is "always"
-// and the path is a Registry API path. An error means the request needs a
-// token that cannot be minted (the key is not loaded): it must be refused,
-// not sent on without one.
-func registryToken(r *http.Request, d *policy.Decision, now time.Time) ([]string, error) {
-	s := d.Policy.RegistryToken()
-	if s == nil {
-		return nil, nil
-	}
-	if !tokenRequested(r.Header[hoptoken.RequestHeader]) && (s.Mode() != hoptoken.ModeAlways || !d.Policy.RegistryPath(d.Path)) {
-		return nil, nil
-	}
-	return s.Mint(d.Identity, now)
-}
-
-func tokenRequested(values []string) bool {
-	for _, v := range values {
-		if v != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// client works out the client's address only when something needs it (the
-// failure limit while it tracks anyone or after a failure, the debug log of
-// a denial), once per request.
-func (h *Handler) client(r *http.Request, req *check.Request) string {
-	if req.ClientIP == "" {
-		req.ClientIP = h.clientIP(r)
-	}
-	return req.ClientIP
+	fe.Write(w, r, res.Answer)
+	h.checker.Done(&c, &res, start)
 }

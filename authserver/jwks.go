@@ -30,7 +30,7 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	snap := h.store.Load()
+	snap := h.checker.store.Load()
 	rest := strings.TrimPrefix(r.URL.Path, jwksPath)
 	p := snap.Only()
 	if rest != "" && rest != "/" {
@@ -46,8 +46,8 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	if h.now != nil {
-		now = h.now()
+	if h.checker.now != nil {
+		now = h.checker.now()
 	}
 	body := []byte(`{"keys":[]}`)
 	if s := p.RegistryToken(); s != nil {

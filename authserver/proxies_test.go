@@ -178,7 +178,12 @@ func traefikCheck(r proxyRow, client string) wireRequest {
 	return w
 }
 
-// envoyCheck is Envoy's HTTP ext_authz check as Envoy Gateway configures it:
+// envoyCheck is Envoy's HTTP ext_authz check as Envoy Gateway configures it
+// (and Istio's envoyExtAuthzHttp provider with pathPrefix and
+// includeRequestHeadersInCheck, kgateway's httpService with pathPrefix and
+// headersToForward, and the Gateway API ExternalAuth filter's HTTP form in
+// Envoy-based Cilium and agentgateway: the same filter, path_prefix and
+// allowed_headers; config/samples has each):
 // the original method and Host, the configured path prefix followed by the
 // original :path (path and query), the allowed headers (authorization,
 // x-authorization, cookie, x-forwarded-for with the client address Envoy

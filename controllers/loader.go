@@ -20,13 +20,17 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,6 +56,9 @@ type PolicyLoader struct {
 	mu       sync.Mutex
 	problems map[string]string      // policy key -> problems last logged
 	latest   map[string]*resolution // policy key -> what the store holds
+	// stateWrites are the leader's writes of state Secrets in flight, by
+	// policy key (see writingState).
+	stateWrites map[string]chan struct{}
 	// loaded receives each policy after it was (re)loaded or removed, for
 	// the status reconciler: status reports what this replica loaded,
 	// without reading the cluster a second time.
@@ -123,6 +130,13 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		l.remove(ctx, req)
 		return ctrl.Result{}, nil
 	}
+	if res := l.unchanged(ctx, key, &pol); res != nil {
+		// Nothing it was made of has changed: no read, no compile. The
+		// leader's own write of the state Secret brings every policy
+		// back here once, for instance.
+		l.ready.loaded(key)
+		return l.requeueFor(key, res, false), nil
+	}
 	res, err := l.resolver.resolve(ctx, &pol)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -135,13 +149,145 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 	l.logProblems(ctx, key, res)
 	l.notify(&pol)
 
+	return l.requeueFor(key, res, true), nil
+}
+
+// unchanged returns what was last loaded for pol when nothing it was made of
+// has changed since: the same object and generation, every Secret it read
+// at the version the metadata cache shows now, no grace window ended, no
+// problem that needs a retry. nil means load it. After an API server
+// outage the cache may be behind: then it always loads.
+func (l *PolicyLoader) unchanged(ctx context.Context, key string, pol *authv1alpha1.RegistryAuthPolicy) *resolution {
+	res := l.latestResolution(key)
+	r := l.resolver
+	if res == nil || res.uid != pol.UID || res.generation != pol.Generation || hasRetryable(res.problems) ||
+		r.metadata == nil || r.health.recovering() {
+		return nil
+	}
+	now := r.now()
+	for _, c := range res.creds {
+		if t := c.state.nextExpiry(); !t.IsZero() && !t.After(now) {
+			return nil
+		}
+	}
+	if !slices.Equal(res.secretNames, referencedSecrets(pol)) {
+		return nil
+	}
+	switch l.changedSecret(ctx, pol.Namespace, res) {
+	case -1:
+		return res
+	case 0: // the state Secret (referencedSecrets puts it first)
+		// The leader may be writing it: its watch event can come before
+		// the write's answer, and so before wroteState.
+		if wait := l.stateWriteInFlight(key); wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+				return nil
+			}
+			if res = l.latestResolution(key); res != nil && res.generation == pol.Generation && res.uid == pol.UID &&
+				l.changedSecret(ctx, pol.Namespace, res) == -1 {
+				return res
+			}
+		}
+	}
+	return nil
+}
+
+// changedSecret is the index in res.secretNames of a Secret whose version
+// in the metadata cache is not the one res was made with, -1 if none.
+func (l *PolicyLoader) changedSecret(ctx context.Context, namespace string, res *resolution) int {
+	for i, name := range res.secretNames {
+		var m metav1.PartialObjectMetadata
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := l.resolver.metadata.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &m)
+		switch {
+		case apierrors.IsNotFound(err):
+			if res.secretVersions[i] != "" {
+				return i
+			}
+		case err != nil || m.ResourceVersion != res.secretVersions[i]:
+			return i
+		}
+	}
+	return -1
+}
+
+// writingState marks a write of the policy's state Secret by the leader as
+// in flight; the returned func ends it, after wroteState.
+func (l *PolicyLoader) writingState(key string) func() {
+	ch := make(chan struct{})
+	l.mu.Lock()
+	if l.stateWrites == nil {
+		l.stateWrites = map[string]chan struct{}{}
+	}
+	l.stateWrites[key] = ch
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		if l.stateWrites[key] == ch {
+			delete(l.stateWrites, key)
+		}
+		l.mu.Unlock()
+		close(ch)
+	}
+}
+
+// stateWriteInFlight returns a channel closed when the leader's write of the
+// policy's state Secret ends, nil when there is none.
+func (l *PolicyLoader) stateWriteInFlight(key string) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, ok := l.stateWrites[key]; ok {
+		return ch
+	}
+	return nil
+}
+
+// wroteState records that the leader wrote pol's rotation state Secret
+// (version rv, value data) for the load res: the next load takes it from
+// memory instead of reading it back, and the load its watch event brings
+// finds nothing changed.
+func (l *PolicyLoader) wroteState(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, rv string, data []byte) {
+	rec := &stateRecord{resourceVersion: rv, owner: pol.UID, data: data}
+	name := stateSecretName(pol.Name)
+	if slices.Contains(credentialSecrets(pol, nil), name) {
+		// A credential is read from it too (a mistake the load reports):
+		// the load must see the Secret as written.
+		return
+	}
+	l.resolver.stateMu.Lock()
+	l.resolver.states[pol.Namespace+"/"+name] = rec
+	l.resolver.stateMu.Unlock()
+	key := pol.Namespace + "/" + pol.Name
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.latest[key] != res {
+		return // loaded again meanwhile
+	}
+	next := *res
+	next.state = rec
+	next.secretVersions = slices.Clone(res.secretVersions)
+	for i, n := range next.secretNames {
+		if n == name {
+			next.secretVersions[i] = rv
+		}
+	}
+	l.latest[key] = &next
+}
+
+// requeueFor is when to load the policy again by itself: a retry with
+// backoff for a problem that needs one, else when a grace window ends.
+func (l *PolicyLoader) requeueFor(key string, res *resolution, loaded bool) ctrl.Result {
 	var result ctrl.Result
 	if hasRetryable(res.problems) {
 		// Retry with backoff: nothing in the cluster tells us when an
 		// issuer comes back. Missing Secrets come back through the Secret
 		// watch, so they need no retry.
 		result.RequeueAfter = l.backoff.When(key)
-	} else {
+	} else if loaded {
 		l.backoff.Forget(key)
 	}
 	// Come back when a grace window ends: the decision already refuses an
@@ -155,7 +301,7 @@ func (l *PolicyLoader) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 			}
 		}
 	}
-	return result, nil
+	return result
 }
 
 func hasRetryable(probs []authn.Problem) bool {
@@ -228,9 +374,16 @@ func newReadiness() *readiness { return &readiness{seen: map[string]bool{}} }
 func (r *readiness) loaded(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.seen != nil {
-		r.seen[key] = true
+	if r.listed == nil {
+		// Before the initial list: remember it for setListed.
+		if r.seen != nil {
+			r.seen[key] = true
+		}
+		return
 	}
+	// One key at a time: going over every pending key on each load would
+	// make loading n policies cost n².
+	delete(r.listed, key)
 	r.trim()
 }
 
@@ -244,20 +397,23 @@ func (r *readiness) setListed(keys []string) {
 	r.trim()
 }
 
-// trim drops what is no longer pending; once nothing is, the seen set is not
-// needed any more.
+// trim drops what was seen before the list from the pending keys (once);
+// when nothing is pending, the process is ready.
 func (r *readiness) trim() {
 	if r.listed == nil {
 		return
 	}
-	for k := range r.listed {
-		if r.seen[k] {
+	if r.seen != nil {
+		for k := range r.seen {
 			delete(r.listed, k)
 		}
+		r.seen = nil
 	}
 	if len(r.listed) == 0 {
-		r.seen = nil
 		if !r.isReady {
+			// A map keeps the room it grew to: 1.5 MB at 10,000
+			// policies.
+			r.listed = map[string]bool{}
 			r.isReady = true
 			for _, f := range r.onReady {
 				go f()

@@ -62,6 +62,11 @@ type resolver struct {
 	secrets client.Reader
 	// metadata reads the cached Secret metadata (see CacheOptions).
 	metadata client.Reader
+	// credentials, if not nil, is a cache of the data of the Secrets a
+	// label selects (Options.CredentialSecrets): a load reads a Secret
+	// there when it has the version the metadata cache shows, instead of
+	// from the API server.
+	credentials client.Reader
 	// health says when the cache may be behind the API server.
 	health  *WatchHealth
 	issuers *jwt.Issuers
@@ -137,7 +142,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 		var s corev1.Secret
 		key := types.NamespacedName{Namespace: pol.Namespace, Name: name}
-		err := r.secrets.Get(ctx, key, &s, r.freshEnough(ctx, key))
+		err := r.readSecret(ctx, key, &s)
 		if apierrors.IsNotFound(err) {
 			missing[name] = true
 			return nil, nil
@@ -308,6 +313,10 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			SecretKeys: []authn.SecretValue{sv},
 			MaxAge:     durationOf(s.MaxAge),
 		}
+	}
+	cfg.PublicPaths = spec.PublicPaths
+	if pr := spec.ProtectedResource; pr != nil {
+		cfg.ProtectedResource = &policy.ProtectedResourceConfig{MetadataURL: pr.MetadataURL, Scopes: pr.Scopes, RegistryPaths: pr.RegistryPaths}
 	}
 	if d := spec.Delegate; d != nil {
 		if r.targets.delegateAllowed(d.URL) {
@@ -493,12 +502,27 @@ func rotateSigningKey(rotateTo func(string, *secret.Digest, valueSource, time.Du
 	return previous, keys
 }
 
+// readSecret reads a Secret's data: from the credential Secret cache when
+// there is one and it holds the Secret at the version the metadata cache
+// shows, else from the API server (see freshEnough).
+func (r *resolver) readSecret(ctx context.Context, key types.NamespacedName, into *corev1.Secret) error {
+	opts := r.freshEnough(ctx, key)
+	if r.credentials != nil && opts.Raw != nil {
+		var c corev1.Secret
+		if err := r.credentials.Get(ctx, key, &c); err == nil && c.ResourceVersion == opts.Raw.ResourceVersion {
+			*into = c
+			return nil
+		}
+	}
+	return r.secrets.Get(ctx, key, into, opts)
+}
+
 // freshEnough returns the read option for a Secret: when the metadata cache
 // knows the Secret, a read "not older than" the version the cache has seen,
 // which the API server answers from its watch cache instead of a quorum read
 // from etcd. Without one (unknown Secret, or a cache that may be behind
 // after an outage), a plain, consistent read.
-func (r *resolver) freshEnough(ctx context.Context, key types.NamespacedName) client.GetOption {
+func (r *resolver) freshEnough(ctx context.Context, key types.NamespacedName) *client.GetOptions {
 	opts := &client.GetOptions{}
 	if r.metadata == nil || r.health.recovering() {
 		return opts

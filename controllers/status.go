@@ -135,10 +135,13 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // writeState creates or updates the rotation state Secret when it changed.
 func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, res *resolution) error {
 	want := res.stateToWrite().encode()
+	if res.state != nil && bytes.Equal(res.state.data, want) {
+		return nil
+	}
+	if res.state != nil || len(res.creds) > 0 {
+		defer s.loader.writingState(pol.Namespace + "/" + pol.Name)()
+	}
 	if res.state != nil {
-		if bytes.Equal(res.state.data, want) {
-			return nil
-		}
 		// The Secret is this policy's (resolve checked its owner). Only
 		// its value changes, at the version read: a merge patch with that
 		// version as precondition leaves labels and owners others added
@@ -153,7 +156,11 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 		// Labelled as a Secret the operator reads (state Secrets of older
 		// versions lack it).
 		sec.Labels = map[string]string{LabelCredential: "state"}
-		return s.client.Patch(ctx, sec, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if err := s.client.Patch(ctx, sec, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return err
+		}
+		s.loader.wroteState(pol, res, sec.ResourceVersion, want)
+		return nil
 	}
 	if len(res.creds) == 0 {
 		return nil
@@ -175,6 +182,9 @@ func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.Reg
 		return err
 	}
 	err := s.client.Create(ctx, sec)
+	if err == nil {
+		s.loader.wroteState(pol, res, sec.ResourceVersion, want)
+	}
 	if apierrors.IsAlreadyExists(err) {
 		// Either our cache is behind (requeue) or a Secret of someone
 		// else's has the name: say so, and go on without persisted state.

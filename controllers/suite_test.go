@@ -38,6 +38,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -302,6 +303,8 @@ type managerOpts struct {
 	// grants are the host grants; nil grants every host to every
 	// namespace.
 	grants *HostGrants
+	// credentials is Options.CredentialSecrets.
+	credentials labels.Selector
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -379,7 +382,7 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		grants = *o.grants
 	}
 	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, HostGrants: grants, EventRecorderName: "registry-auth-operator",
-		Leader: leader, WatchHealth: health, Namespaces: o.namespaces})
+		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: o.credentials})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,21 +10,32 @@
 #   hack/build-tools.sh helm              bin/helm (make helm):
 #     bin/helm                helm.sh/helm/v3/cmd/helm
 #
-#   hack/build-tools.sh plan [WHO]        prints one line saying what the two
-#                                         above would build and how long that
-#                                         takes, or that they are up to date
-#                                         (make test prints it first); with
+#   hack/build-tools.sh node              the node of the real-node suite
+#                                         (test/node, make test-node, make run
+#                                         NODE=1), into bin/node (make node):
+#     bin/node/kubelet                  k8s.io/kubernetes/cmd/kubelet
+#     bin/node/kube-proxy               k8s.io/kubernetes/cmd/kube-proxy
+#     bin/node/kube-controller-manager  k8s.io/kubernetes/cmd/kube-controller-manager
+#     bin/node/kube-scheduler           k8s.io/kubernetes/cmd/kube-scheduler
+#
+#   hack/build-tools.sh plan [WHO]        prints one line saying what the
+#                                         control plane and helm (and, with
+#                                         PLAN_NODE=1, the node) would build
+#                                         and how long that takes, or that
+#                                         they are up to date (make test
+#                                         prints it first); with
 #                                         CONTROLLER_GEN_BIN set, controller-gen
 #                                         is counted too when that file is
 #                                         missing
 #
 # Versions come from hack/tools/go.mod. Each build is skipped when its stamp
-# (bin/k8s/.stamp, bin/.helm.stamp) records the same versions and the
-# binaries exist. A cold control-plane build takes about 10 minutes on 2
-# cores. helm is a separate target so that `make envtest` does not wait for
-# it; after the control plane it takes 2-3 minutes more, as it shares most
-# packages (client-go, cli-runtime, kubectl) with kubectl through the build
-# cache (same module graph, same flags). FORCE=1 rebuilds.
+# (bin/k8s/.stamp, bin/.helm.stamp, bin/node/.stamp) records the same
+# versions and the binaries exist. A cold control-plane build takes about 10
+# minutes on 2 cores. helm and the node are separate targets so that `make
+# envtest` does not wait for them; after the control plane helm takes 2-3
+# minutes more, as it shares most packages (client-go, cli-runtime, kubectl)
+# with kubectl through the build cache (same module graph, same flags), and
+# the node about 4 minutes more. FORCE=1 rebuilds.
 #
 # While `go build` runs, a progress line comes every PROGRESS_INTERVAL
 # seconds (default 30): time elapsed, what is being built and how many of
@@ -200,6 +211,17 @@ plan() {
 	else
 		todo+=("helm into bin/helm (2-3 min more)")
 	fi
+	if [[ "${PLAN_NODE:-0}" == 1 ]]; then
+		node_versions
+		if node_up_to_date; then
+			done+=("the node (bin/node)")
+		elif cp_up_to_date; then
+			todo+=("the node into bin/node (kubelet, kube-proxy, kube-controller-manager and kube-scheduler ${K8S_VERSION}: ~4 min on 2 cores, ~15 min from a cold build cache)")
+			progress=", with a progress line every ${PROGRESS_INTERVAL:-30}s"
+		else
+			todo+=("the node into bin/node (kubelet, kube-proxy, kube-controller-manager and kube-scheduler: ~4 min more)")
+		fi
+	fi
 	local line=""
 	if ((${#todo[@]} > 0)); then
 		line="about to build $(join "${todo[@]}")${progress}"
@@ -251,10 +273,91 @@ build_lint() {
 	log "built in $((SECONDS - start))s: $("${out}" version 2>&1)"
 }
 
+# k8s_ldflags sets K8S_LDFLAGS (after cp_versions): -s -w and the version
+# information as kubernetes' hack/lib/version.sh sets it, so `kubectl
+# version`, the API server's /version and the kubelet's node status report
+# the real release (and kubectl does not warn about version skew). The module
+# zip carries no git commit; buildDate is the release's date from the module
+# proxy (reproducible, unlike "now").
+k8s_ldflags() {
+	local date pkg
+	date="$(mod_field k8s.io/kubernetes '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}')"
+	date="${date:-1970-01-01T00:00:00Z}"
+	K8S_LDFLAGS=(-s -w)
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		K8S_LDFLAGS+=(
+			"-X" "${pkg}.gitVersion=${K8S_VERSION}"
+			"-X" "${pkg}.gitMajor=${K8S_MAJOR}"
+			"-X" "${pkg}.gitMinor=${K8S_MINOR}"
+			"-X" "${pkg}.gitCommit="
+			"-X" "${pkg}.gitTreeState=archive"
+			"-X" "${pkg}.buildDate=${date}"
+		)
+	done
+}
+
+# The node (bin/node): what a real single-node cluster adds to the control
+# plane. Same flags and module graph as the control plane, so the packages
+# they share (client-go, apiserver libraries, most of k8s.io/kubernetes/pkg)
+# come from the build cache.
+NODE_DIR="${ROOT}/bin/node"
+NODE_STAMP="${NODE_DIR}/.stamp"
+NODE_BINARIES=(kubelet kube-proxy kube-controller-manager kube-scheduler)
+
+# node_versions sets what cp_versions sets and NODE_WANT_STAMP.
+node_versions() {
+	# Bump when the way the binaries are built changes (flags, names).
+	local stamp_format=1
+	cp_versions
+	NODE_WANT_STAMP="format=${stamp_format} kubernetes=${K8S_VERSION}"
+}
+
+node_up_to_date() {
+	[[ "${FORCE:-0}" != 1 && -f "${NODE_STAMP}" && "$(cat "${NODE_STAMP}")" == "${NODE_WANT_STAMP}" ]] || return 1
+	local b
+	for b in "${NODE_BINARIES[@]}"; do
+		[[ -x "${NODE_DIR}/${b}" ]] || return 1
+	done
+}
+
+build_node() {
+	node_versions
+	if node_up_to_date; then
+		log "up to date: ${NODE_DIR} (kubernetes ${K8S_VERSION})"
+		return 0
+	fi
+	log "building kubelet, kube-proxy, kube-controller-manager and kube-scheduler ${K8S_VERSION} into ${NODE_DIR}: ~4 min on 2 cores after the control plane, ~15 min from a cold build cache (progress every ${PROGRESS_INTERVAL:-30}s)"
+	k8s_ldflags
+	mkdir -p "${NODE_DIR}"
+	local tmp start=${SECONDS} b
+	tmp="$(mktemp -d "${NODE_DIR}/.build.XXXXXX")"
+	NODE_TMP="${tmp}"
+	trap 'rm -rf "${NODE_TMP}"' EXIT
+	# One `go build` so the four link steps share one compile graph.
+	go_build "the node (kubelet, kube-proxy, kube-controller-manager, kube-scheduler)" "${K8S_LDFLAGS[*]}" "${tmp}/" \
+		k8s.io/kubernetes/cmd/kubelet \
+		k8s.io/kubernetes/cmd/kube-proxy \
+		k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler
+	for b in "${NODE_BINARIES[@]}"; do
+		[[ -x "${tmp}/${b}" ]] || die "build produced no ${b}"
+		mv -f "${tmp}/${b}" "${NODE_DIR}/${b}"
+	done
+	printf '%s\n' "${NODE_WANT_STAMP}" >"${NODE_STAMP}"
+	log "built in $((SECONDS - start))s:"
+	for b in "${NODE_BINARIES[@]}"; do
+		"${NODE_DIR}/${b}" --version 2>&1 | sed -n "1s/^/[build-tools]   ${b}: /p" >&2
+	done
+}
+
 case "${1:-control-plane}" in
 control-plane) ;;
 helm)
 	build_helm
+	exit 0
+	;;
+node)
+	build_node
 	exit 0
 	;;
 lint)
@@ -265,7 +368,7 @@ plan)
 	plan "${2:-}"
 	exit 0
 	;;
-*) die "unknown target '$1' (want control-plane, helm, lint or plan)" ;;
+*) die "unknown target '$1' (want control-plane, helm, node, lint or plan)" ;;
 esac
 
 cp_versions
@@ -274,29 +377,11 @@ if cp_up_to_date; then
 	exit 0
 fi
 
-# The release's date from the module proxy (reproducible, unlike "now").
-K8S_DATE="$(mod_field k8s.io/kubernetes '{{with .Time}}{{.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}')"
-K8S_DATE="${K8S_DATE:-1970-01-01T00:00:00Z}"
-
 log "building kube-apiserver + kubectl ${K8S_VERSION} and etcd ${ETCD_VERSION} into ${OUT_DIR}"
 log "a cold build takes ~10 minutes on 2 cores (progress every ${PROGRESS_INTERVAL:-30}s); later runs reuse the Go build cache"
 
-# Version information as kubernetes' hack/lib/version.sh sets it, so
-# `kubectl version` and the API server's /version report the real release
-# (and kubectl does not warn about version skew). The module zip carries no
-# git commit; buildDate is the release's date, so the binaries are
-# reproducible.
-ldflags=(-s -w)
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	ldflags+=(
-		"-X" "${pkg}.gitVersion=${K8S_VERSION}"
-		"-X" "${pkg}.gitMajor=${K8S_MAJOR}"
-		"-X" "${pkg}.gitMinor=${K8S_MINOR}"
-		"-X" "${pkg}.gitCommit="
-		"-X" "${pkg}.gitTreeState=archive"
-		"-X" "${pkg}.buildDate=${K8S_DATE}"
-	)
-done
+k8s_ldflags
+ldflags=("${K8S_LDFLAGS[@]}")
 # etcd has no git SHA when built from the module zip; record the version.
 ldflags+=("-X" "go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}")
 

@@ -42,6 +42,10 @@ import (
 //	INTERNAL_SIGNING_KEY_PATH           PEM P-256 key: ES256 hop tokens; re-read when it changes
 //	INTERNAL_SIGNING_KEY_OVERLAP_SECONDS how long a replaced public key stays in the JWKS (default 900)
 //	REGISTRY_TOKEN_MODE                 on-request|always (default on-request)
+//	PUBLIC_PATHS                        comma-separated paths that pass without credentials (GET, HEAD, OPTIONS)
+//	MCP_RESOURCE_METADATA_URL           the protected resource metadata URL (or template) of 401/403 challenges
+//	MCP_SCOPES                          scopes advertised in the challenges, comma- or space-separated
+//	MCP_CHALLENGE_REGISTRY_PATHS        true: challenge on Registry API paths too (default false)
 //
 // The hop token (X-Internal-Token-Registry) is on whenever SECRET_KEY,
 // SECRET_KEY_FILE or INTERNAL_SIGNING_KEY_PATH is set, as upstream's is.
@@ -86,6 +90,10 @@ type Env struct {
 	// SigningKeyOverlap is how long a replaced ES256 public key stays in
 	// the JWKS.
 	SigningKeyOverlap time.Duration
+	// PublicPaths and ProtectedResource: for MCP clients (PUBLIC_PATHS,
+	// MCP_RESOURCE_METADATA_URL and friends).
+	PublicPaths       []string
+	ProtectedResource *policy.ProtectedResourceConfig
 	// Warnings are settings that were accepted with a change (a TTL below
 	// the minimum); the loader logs them.
 	Warnings []string
@@ -181,6 +189,27 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		} else if err := json.Unmarshal([]byte(v), &e.GroupScopes); err != nil {
 			fail("GROUP_SCOPES: want a JSON object of group to list of scopes: %v", jsonError(err))
 		}
+	}
+	if v := getenv("PUBLIC_PATHS"); strings.TrimSpace(v) != "" {
+		for _, p := range splitList(v) {
+			if err := pathnorm.CheckPrefix(p); err != nil {
+				fail("PUBLIC_PATHS: %v", err)
+			}
+			e.PublicPaths = append(e.PublicPaths, p)
+		}
+	}
+	if u := strings.TrimSpace(getenv("MCP_RESOURCE_METADATA_URL")); u != "" {
+		pr := &policy.ProtectedResourceConfig{MetadataURL: u, Scopes: strings.FieldsFunc(getenv("MCP_SCOPES"), func(r rune) bool { return r == ',' || r == ' ' })}
+		if v := strings.TrimSpace(getenv("MCP_CHALLENGE_REGISTRY_PATHS")); v != "" {
+			b, err := parseBool(v)
+			if err != nil {
+				fail("MCP_CHALLENGE_REGISTRY_PATHS=%s: want true or false", echoValue(v))
+			}
+			pr.RegistryPaths = b
+		}
+		e.ProtectedResource = pr
+	} else if strings.TrimSpace(getenv("MCP_SCOPES")) != "" || strings.TrimSpace(getenv("MCP_CHALLENGE_REGISTRY_PATHS")) != "" {
+		fail("MCP_SCOPES and MCP_CHALLENGE_REGISTRY_PATHS need MCP_RESOURCE_METADATA_URL")
 	}
 	if u := strings.TrimSpace(getenv("DELEGATE_URL")); u != "" {
 		d := &policy.DelegateConfig{URL: u}
@@ -314,6 +343,11 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 		}
 	}
 	cfg.SessionCookieName = e.CookieName
+	cfg.PublicPaths = e.PublicPaths
+	if e.ProtectedResource != nil {
+		pr := *e.ProtectedResource
+		cfg.ProtectedResource = &pr
+	}
 	if e.Delegate != nil {
 		d := *e.Delegate
 		cfg.Delegate = &d

@@ -682,6 +682,50 @@ type RegistryAuthPolicySpec struct {
 	// refuses identity headers that come without it.
 	// +optional
 	RegistryToken *RegistryTokenSpec `json:"registryToken,omitempty"`
+
+	// publicPaths pass without credentials: a GET, HEAD or OPTIONS request
+	// whose normalised path is one of them or under it is allowed with no
+	// identity headers, and a token it carries is not looked at (metrics:
+	// reason public). For the protected resource metadata MCP clients
+	// fetch first, e.g. /.well-known/oauth-protected-resource. A prefix
+	// ending in / matches as a string prefix, others at a segment boundary.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^/[^?#\s]*$`
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	PublicPaths []string `json:"publicPaths,omitempty"`
+
+	// protectedResource points MCP clients (the MCP authorization spec,
+	// 2025-06-18 onward) at the resource's metadata (RFC 9728): a 401 on a
+	// gateway path carries WWW-Authenticate: Bearer
+	// resource_metadata="<url>" (and scope), a 403 for a credential that
+	// does not reach the request error="insufficient_scope" with the same.
+	// +optional
+	ProtectedResource *ProtectedResourceSpec `json:"protectedResource,omitempty"`
+}
+
+// ProtectedResourceSpec is the protected resource metadata of challenges.
+type ProtectedResourceSpec struct {
+	// metadataURL is the resource metadata URL: absolute http(s), or a
+	// template with {scheme}, {host} (the request's host, lower case,
+	// without its port) and {path} (the normalised request path), e.g.
+	// https://{host}/.well-known/oauth-protected-resource{path}.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	MetadataURL string `json:"metadataURL"`
+
+	// scopes are advertised in the challenge's scope parameter.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=atomic
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
+
+	// registryPaths challenges on the Registry API paths
+	// (staticToken.pathPrefixes) too; by default only gateway paths are.
+	// +optional
+	RegistryPaths bool `json:"registryPaths,omitempty"`
 }
 
 // CredentialStatus reports a loaded token or key by fingerprint only.

@@ -28,6 +28,9 @@ const (
 	// MethodDelegated labels, in metrics, requests the policy's delegate
 	// allowed; their X-Auth-Method is the delegate's.
 	MethodDelegated Method = "delegated"
+	// MethodPublic labels, in metrics, requests on a public path: no
+	// credential, no identity.
+	MethodPublic Method = "public"
 )
 
 // Canonical authentication methods: the auth_method claim of the registry's

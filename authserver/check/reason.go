@@ -18,6 +18,9 @@ const (
 	// ReasonDelegatedAllowed: the policy's delegate (the upstream auth
 	// server) allowed the request; its answer headers were relayed.
 	ReasonDelegatedAllowed Reason = "delegated"
+	// ReasonPublic: a GET, HEAD or OPTIONS on one of the policy's public
+	// paths; allowed with no identity and no credential looked at.
+	ReasonPublic Reason = "public"
 )
 
 // ReasonDelegate is the decision's answer for a request that belongs to the
@@ -64,6 +67,12 @@ const (
 	// refused rather than sent on without one (the registry would refuse
 	// it anyway, with a 401 the client cannot act on).
 	ReasonRegistryTokenUnavailable Reason = "registry_token_unavailable"
+	// ReasonConflictingOriginal: /validate got X-Original-URL (or
+	// -Method) and X-Forwarded-Uri (or -Host, -Method) that describe
+	// different requests. A proxy that sends X-Forwarded-* and passes the
+	// client's own headers on (Traefik's ingress-nginx provider) would
+	// otherwise let the client choose the URL the decision sees.
+	ReasonConflictingOriginal Reason = "conflicting_original_request"
 )
 
 // Reasons for denying a verified JWT: the token is valid, its issuer
@@ -82,7 +91,7 @@ const (
 var allReasons = [...]Reason{
 	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
 	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
-	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed,
+	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed, ReasonPublic,
 
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonBadOriginalURL,
 	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
@@ -91,7 +100,7 @@ var allReasons = [...]Reason{
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonClaimRuleFailed, ReasonJWTRegistryOnly,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
-	ReasonUntrustedProxy, ReasonRegistryTokenUnavailable,
+	ReasonUntrustedProxy, ReasonRegistryTokenUnavailable, ReasonConflictingOriginal,
 	ReasonDelegate, ReasonDelegatedUnauthorized, ReasonDelegatedForbidden, ReasonDelegateUnavailable,
 	ReasonUnlisted,
 }
@@ -125,6 +134,7 @@ var allowMethod = map[Reason]Method{
 	ReasonAllowedFederation:          MethodFederation,
 	ReasonAllowedFederationPrevious:  MethodFederation,
 	ReasonDelegatedAllowed:           MethodDelegated,
+	ReasonPublic:                     MethodPublic,
 }
 
 // reasonIndex is each reason's position in allReasons.
@@ -173,7 +183,7 @@ func init() {
 	)
 	defineDeny(ReasonNoPolicy, s403, "no policy answers for this host; call /validate/<namespace>/<name> or list the host in a policy's spec.hosts")
 	defineDeny(ReasonUnknownPolicy, s403, "the policy named in the path is not loaded")
-	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL and X-Original-Method a method; X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method for /forward-auth; the /ext-authz prefix for Envoy)")
+	defineDeny(ReasonBadOriginalURL, s403, "the original request is missing or malformed (X-Original-URL must be an absolute http(s) URL and X-Original-Method a method; X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method for /forward-auth; the /ext-authz prefix for Envoy; Path and Method for /ngf-auth)")
 	defineDeny(ReasonBadPath, s403, "the request path cannot be normalised safely (a '.' or '..' segment, bad percent-encoding, or a control character)")
 	defineDeny(ReasonAmbiguousAuthorization, s401, "more than one Authorization or X-Authorization value was sent")
 	defineDeny(ReasonDuplicatedCredential, s401, "on agent paths Authorization is the agent's credential: it must not repeat the registry credential sent in X-Authorization")
@@ -200,6 +210,7 @@ func init() {
 	defineDeny(ReasonDelegatedForbidden, s403, "the upstream auth server (the policy's delegate) refused the request; its answer headers are relayed")
 	defineDeny(ReasonDelegateUnavailable, s403, "the upstream auth server (the policy's delegate) could not be asked: it is down, slow, overloaded or gave an answer other than 2xx, 401 or 403")
 	defineDeny(ReasonUntrustedProxy, s403, "X-Forwarded-* headers are only believed from a trusted proxy (--trusted-proxies)")
+	defineDeny(ReasonConflictingOriginal, s403, "X-Original-URL or X-Original-Method disagrees with X-Forwarded-Host, X-Forwarded-Uri or X-Forwarded-Method; a proxy that sends X-Forwarded-* (Traefik, also its ingress-nginx provider) must call /forward-auth")
 	defineDeny(ReasonRegistryTokenUnavailable, s403, "the request needs the registry token (X-Internal-Token-Registry) and the policy's registry token key is not loaded; see the policy's status")
 }
 

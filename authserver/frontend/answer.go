@@ -51,6 +51,10 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer, bodies Bodies) 
 	switch {
 	case id == nil && reason == check.ReasonDelegatedAllowed:
 		body = delegatedBody
+	case id == nil && reason == check.ReasonPublic:
+		// No identity headers: ingress-nginx then removes a client's own
+		// from the upstream request (each listed in auth-response-headers).
+		body = publicBody
 	case id != nil:
 		vals := id.HeaderValues()
 		for i := range check.NumIdentityHeaders {
@@ -64,7 +68,11 @@ func WriteHTTP(w http.ResponseWriter, r *http.Request, a Answer, bodies Bodies) 
 			// without an identity.
 			status = http.StatusForbidden
 		}
-		if status == http.StatusUnauthorized && hdr["Www-Authenticate"] == nil {
+		switch {
+		case hdr["Www-Authenticate"] != nil: // a delegate's
+		case a.Challenge != "":
+			hdr["Www-Authenticate"] = []string{a.Challenge}
+		case status == http.StatusUnauthorized:
 			hdr["Www-Authenticate"] = wwwAuthenticate
 		}
 		body = denyBody(reason)
@@ -97,9 +105,10 @@ func reasonValue(r check.Reason) []string {
 
 var (
 	delegatedBody   = []byte(`{"valid":true,"method":"delegated"}` + "\n")
+	publicBody      = []byte(`{"valid":true,"method":"public"}` + "\n")
 	jsonContentType = []string{"application/json"}
 	noStore         = []string{"no-store"}
-	wwwAuthenticate = []string{`Bearer realm="registry"`}
+	wwwAuthenticate = []string{DefaultChallenge}
 )
 
 // denyBodies are the JSON bodies of the deny reasons, by reason index.
@@ -120,6 +129,14 @@ func denyBody(r check.Reason) []byte {
 	}
 	return DenyJSON(r)
 }
+
+// DenyBody is the JSON body of a deny reason, built once per reason. It is
+// shared: callers must not modify it.
+func DenyBody(r check.Reason) []byte { return denyBody(r) }
+
+// DefaultChallenge is the WWW-Authenticate value of a 401 when neither the
+// policy nor a delegate has a challenge of its own.
+const DefaultChallenge = `Bearer realm="registry"`
 
 // DenyJSON is {"valid":false,"reason":...,"message":...} for a deny reason.
 func DenyJSON(r check.Reason) []byte {

@@ -19,6 +19,10 @@
 //	    The original path is appended to the configured path prefix; the
 //	    check request keeps the original method and Host.
 //
+//	NGINX Gateway Fabric, Gateway API ExternalAuth over HTTP (ngf.go):
+//	    GET /ngf-auth[/{namespace}/{name}]      (exactly http.path)
+//	    Path: original URI, Method: original method, the client's Host
+//
 // A new proxy that speaks HTTP is a type implementing HTTP, added to
 // HTTPFrontends.
 package frontend
@@ -57,6 +61,10 @@ type Answer struct {
 	// Relayed are answer headers another auth server gave (the policy's
 	// delegate): they are sent as they came, instead of the identity.
 	Relayed http.Header
+	// Challenge, when set, is the WWW-Authenticate of a 401 or 403 (the
+	// policy's protected resource metadata, for MCP clients); a relayed
+	// one wins.
+	Challenge string
 }
 
 // Env is what front-ends need to know of the deployment.
@@ -67,7 +75,7 @@ type Env struct {
 
 // HTTPFrontends are the HTTP front-ends, in the order their routes are
 // matched.
-var HTTPFrontends = []HTTP{Nginx{}, Traefik{}, EnvoyHTTP{}}
+var HTTPFrontends = []HTTP{Nginx{}, Traefik{}, EnvoyHTTP{}, NGF{}}
 
 // Lookup returns the front-end whose route path is, or nil.
 func Lookup(path string) HTTP {

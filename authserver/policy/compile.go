@@ -38,6 +38,10 @@ type Policy struct {
 
 	// delegate is where requests this policy does not own go (nil: none).
 	delegate *Delegate
+	// publicPaths pass without credentials (GET, HEAD, OPTIONS).
+	publicPaths []string
+	// protected is the protected resource metadata of challenges.
+	protected *protectedResource
 	// registryToken mints the registry's hop token for allowed requests;
 	// nil when none is configured.
 	registryToken *hoptoken.Signer
@@ -244,6 +248,20 @@ func Compile(cfg PolicyConfig, opts CompileOptions) (*Policy, []authn.Problem) {
 	}
 	for _, k := range kinds {
 		probs = append(probs, k.compile(&cfg, env, p)...)
+	}
+	for _, pre := range cfg.PublicPaths {
+		if err := pathnorm.CheckPrefix(pre); err != nil {
+			add("spec.publicPaths", "%v", err)
+			continue
+		}
+		p.publicPaths = append(p.publicPaths, pre)
+	}
+	if cfg.ProtectedResource != nil {
+		pr, err := compileProtectedResource(cfg.ProtectedResource)
+		if err != nil {
+			add("spec.protectedResource", "%v", err)
+		}
+		p.protected = pr
 	}
 	if cfg.Delegate != nil {
 		d, err := compileDelegate(cfg.Delegate)

@@ -53,6 +53,16 @@ type PolicyConfig struct {
 	// Delegate, when set, is where requests this service does not own go.
 	Delegate *DelegateConfig
 
+	// PublicPaths pass without credentials: a GET, HEAD or OPTIONS request
+	// whose normalised path is under one of them is allowed (ReasonPublic)
+	// with no identity, before any credential is looked at, e.g.
+	// /.well-known/oauth-protected-resource, which MCP clients fetch first.
+	// Prefixes match as RegistryPathPrefixes do.
+	PublicPaths []string
+	// ProtectedResource points MCP clients at the resource's metadata in
+	// 401 and 403 answers (RFC 9728); nil: plain challenges.
+	ProtectedResource *ProtectedResourceConfig
+
 	// RegistryToken configures the registry's hop token
 	// (X-Internal-Token-Registry) that allowed answers carry; nil means
 	// none. It is not a credential kind: it is minted after the decision,

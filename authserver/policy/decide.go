@@ -34,10 +34,10 @@ type Decision struct {
 	SecretMismatch bool
 }
 
-// Allowed reports whether the request may pass: with an identity, or
-// because the policy's delegate said so.
+// Allowed reports whether the request may pass: with an identity, because
+// the policy's delegate said so, or on a public path.
 func (d Decision) Allowed() bool {
-	return d.Identity != nil || d.Reason == check.ReasonDelegatedAllowed
+	return d.Identity != nil || d.Reason == check.ReasonDelegatedAllowed || d.Reason == check.ReasonPublic
 }
 
 // Status is the HTTP status to answer: 200, 401 or 403.
@@ -54,6 +54,11 @@ func Decide(ctx context.Context, snap *Snapshot, r *check.Request, now time.Time
 	path, err := pathnorm.Normalize(r.Path)
 	if err != nil {
 		return Decision{Reason: check.ReasonBadPath, Policy: p}
+	}
+	if p.public(r.Method, path) {
+		// Not evaluated: a token sent along is neither compared nor
+		// counted, and nothing is delegated.
+		return Decision{Reason: check.ReasonPublic, Policy: p, Path: path}
 	}
 	d := p.decide(ctx, r, path, now)
 	d.Policy = p

@@ -44,12 +44,13 @@ type config struct {
 	cases           string
 	rotations       int
 	poll            time.Duration
-	policies        int
+	policies        string
 	benchtime       string
 	microCount      int
 	out             string
 	keep            bool
 	pprof           bool
+	startupProfile  time.Duration
 	operatorArgs    string
 	registryAuthEnv string
 	binary          string
@@ -62,16 +63,17 @@ func main() {
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds over the cases (round-robin); the median is reported")
 	flag.IntVar(&cfg.connections, "connections", 50, "wrk connections (keep-alive)")
 	flag.IntVar(&cfg.threads, "threads", 2, "wrk threads")
-	flag.StringVar(&cfg.phases, "phases", "throughput,rotation,scale,micro", "comma-separated phases to run")
+	flag.StringVar(&cfg.phases, "phases", "nginx,throughput,rotation,scale,micro,grpc", "comma-separated phases to run")
 	flag.StringVar(&cfg.cases, "cases", "", "comma-separated throughput cases to run (default all)")
 	flag.IntVar(&cfg.rotations, "rotations", 50, "Secret rotations per replica count")
 	flag.DurationVar(&cfg.poll, "poll", time.Millisecond, "rotation: interval between requests of each poller")
-	flag.IntVar(&cfg.policies, "policies", 1000, "policies (and Secrets) of the scale phase")
+	flag.StringVar(&cfg.policies, "policies", "10000,1000", "comma-separated policy counts of the scale phase (each with a Secret per policy, in a namespace and process of its own; 1 policy is the reference)")
 	flag.StringVar(&cfg.benchtime, "benchtime", "1s", "go test -benchtime of the micro-benchmarks")
 	flag.IntVar(&cfg.microCount, "micro-count", 5, "go test -count of the micro-benchmarks (the median is reported)")
 	flag.StringVar(&cfg.out, "out", "bench/results", "results directory (relative to the repository root)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (server logs, wrk scripts)")
 	flag.BoolVar(&cfg.pprof, "pprof", false, "scale: take a CPU profile of each operator process during each measured run, and a heap profile after, into the work directory (implies -keep)")
+	flag.DurationVar(&cfg.startupProfile, "startup-profile", 20*time.Second, "scale, with -pprof: length of the CPU profile of each operator's start-up (0: none)")
 	flag.StringVar(&cfg.operatorArgs, "operator-args", "", "extra space-separated flags for registry-auth in operator mode (rotation, scale), to try settings")
 	flag.StringVar(&cfg.registryAuthEnv, "registry-auth-env", "", "extra comma-separated KEY=VALUE environment for every registry-auth process; {port} becomes a free port per process")
 	flag.StringVar(&cfg.binary, "registry-auth", "", "use this registry-auth binary instead of building ./cmd (to measure a prototype)")
@@ -113,16 +115,30 @@ func run(cfg config) int {
 	logf("%s, %d cores, %s; settings: %v x %d rounds (+%v warm-up), %d connections, %d wrk threads",
 		machine.CPU, machine.Cores, machine.RAM, cfg.duration, cfg.rounds, cfg.warmup, cfg.connections, cfg.threads)
 
-	if (has("throughput") || has("scale")) && !haveWrk() {
+	if (has("nginx") || has("throughput") || has("scale")) && !haveWrk() {
 		return fail(fmt.Errorf("wrk (the HTTP load generator) is not installed: apt-get install wrk"))
 	}
 	var bin binaries
-	if has("throughput") || has("rotation") || has("scale") {
+	if has("nginx") || has("throughput") || has("rotation") || has("scale") {
 		if bin, err = buildAll(root, cfg); err != nil {
 			return fail(err)
 		}
 	}
 	var targets []target
+	summary := ""
+	if has("nginx") {
+		logf("== through nginx")
+		res, err := runNginx(ctx, cfg, bin, workDir)
+		if err != nil {
+			return fail(fmt.Errorf("nginx: %w", err))
+		}
+		t := nginxTargets(res)
+		targets = append(targets, t...)
+		summary = nginxSummary(res)
+		if err := writeNginx(out, cfg, res, t); err != nil {
+			return fail(err)
+		}
+	}
 	if has("throughput") {
 		logf("== throughput and latency")
 		res, err := runThroughput(ctx, cfg, bin, workDir)
@@ -179,11 +195,19 @@ func run(cfg config) int {
 			return fail(err)
 		}
 	}
+	if has("grpc") {
+		logf("== gRPC ext_authz against the HTTP check")
+		t, err := runGRPCPhase(ctx, cfg, root, workDir, out)
+		if err != nil {
+			return fail(fmt.Errorf("grpc: %w", err))
+		}
+		targets = append(targets, t...)
+	}
 	machine.finish()
 	if err := writeMachine(out, cfg, machine); err != nil {
 		return fail(err)
 	}
-	if err := writeTargets(out, targets); err != nil {
+	if err := writeTargets(out, summary, targets); err != nil {
 		return fail(err)
 	}
 	fmt.Println()

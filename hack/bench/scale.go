@@ -2,16 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -47,13 +47,42 @@ type scaleRun struct {
 
 type scaleResult struct {
 	Runs    []*scaleRun `json:"runs"`
-	SetupMS float64     `json:"setup_ms"` // creating the many policies
+	SetupMS float64     `json:"setup_ms"` // creating the policies
+}
+
+// many are the runs with many policies, one the reference with 1.
+func (r *scaleResult) many() []*scaleRun { return r.Runs[:len(r.Runs)-1] }
+func (r *scaleResult) one() *scaleRun    { return r.Runs[len(r.Runs)-1] }
+
+// policyCounts parses -policies: comma-separated counts above 1, largest
+// first.
+func policyCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("-policies %q: want comma-separated counts above 1", s)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out, nil
 }
 
 func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir string) (*scaleResult, error) {
-	many := &scaleRun{Policies: cfg.policies, Namespace: "scale-" + strconv.Itoa(cfg.policies)}
+	counts, err := policyCounts(cfg.policies)
+	if err != nil {
+		return nil, err
+	}
+	res := &scaleResult{}
+	for _, n := range counts {
+		res.Runs = append(res.Runs, &scaleRun{Policies: n, Namespace: "scale-" + strconv.Itoa(n)})
+	}
 	one := &scaleRun{Policies: 1, Namespace: "scale-1"}
-	res := &scaleResult{Runs: []*scaleRun{many, one}}
+	res.Runs = append(res.Runs, one)
 	for _, s := range res.Runs {
 		if err := k.createNamespace(ctx, s.Namespace); err != nil {
 			return nil, err
@@ -69,9 +98,11 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 			return nil, err
 		}
 		s.setupMS = ms(time.Since(begin))
+		res.SetupMS += s.setupMS
+		if s != one {
+			logf("created %d policies and %d Secrets in %.1fs", s.Policies, s.Policies, s.setupMS/1000)
+		}
 	}
-	res.SetupMS = many.setupMS
-	logf("created %d policies and %d Secrets in %.1fs", many.Policies, many.Policies, many.setupMS/1000)
 
 	// Start each process alone, so its start-up is measured on a quiet
 	// machine, and leave it running.
@@ -82,7 +113,13 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 		}
 		s.rep = rep
 		defer rep.p.Stop()
-		ready, err := waitHTTP(rep.p, "http://"+rep.probe+"/readyz", http.StatusOK, 25*time.Millisecond, 120*time.Second, nil)
+		// With -pprof, a CPU profile of the start-up: from as soon as the
+		// profiler answers, for -startup-profile.
+		var startup <-chan error
+		if cfg.pprof && cfg.startupProfile > 0 {
+			startup = profileStartup(rep, workDir, "scale_"+strconv.Itoa(s.Policies)+"-startup", cfg.startupProfile)
+		}
+		ready, err := waitHTTP(rep.p, "http://"+rep.probe+"/readyz", http.StatusOK, 25*time.Millisecond, 10*time.Minute, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -100,31 +137,36 @@ func runScale(ctx context.Context, cfg config, bin binaries, k *kube, workDir st
 			}
 		}
 		s.target = scaleTarget(s)
-	}
-	// The load starts once each leader has written every policy's status,
-	// so it does not overlap with the start-up's API traffic.
-	// Each process is watched at once, so each gets its own time.
-	settled := make([]time.Duration, len(res.Runs))
-	errs := make([]error, len(res.Runs))
-	var wg sync.WaitGroup
-	for i, s := range res.Runs {
-		wg.Go(func() { settled[i], errs[i] = waitStatuses(ctx, k, s, 180*time.Second) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	for i, s := range res.Runs {
-		s.SettledMS = ms(settled[i])
+		if err := saveProfile(rep, workDir, "scale_"+strconv.Itoa(s.Policies)+"-ready", "heap", "", time.Minute); err != nil {
+			return nil, err
+		}
+		// The next process starts once this leader has written every
+		// policy's status (the start-up's background work), and the load
+		// once every leader has: neither overlaps with a start-up's API
+		// traffic.
+		settled, err := waitStatuses(ctx, k, s, 20*time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		s.SettledMS = ms(settled)
 		saveMetrics(s.rep, workDir, "settled")
 		logf("%d policies: every status Ready %.2fs after start", s.Policies, s.SettledMS/1000)
+		if err := saveProfile(s.rep, workDir, fmt.Sprintf("scale_%d-settled", s.Policies), "heap", "", time.Minute); err != nil {
+			return nil, err
+		}
+		if startup != nil {
+			if err := <-startup; err != nil {
+				return nil, err
+			}
+		}
 	}
 	time.Sleep(time.Second)
 
 	for round := 1; round <= cfg.rounds; round++ {
 		order := res.Runs
 		if round%2 == 0 {
-			order = []*scaleRun{one, many}
+			order = slices.Clone(res.Runs)
+			slices.Reverse(order)
 		}
 		for _, s := range order {
 			c := &tpCase{Name: fmt.Sprintf("scale_%d", s.Policies), target: s.target, wantStatus: 200, wantReason: "static_token"}
@@ -230,6 +272,30 @@ end
 	}
 	hb.WriteString("}\n")
 	return wrkTarget{URL: "http://" + s.rep.auth + "/validate", Lua: hb.String() + b.String()}
+}
+
+// profileStartup takes a CPU profile of the replica's first d, from as soon
+// as its profiler answers, into <workDir>/<name>.cpu.pprof.
+func profileStartup(rep *replica, workDir, name string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", rep.pprof, time.Second)
+			if err == nil {
+				_ = c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				done <- fmt.Errorf("%s: the profiler did not answer: %w", rep.p.name, err)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		secs := max(int(d/time.Second), 1)
+		done <- saveProfile(rep, workDir, name, "profile", "seconds="+strconv.Itoa(secs), d+30*time.Second)
+	}()
+	return done
 }
 
 // profileCPU takes a CPU profile of the replica while the measured run

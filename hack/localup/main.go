@@ -19,6 +19,9 @@ limitations under the License.
 // admin kubeconfig to bin/local/kubeconfig, creates the static API token
 // Secret, applies config/samples and runs bin/registry-auth against it until
 // SIGINT or SIGTERM. It never prints the token.
+//
+// With -node (make run NODE=1) it starts a real single-node cluster instead
+// and runs the operator on it as pods (node.go).
 package main
 
 import (
@@ -84,6 +87,10 @@ func run() int {
 	healthAddr := flag.String("health-probe-bind-address", "127.0.0.1:8081", "registry-auth's probe address")
 	noOperator := flag.Bool("no-operator", false,
 		"only start the control plane (and create the token Secret and samples); do not run registry-auth")
+	node := flag.Bool("node", false,
+		"start a real single-node cluster (needs root and hack/provision.sh --node) and run the operator on it as pods of the image make image built (make run NODE=1)")
+	images := flag.String("images", "bin/image",
+		"with -node: the directory holding registry-auth.oci.tar and pause.oci.tar (make image; relative paths are from the repository root)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		logln("unexpected arguments: %v", flag.Args())
@@ -108,7 +115,7 @@ func run() int {
 	if !filepath.IsAbs(bin) {
 		bin = filepath.Join(root, bin)
 	}
-	if !*noOperator {
+	if !*noOperator && !*node {
 		if _, err := os.Stat(bin); err != nil {
 			logln("%s not found: run `make build` first (or `make run`, which builds it)", bin)
 			return 1
@@ -121,6 +128,13 @@ func run() int {
 	if err := os.MkdirAll(localDir, 0o755); err != nil {
 		logln("%v", err)
 		return 1
+	}
+	if *node {
+		imgDir := *images
+		if !filepath.IsAbs(imgDir) {
+			imgDir = filepath.Join(root, imgDir)
+		}
+		return runNode(root, localDir, imgDir, *authAddr)
 	}
 
 	// Catch signals before starting anything, so an early Ctrl-C still
@@ -229,7 +243,7 @@ func run() int {
 		go func() { childDone <- child.Wait() }()
 	}
 
-	printUsage(rel(kubeconfig), kubectl, rel(tokenFile), *authAddr, !*noOperator)
+	printUsage("Local control plane is up.", rel(kubeconfig), kubectl, rel(tokenFile), *authAddr, !*noOperator)
 
 	select {
 	case sig := <-sigs:
@@ -460,12 +474,12 @@ func dirExists(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-func printUsage(kubeconfig, kubectl, tokenFile, authAddr string, operator bool) {
+func printUsage(title, kubeconfig, kubectl, tokenFile, authAddr string, operator bool) {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("")
 	p("================================================================")
-	p(" Local control plane is up.")
+	p(" %s", title)
 	p("   kubeconfig: %s", kubeconfig)
 	p("   token:      %s (mode 0600; also in Secret %s/%s)", tokenFile, tokenSecretNamespace, tokenSecretName)
 	p("")

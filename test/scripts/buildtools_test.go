@@ -227,3 +227,42 @@ func TestBuildToolsFailure(t *testing.T) {
 		t.Errorf("a failed build wrote the stamp (%v)", err)
 	}
 }
+
+func TestBuildToolsNode(t *testing.T) {
+	t.Parallel()
+	b := newBuildToolsBox(t)
+	b.env["FAKE_PKGS"] = "3"
+	b.env["PLAN_NODE"] = "1"
+
+	if got := b.plan(); !strings.Contains(got, " and the node into bin/node (kubelet, kube-proxy, kube-controller-manager and kube-scheduler: ~4 min more)") {
+		t.Errorf("plan before any build: %s", got)
+	}
+	_, stderr, code := b.run(b.script, "node")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	expectContains(t, "stderr", stderr,
+		"[build-tools] building kubelet, kube-proxy, kube-controller-manager and kube-scheduler v1.37.2 into "+filepath.Join(b.root, "bin", "node"),
+		"[build-tools]   kubelet: kubelet fake\n", "[build-tools]   kube-scheduler: kube-scheduler fake\n")
+	for _, bin := range []string{"kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler"} {
+		if _, err := os.Stat(filepath.Join(b.root, "bin", "node", bin)); err != nil {
+			t.Error(err)
+		}
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(b.root, "bin", "node", ".build.*")); len(leftovers) > 0 {
+		t.Errorf("the build directory was left behind: %v", leftovers)
+	}
+	if got := b.plan(); !strings.Contains(got, "the node (bin/node) ") || strings.Contains(got, "into bin/node") {
+		t.Errorf("plan after the node was built: %s", got)
+	}
+	_, stderr, code = b.run(b.script, "node")
+	if code != 0 || !strings.HasPrefix(stderr, "[build-tools] up to date: ") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("second run: exit %d, want one 'up to date' line:\n%s", code, stderr)
+	}
+	// Without PLAN_NODE (not root: make test will not build it), the plan
+	// does not mention the node.
+	delete(b.env, "PLAN_NODE")
+	if got := b.plan(); strings.Contains(got, "node") {
+		t.Errorf("plan without PLAN_NODE: %s", got)
+	}
+}

@@ -47,7 +47,9 @@ type sandbox struct {
 // not reach for real from a test (the package manager, the service
 // manager), what a case decides itself (nginx, the C compiler, id), and
 // the tools a build-tools.sh case fakes (go). Fakes replace them.
-var alwaysHidden = []string{"nginx", "gcc", "cc", "id", "apt-get", "systemctl", "go"}
+var alwaysHidden = []string{"nginx", "gcc", "cc", "id", "apt-get", "systemctl", "go",
+	// The node's commands (hack/provision.sh --node): a case decides.
+	"containerd", "containerd-shim-runc-v2", "ctr", "runc", "nft", "ip", "nsenter", "unshare"}
 
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
@@ -130,7 +132,7 @@ func (s *sandbox) run(script string, args ...string) (string, string, int) {
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
 		case "PATH", "CI", "NGINX_BIN", "NGINX_SBIN_PATH", "CC", "CGO_ENABLED", "PROVISION_POLICY_RC",
-			"DEBIAN_FRONTEND", "FORCE", "PROGRESS_INTERVAL":
+			"DEBIAN_FRONTEND", "FORCE", "PROGRESS_INTERVAL", "NODE_SBIN_PATH", "CNI_BIN_DIRS", "PLAN_NODE":
 		default:
 			cmd.Env = append(cmd.Env, kv)
 		}
@@ -158,17 +160,23 @@ func (s *sandbox) run(script string, args ...string) (string, string, int) {
 type provisionBox struct {
 	*sandbox
 	sbin, policy, aptLog string
+	nodeSbin, cni        string // where the node's commands and the CNI plugins are looked for
 }
 
 func newProvisionBox(t *testing.T, uid string) *provisionBox {
 	t.Helper()
 	s := newSandbox(t)
 	s.realGo()
-	b := &provisionBox{sandbox: s, sbin: filepath.Join(s.dir, "sbin"), policy: filepath.Join(s.dir, "policy-rc.d"), aptLog: filepath.Join(s.dir, "apt.log")}
-	if err := os.MkdirAll(b.sbin, 0o755); err != nil {
-		t.Fatal(err)
+	b := &provisionBox{sandbox: s, sbin: filepath.Join(s.dir, "sbin"), policy: filepath.Join(s.dir, "policy-rc.d"), aptLog: filepath.Join(s.dir, "apt.log"),
+		nodeSbin: filepath.Join(s.dir, "node-sbin"), cni: filepath.Join(s.dir, "cni")}
+	for _, d := range []string{b.sbin, b.nodeSbin, b.cni} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.env["NGINX_SBIN_PATH"] = b.sbin
+	s.env["NODE_SBIN_PATH"] = b.nodeSbin
+	s.env["CNI_BIN_DIRS"] = b.cni
 	s.env["PROVISION_POLICY_RC"] = b.policy
 	s.fake(s.fakes, "id", `[ "$1" = -u ] && { echo `+uid+`; exit 0; }; echo "fake id: $*" >&2; exit 1`+"\n")
 	return b
@@ -184,6 +192,23 @@ while [ $# -gt 0 ]; do [ "$1" = -o ] && { out=$2; shift; }; shift; done
 [ -n "$out" ] && : >"$out"
 `
 
+// fakeNodeScript answers --version as containerd and runc do.
+const fakeNodeScript = `case "$(basename "$0") $1" in
+"containerd --version") echo "containerd github.com/containerd/containerd 1.6.99~fake 1.6.99~fake-1" ;;
+"runc --version") echo "runc version 1.1.99+fake"; echo "spec: 1.0.2" ;;
+esac
+`
+
+// withNode puts every node command and CNI plugin in place.
+func (b *provisionBox) withNode() {
+	for _, c := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "nft", "ip", "nsenter", "unshare"} {
+		b.fake(b.nodeSbin, c, fakeNodeScript)
+	}
+	for _, c := range []string{"bridge", "host-local", "loopback"} {
+		b.fake(b.cni, c, "")
+	}
+}
+
 func (b *provisionBox) withNginx() { b.fake(b.sbin, "nginx", fakeNginxScript) }
 func (b *provisionBox) withGCC()   { b.fake(b.fakes, "gcc", fakeGCCScript) }
 
@@ -196,13 +221,21 @@ echo "apt-get $* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >>"$log"
 [ "$1" = install ] || exit 0
 if [ -x `+b.policy+` ]; then `+b.policy+` nginx start; echo "policy-rc.d nginx start: $?" >>"$log"; else echo "no policy-rc.d" >>"$log"; fi
 [ `+exitCode+` = 0 ] || exit `+exitCode+`
+node() { for c in "$@"; do printf '#!/bin/sh\n%s' "$NODE_SCRIPT" >`+b.nodeSbin+`/$c; chmod 755 `+b.nodeSbin+`/$c; done; }
 for p in "$@"; do
 	case "$p" in
 	nginx) printf '#!/bin/sh\n%s' "$NGINX_SCRIPT" >`+b.sbin+`/nginx; chmod 755 `+b.sbin+`/nginx ;;
 	gcc) printf '#!/bin/sh\n%s' "$GCC_SCRIPT" >`+b.fakes+`/gcc; chmod 755 `+b.fakes+`/gcc ;;
+	containerd) node containerd containerd-shim-runc-v2 ctr ;;
+	runc) node runc ;;
+	nftables) node nft ;;
+	iproute2) node ip ;;
+	util-linux) node nsenter unshare ;;
+	containernetworking-plugins) for c in bridge host-local loopback; do : >`+b.cni+`/$c; chmod 755 `+b.cni+`/$c; done ;;
 	esac
 done
 `)
+	b.env["NODE_SCRIPT"] = fakeNodeScript
 	b.env["NGINX_SCRIPT"] = fakeNginxScript
 	b.env["GCC_SCRIPT"] = fakeGCCScript
 }
@@ -469,4 +502,99 @@ func TestProvisionInstallFails(t *testing.T) {
 		t.Fatalf("CI=true, failed install: exit %d, want 1:\n%s", code, stderr)
 	}
 	expectContains(t, "the output", stderr, "ERROR: CI=true and apt-get install failed")
+}
+
+func TestProvisionNodeInstalls(t *testing.T) {
+	t.Parallel()
+	b := newProvisionBox(t, "0")
+	b.withApt("0")
+	b.withNginx()
+	b.withGCC()
+	// A systemctl that says the service is enabled and logs the rest.
+	b.fake(b.fakes, "systemctl", `echo "systemctl $*" >>`+b.aptLog+"\n")
+
+	// Without --node the node is neither installed nor reported.
+	_, stderr, code := b.run(provision)
+	if code != 0 || strings.Contains(stderr, "node") || b.aptCalls() != "" {
+		t.Fatalf("without --node: exit %d, apt %q:\n%s", code, b.aptCalls(), stderr)
+	}
+	if _, _, code := b.run(provision, "--node-ready"); code != 1 {
+		t.Errorf("--node-ready with nothing there: exit %d, want 1", code)
+	}
+
+	b.env["CI"] = "true"
+	_, stderr, code = b.run(provision, "--node")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	expectContains(t, "the output", stderr,
+		"[provision] installing Debian packages with apt-get: containerd runc nftables iproute2 util-linux containernetworking-plugins (usually under a minute; containerd's system service is not started)\n",
+		"[provision] disabled containerd's system service, which the package enabled (the real-node suite starts its own, with its own socket and state)\n",
+		"[provision] nginx: "+b.sbin+"/nginx (nginx/1.99.0-fake); C compiler: gcc (go test -race)\n",
+		"[provision] node: containerd 1.6.99~fake, runc 1.1.99+fake, CNI plugins in "+b.cni+" (the real-node suite, test/node, runs)\n")
+	expectContains(t, "apt-get's log", b.aptCalls(), "policy-rc.d nginx start: 101\n", "systemctl disable containerd\n")
+	if _, _, code := b.run(provision, "--node-ready"); code != 0 {
+		t.Errorf("--node-ready with everything there: exit %d, want 0", code)
+	}
+}
+
+func TestProvisionNodeMissing(t *testing.T) {
+	t.Parallel()
+	b := newProvisionBox(t, "0") // root, no apt-get
+	b.withNginx()
+	b.withGCC()
+	b.withNode()
+	if err := os.Remove(filepath.Join(b.nodeSbin, "runc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(b.cni, "bridge")); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := b.run(provision, "--check", "--node")
+	if code != 0 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q:\n%s", code, stdout, stderr)
+	}
+	l := lines(stderr)
+	if len(l) != 2 {
+		t.Fatalf("want two lines (tools, node):\n%s", stderr)
+	}
+	expectContains(t, "the node line", l[1],
+		"[provision] missing: no runc, the CNI plugins (bridge, host-local, loopback), so the real-node suite (test/node) skips. To get it: install containerd, runc, the CNI plugins, nftables and iproute2 with the system's package manager.")
+	if _, _, code := b.run(provision, "--node-ready"); code != 1 {
+		t.Errorf("--node-ready without runc: exit %d, want 1", code)
+	}
+
+	b.env["CI"] = "true"
+	_, stderr, code = b.run(provision, "--check", "--node")
+	if code != 1 {
+		t.Fatalf("CI=true: exit %d, want 1:\n%s", code, stderr)
+	}
+	expectContains(t, "the output", stderr, "[provision] ERROR: CI=true, nothing may be skipped: no runc, the CNI plugins (bridge, host-local, loopback), so the real-node suite (test/node) would be skipped.")
+}
+
+func TestProvisionNodeNotRoot(t *testing.T) {
+	t.Parallel()
+	b := newProvisionBox(t, "1000")
+	b.withApt("0")
+	b.withNginx()
+	b.withGCC()
+	b.withNode()
+	_, stderr, code := b.run(provision, "--node")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	expectContains(t, "the output", stderr,
+		"[provision] missing: not root (it runs containerd, a kubelet and its own network namespace), so the real-node suite (test/node) skips. To get it: run make test as root, or sudo make test-node.\n")
+	if calls := b.aptCalls(); calls != "" {
+		t.Errorf("apt-get ran without root:\n%s", calls)
+	}
+	if _, _, code := b.run(provision, "--node-ready"); code != 1 {
+		t.Errorf("--node-ready as uid 1000: exit %d, want 1", code)
+	}
+	// Missing parts without root: the way to get them needs sudo.
+	if err := os.Remove(filepath.Join(b.nodeSbin, "nft")); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, _ = b.run(provision, "--node")
+	expectContains(t, "the output", stderr, "missing: no nft, so the real-node suite (test/node) skips. To get it: run sudo hack/provision.sh --node (apt-get install nftables), or make test as root.")
 }

@@ -8,6 +8,7 @@ package nginxtest
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
@@ -86,6 +87,11 @@ type Options struct {
 	// keepalive connections to the auth service). Default off. See
 	// nginx.conf.tmpl for how this differs from ingress-nginx's Lua variant.
 	Keepalive bool
+	// KeepaliveConnections is auth-keepalive's value, the idle connections
+	// nginx keeps to the auth service (default 32). Past it, nginx closes
+	// the connections a burst opened: a pool smaller than the checks in
+	// flight costs connections whatever the auth service does.
+	KeepaliveConnections int
 	// ProxyBodySize mirrors ingress-nginx's proxy-body-size
 	// (client_max_body_size). Default "1m" as in ingress-nginx; "0" disables
 	// the limit (what registry Ingresses usually set).
@@ -105,6 +111,14 @@ type Options struct {
 	// not, and 401 for identity headers without a token. The Echo carries
 	// what it decided.
 	Registry *authtest.RegistryVerifier
+	// AuthSelf makes the auth location answer 200 itself (`return 200;`)
+	// instead of calling an auth service: not something ingress-nginx
+	// renders, but the limit of auth_request on the machine, which
+	// `make bench` measures. AuthURL and Keepalive must be unset.
+	AuthSelf bool
+	// Upstream, when set, answers every request that reaches the upstream
+	// instead of the echo (they are still counted by UpstreamHits).
+	Upstream http.Handler
 }
 
 // Echo is what the upstream saw: method, path (with query), and the request
@@ -123,8 +137,9 @@ type Echo struct {
 // Nginx is a running nginx (the one Lookup finds, usually Debian's
 // /usr/sbin/nginx) bound to 127.0.0.1 with an echo upstream.
 type Nginx struct {
-	tb      testing.TB
+	logf    func(format string, args ...any)
 	bin     string
+	data    *confData
 	confDir string
 	addr    string
 	config  string
@@ -132,6 +147,7 @@ type Nginx struct {
 	echo     *httptest.Server
 	hits     atomic.Int64
 	registry *authtest.RegistryVerifier
+	upstream http.Handler
 
 	client *http.Client
 
@@ -151,38 +167,11 @@ func Start(tb testing.TB, opts Options) *Nginx {
 	tb.Helper()
 
 	bin := Require(tb)
-
-	data, err := newConfData(opts)
+	n, err := prepare(bin, opts, tb.TempDir(), tb.Logf)
 	if err != nil {
 		tb.Fatalf("nginxtest: %v", err)
 	}
-
-	n := &Nginx{
-		tb:       tb,
-		bin:      bin,
-		confDir:  tb.TempDir(),
-		registry: opts.Registry,
-		client: &http.Client{
-			Transport: &http.Transport{
-				Proxy:               nil, // never route 127.0.0.1 through $HTTP_PROXY
-				DisableCompression:  true,
-				MaxIdleConnsPerHost: 4,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			Timeout:       60 * time.Second,
-		},
-	}
-
-	n.echo = httptest.NewServer(http.HandlerFunc(n.serveEcho))
 	tb.Cleanup(n.echo.Close)
-	data.EchoAddr = n.echo.Listener.Addr().String()
-	data.Dir = n.confDir
-	if os.Geteuid() == 0 {
-		// Workers of a root master run as "nobody" unless told otherwise;
-		// keep them as the current user so they can use the temp dir.
-		data.User, data.Group = currentUserGroup()
-	}
-
 	// Runs after the nginx cleanup below (cleanups are LIFO), so the logs
 	// include the shutdown.
 	tb.Cleanup(func() {
@@ -195,26 +184,101 @@ func Start(tb testing.TB, opts Options) *Nginx {
 			}
 		}
 	})
+	if err := n.start(); err != nil {
+		tb.Fatalf("nginxtest: starting nginx: %v\nerror.log:\n%s", err, n.ErrorLog())
+	}
+	tb.Cleanup(n.stop)
+	return n
+}
 
+// Launch is Start without a test, for programs such as `make bench`: it
+// runs the nginx Lookup finds (an error when there is none) with its config,
+// logs and temp files in dir, which must exist. logf, if not nil, gets the
+// few messages Start sends to the test's log. The caller stops it with
+// Close.
+func Launch(opts Options, dir string, logf func(format string, args ...any)) (*Nginx, error) {
+	bin, err := Lookup()
+	if err != nil {
+		return nil, err
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	n, err := prepare(bin, opts, dir, logf)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.start(); err != nil {
+		n.echo.Close()
+		return nil, fmt.Errorf("starting nginx: %w\nerror.log:\n%s", err, n.ErrorLog())
+	}
+	return n, nil
+}
+
+// Close stops a Launched nginx (graceful quit, then kill) and its echo
+// upstream.
+func (n *Nginx) Close() {
+	n.stop()
+	n.echo.Close()
+}
+
+// Pid is the nginx master's process id.
+func (n *Nginx) Pid() int { return n.cmd.Process.Pid }
+
+// prepare renders nothing yet: it checks opts and starts the echo upstream.
+func prepare(bin string, opts Options, dir string, logf func(string, ...any)) (*Nginx, error) {
+	data, err := newConfData(opts)
+	if err != nil {
+		return nil, err
+	}
+	n := &Nginx{
+		logf:     logf,
+		bin:      bin,
+		confDir:  dir,
+		data:     data,
+		registry: opts.Registry,
+		upstream: opts.Upstream,
+		client: &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // never route 127.0.0.1 through $HTTP_PROXY
+				DisableCompression:  true,
+				MaxIdleConnsPerHost: 4,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Timeout:       60 * time.Second,
+		},
+	}
+	n.echo = httptest.NewServer(http.HandlerFunc(n.serveEcho))
+	data.EchoAddr = n.echo.Listener.Addr().String()
+	data.Dir = n.confDir
+	if os.Geteuid() == 0 {
+		// Workers of a root master run as "nobody" unless told otherwise;
+		// keep them as the current user so they can use the temp dir.
+		data.User, data.Group = currentUserGroup()
+	}
+	return n, nil
+}
+
+// start launches nginx on a free port, trying another when the port was
+// taken in between.
+func (n *Nginx) start() error {
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			tb.Fatalf("nginxtest: %v", err)
+			return err
 		}
-		data.Port = port
-		lastErr = n.launch(data)
+		n.data.Port = port
+		lastErr = n.launch(n.data)
 		if lastErr == nil {
-			tb.Cleanup(n.stop)
-			return n
+			return nil
 		}
 		if !errors.Is(lastErr, errAddrInUse) {
 			break
 		}
-		tb.Logf("nginxtest: port %d was taken before nginx could bind it, retrying", port)
+		n.logf("nginxtest: port %d was taken before nginx could bind it, retrying", port)
 	}
-	tb.Fatalf("nginxtest: starting nginx: %v\nerror.log:\n%s", lastErr, n.ErrorLog())
-	return nil
+	return lastErr
 }
 
 // URL is nginx's base URL, e.g. http://127.0.0.1:PORT.
@@ -280,6 +344,10 @@ func (n *Nginx) Dir() string { return n.confDir }
 
 func (n *Nginx) serveEcho(w http.ResponseWriter, r *http.Request) {
 	n.hits.Add(1)
+	if n.upstream != nil {
+		n.upstream.ServeHTTP(w, r)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
@@ -390,7 +458,7 @@ func (n *Nginx) stop() {
 		case <-n.exited:
 			return
 		case <-time.After(stopTimeout):
-			n.tb.Logf("nginxtest: nginx (pid %d) did not quit within %v, killing it", n.cmd.Process.Pid, stopTimeout)
+			n.logf("nginxtest: nginx (pid %d) did not quit within %v, killing it", n.cmd.Process.Pid, stopTimeout)
 			n.kill()
 		}
 	})
@@ -430,6 +498,8 @@ type confData struct {
 	ResponseHeaders []responseHeader
 
 	RegistryAPILocation bool
+
+	AuthSelf bool
 }
 
 type responseHeader struct {
@@ -444,8 +514,18 @@ var (
 )
 
 func newConfData(opts Options) (*confData, error) {
+	if opts.AuthSelf {
+		if opts.AuthURL != "" || opts.Keepalive {
+			return nil, errors.New("Options.AuthSelf: nginx answers the checks itself, AuthURL and Keepalive must be unset")
+		}
+		// Rendered but not used: the auth location returns before them.
+		opts.AuthURL = "http://127.0.0.1:9/validate"
+	}
 	if opts.AuthURL == "" {
 		return nil, errors.New("Options.AuthURL is required")
+	}
+	if opts.KeepaliveConnections < 0 {
+		return nil, fmt.Errorf("KeepaliveConnections %d is negative", opts.KeepaliveConnections)
 	}
 	// Everything ends up unquoted in `set $target ...;`: refuse what nginx
 	// would interpret ($variables, ';', quotes, braces, whitespace).
@@ -510,11 +590,12 @@ func newConfData(opts Options) (*confData, error) {
 		AuthHostPort:         hostPort,
 		AuthTarget:           opts.AuthURL,
 		Keepalive:            opts.Keepalive,
-		KeepaliveConnections: keepaliveConnections,
+		KeepaliveConnections: cmp.Or(opts.KeepaliveConnections, keepaliveConnections),
 		KeepaliveRequests:    keepaliveRequests,
 		KeepaliveTimeout:     keepaliveTimeout,
 		ResponseHeaders:      headers,
 		RegistryAPILocation:  opts.RegistryAPILocation,
+		AuthSelf:             opts.AuthSelf,
 	}
 	if opts.Keepalive {
 		// buildAuthUpstreamName: "<server hostname>-<authPath[2:]>";

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -512,6 +513,29 @@ func TestKeepalive(t *testing.T) {
 	})
 }
 
+// AuthSelf: nginx answers the auth subrequest itself; requests reach the
+// upstream without any auth service. Launch runs it without a test.
+func TestAuthSelfWithLaunch(t *testing.T) {
+	t.Parallel()
+	Require(t)
+	g := NewWithT(t)
+	n, err := Launch(Options{AuthSelf: true}, t.TempDir(), t.Logf)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n.Config()).To(ContainSubstring("return 200;"))
+	g.Expect(n.Config()).NotTo(ContainSubstring("proxy_pass $target;"))
+	for range 3 {
+		status, echo, body, err := n.Do(newRequest(t, http.MethodGet, "http://registry.example.test/v2/", nil, "deny"))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(status).To(Equal(http.StatusOK), string(body))
+		g.Expect(echo).NotTo(BeNil())
+	}
+	g.Expect(n.UpstreamHits()).To(Equal(int64(3)))
+	pid := n.Pid()
+	n.Close()
+	// The master is gone after Close.
+	g.Eventually(func() error { return syscall.Kill(pid, 0) }).Should(HaveOccurred())
+}
+
 func TestNewConfDataValidation(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -525,6 +549,9 @@ func TestNewConfDataValidation(t *testing.T) {
 		{name: "scheme", opts: Options{AuthURL: "ftp://127.0.0.1/validate"}},
 		{name: "header", opts: Options{AuthURL: "http://127.0.0.1/validate", ResponseHeaders: []string{"X-User'; evil"}}},
 		{name: "body size", opts: Options{AuthURL: "http://127.0.0.1/validate", ProxyBodySize: "1m; evil"}},
+		{name: "self and url", opts: Options{AuthSelf: true, AuthURL: "http://127.0.0.1/validate"}},
+		{name: "self and keepalive", opts: Options{AuthSelf: true, Keepalive: true}},
+		{name: "negative pool", opts: Options{AuthURL: "http://127.0.0.1/validate", Keepalive: true, KeepaliveConnections: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := newConfData(tc.opts)
@@ -540,6 +567,11 @@ func TestNewConfDataValidation(t *testing.T) {
 	g.Expect(d.AuthHostPort).To(Equal("[::1]:80"))
 	g.Expect(d.ResponseHeaders).To(Equal([]responseHeader{{Index: 0, Name: "X-Auth-Request-User", Var: "x_auth_request_user"}}))
 	g.Expect(d.BodySize).To(Equal("1m"))
+	g.Expect(d.KeepaliveConnections).To(Equal(32))
+
+	d, err = newConfData(Options{AuthURL: "http://127.0.0.1/validate", Keepalive: true, KeepaliveConnections: 64})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(d.KeepaliveConnections).To(Equal(64))
 }
 
 // withURL returns a copy of req sent to target, keeping req.Host.
