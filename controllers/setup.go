@@ -146,6 +146,10 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		return nil, err
 	}
 
+	cluster, err := NewClusterIssuer(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
 	var credentials client.Reader
 	if opts.CredentialSecrets != nil {
 		c, err := newCredentialCache(mgr, opts.Namespaces, opts.CredentialSecrets)
@@ -155,6 +159,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		credentials = c
 	}
 	res := &resolver{
+		cluster:     cluster,
 		credentials: credentials,
 		secrets:     mgr.GetAPIReader(),
 		// The cache itself: the manager's client sends every Secret read,
