@@ -427,6 +427,9 @@ func (e *entry) verify(ctx context.Context, raw string, now time.Time) (*check.I
 	}
 	id := check.NewIdentity(username, clientID, groups, check.ScopesFor(groups, e.groupScopes), e.method)
 	id.Subject = tok.Subject
+	// Whatever the entry is called, its users are IdP users to the
+	// registry (the contract's canonical auth_method).
+	id.HopMethod = check.CanonicalOAuth2
 	return id, check.ReasonAllowedOIDC, tok.Expiry
 }
 

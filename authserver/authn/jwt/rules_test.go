@@ -227,6 +227,8 @@ func TestSeveralIssuers(t *testing.T) {
 		res = wiDecide(a, sync, "/api/servers", now)
 		g.Expect(res.Outcome).To(Equal(authn.Allow))
 		g.Expect(res.Identity.Method).To(Equal(check.Method("sync-ci")))
+		// To the registry (the hop token's auth_method) an IdP user.
+		g.Expect(res.Identity.HopAuthMethod()).To(Equal(check.CanonicalOAuth2))
 		g.Expect(res.Identity.Groups).To(Equal([]string{"ci-acme"}))
 		g.Expect(res.Identity.Scopes).To(Equal([]string{"mcp-servers-unrestricted/read"}))
 		g.Expect(res.Identity.ClientID).To(Equal("registry-ci"))
