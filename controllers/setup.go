@@ -102,10 +102,26 @@ type Options struct {
 	// the API server. At start, one paginated list replaces a read per
 	// policy (10,000 reads at --kube-api-qps 500 take 20 s). Only Secrets
 	// the label selects are held in memory, so the label must mark
-	// credential Secrets only (the credential opt-in label, e.g.
-	// registryauth.io/credential=true). A Secret it does not select is
-	// read from the API server as before.
+	// credential Secrets only: DefaultCredentialSecrets, the credential
+	// opt-in label. A Secret it does not select is read from the API
+	// server as without it (and refused when it is not opted in). nil: no
+	// such cache.
 	CredentialSecrets labels.Selector
+}
+
+// DefaultCredentialSecretSelector selects the Secrets the operator reads
+// values from: those opted in as credentials (LabelCredential=true) and its
+// own rotation state Secrets (LabelCredential=state). It is
+// --credential-secret-selector's default.
+const DefaultCredentialSecretSelector = LabelCredential + " in (true,state)"
+
+// DefaultCredentialSecrets is DefaultCredentialSecretSelector parsed.
+func DefaultCredentialSecrets() labels.Selector {
+	sel, err := labels.Parse(DefaultCredentialSecretSelector)
+	if err != nil {
+		panic(err) // a constant
+	}
+	return sel
 }
 
 // StatusDelay is how long after a load the leader writes what it
@@ -421,19 +437,11 @@ func CacheOptions(namespaces []string, health *WatchHealth) cache.Options {
 // data (Options.CredentialSecrets), on every replica.
 func newCredentialCache(mgr ctrl.Manager, namespaces []string, sel labels.Selector) (cache.Cache, error) {
 	o := cache.Options{
-		Scheme:               mgr.GetScheme(),
-		Mapper:               mgr.GetRESTMapper(),
-		HTTPClient:           mgr.GetHTTPClient(),
-		DefaultLabelSelector: sel,
-		// Annotations can hold the whole Secret (kubectl's
-		// last-applied-configuration); managedFields are not needed.
-		DefaultTransform: func(obj any) (any, error) {
-			if s, ok := obj.(*corev1.Secret); ok {
-				s.Annotations = nil
-				s.ManagedFields = nil
-			}
-			return obj, nil
-		},
+		Scheme:                      mgr.GetScheme(),
+		Mapper:                      mgr.GetRESTMapper(),
+		HTTPClient:                  mgr.GetHTTPClient(),
+		DefaultLabelSelector:        sel,
+		DefaultTransform:            stripCredentialSecret,
 		ReaderFailOnMissingInformer: true,
 	}
 	if len(namespaces) > 0 {
@@ -452,6 +460,43 @@ func newCredentialCache(mgr ctrl.Manager, namespaces []string, sel labels.Select
 		return nil, err
 	}
 	return c, mgr.Add(credentialCache{c})
+}
+
+// stripCredentialSecret keeps of a Secret what a load reads (see
+// resolver.resolve): its identity and version, when it was created and last
+// changed, its owners (a state Secret's), the opt-in label, its type and
+// data. Annotations can hold the whole Secret again (kubectl's
+// last-applied-configuration), other labels and managedFields are not
+// needed: lastChanged reads only the newest managedFields time, which is
+// kept as the one entry.
+func stripCredentialSecret(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Secret{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+			CreationTimestamp: s.CreationTimestamp, DeletionTimestamp: s.DeletionTimestamp,
+			OwnerReferences: s.OwnerReferences,
+		},
+		Type: s.Type,
+		Data: s.Data,
+	}
+	if v, ok := s.Labels[LabelCredential]; ok {
+		out.Labels = map[string]string{LabelCredential: v}
+	}
+	var newest *metav1.Time
+	for _, mf := range s.ManagedFields {
+		if mf.Time != nil && (newest == nil || mf.Time.After(newest.Time)) {
+			newest = mf.Time
+		}
+	}
+	if newest != nil {
+		out.ManagedFields = []metav1.ManagedFieldsEntry{{Time: newest}}
+	}
+	return out, nil
 }
 
 // credentialCache runs on every replica, leading or not.

@@ -294,8 +294,12 @@ type managerOpts struct {
 	// grants are the host grants; nil grants every host to every
 	// namespace.
 	grants *HostGrants
-	// credentials is Options.CredentialSecrets.
+	// credentials is Options.CredentialSecrets; nil means the default
+	// (DefaultCredentialSecrets), as cmd/main.go runs it.
 	credentials labels.Selector
+	// noCredentialCache runs without the credential Secret cache
+	// (--credential-secret-selector="").
+	noCredentialCache bool
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -372,8 +376,15 @@ func startManager(t *testing.T, o managerOpts) *manager {
 	if o.grants != nil {
 		grants = *o.grants
 	}
+	credentials := o.credentials
+	switch {
+	case o.noCredentialCache:
+		credentials = nil
+	case credentials == nil:
+		credentials = DefaultCredentialSecrets()
+	}
 	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, HostGrants: grants, EventRecorderName: "registry-auth-operator",
-		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: o.credentials})
+		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: credentials})
 	if err != nil {
 		t.Fatal(err)
 	}
