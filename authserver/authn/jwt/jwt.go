@@ -61,6 +61,10 @@ type Authenticator struct {
 	cache          *authn.TokenCache
 }
 
+// noOIDC is the Authenticator of every policy without OIDC: it refuses
+// nothing and accepts nothing.
+var noOIDC = &Authenticator{}
+
 // jwtLeeway is the clock skew allowed on exp and nbf.
 const jwtLeeway = 30 * time.Second
 
@@ -69,7 +73,9 @@ const jwtLeeway = 30 * time.Second
 func Compile(cfg *Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 	switch {
 	case cfg == nil:
-		return &Authenticator{}, nil
+		// Shared: an Authenticator is never modified, and one per policy
+		// without OIDC would be 2 MB at 10,000 policies.
+		return noOIDC, nil
 	case len(cfg.Audiences) == 0:
 		return &Authenticator{}, []authn.Problem{{Reason: authn.ProblemInvalidSpec, Field: Field + ".audiences", Message: "at least one audience is required"}}
 	case cfg.Issuer == nil:
