@@ -285,6 +285,15 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		}
 	}
 	health := controllers.NewWatchHealth()
+	var credentials labels.Selector
+	if o.credSelector != "" {
+		if credentials, err = labels.Parse(o.credSelector); err != nil {
+			return fmt.Errorf("--credential-secret-selector: %w", err)
+		}
+		if credentials.Empty() {
+			return fmt.Errorf("--credential-secret-selector %q selects every Secret", o.credSelector)
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
@@ -294,7 +303,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		// the manager's would stop the whole process, auth service included,
 		// when the lease is lost.
 		LeaderElection:          false,
-		Cache:                   controllers.CacheOptions(namespaces, health),
+		Cache:                   controllers.CacheOptions(namespaces, health, credentials),
 		Client:                  controllers.ClientOptions(),
 		GracefulShutdownTimeout: ptrDuration(o.shutdownDelay + o.shutdownGrace + 5*time.Second),
 	})
@@ -317,15 +326,6 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		log.Info("no host is granted (--host-grants): policies are chosen by name only, /validate/<namespace>/<name>; plain /validate answers no_policy")
 	}
 	store := policy.NewStore(policy.StoreOptions{})
-	var credentials labels.Selector
-	if o.credSelector != "" {
-		if credentials, err = labels.Parse(o.credSelector); err != nil {
-			return fmt.Errorf("--credential-secret-selector: %w", err)
-		}
-		if credentials.Empty() {
-			return fmt.Errorf("--credential-secret-selector %q selects every Secret", o.credSelector)
-		}
-	}
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
 		Store:             store,
 		Issuers:           jwt.NewIssuers(nil),

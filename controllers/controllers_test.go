@@ -639,7 +639,9 @@ func TestAPIKeysAndHosts(t *testing.T) {
 
 // TestSecretCacheHoldsNoData checks the cache restriction: Secrets are cached
 // as metadata only, and without annotations, since kubectl apply copies the
-// whole Secret, data included, into last-applied-configuration.
+// whole Secret, data included, into last-applied-configuration. (Without
+// the credential Secret cache: with it, opted-in Secrets are not in the
+// manager's cache at all, see TestCredentialSecretCache.)
 func TestSecretCacheHoldsNoData(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
@@ -650,7 +652,7 @@ func TestSecretCacheHoldsNoData(t *testing.T) {
 	g.Expect(raw.Annotations["kubectl.kubernetes.io/last-applied-configuration"]).To(ContainSubstring(base64.StdEncoding.EncodeToString([]byte(tok))))
 
 	createPolicy(t, ns, "registry", "api-token")
-	m := startManager(t, managerOpts{})
+	m := startManager(t, managerOpts{noCredentialCache: true})
 	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
 
 	var pom metav1.PartialObjectMetadata

@@ -9,7 +9,9 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	authv1alpha1 "github.com/registryauth/registry-auth-operator/api/v1alpha1"
@@ -77,6 +79,16 @@ func TestCredentialSecretCache(t *testing.T) {
 			lists = append(lists, r)
 		}
 	}
+	// Each Secret is held once: the manager's metadata cache leaves the
+	// selected ones to the credential cache.
+	meta := func(name string) error {
+		var pom metav1.PartialObjectMetadata
+		pom.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		return m.mgr.GetCache().Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &pom)
+	}
+	g.Expect(apierrors.IsNotFound(meta("labelled"))).To(BeTrue(), "the labelled Secret's metadata is not cached twice")
+	g.Expect(meta("plain")).To(Succeed())
+
 	g.Expect(reads).NotTo(HaveKey("labelled"), "the labelled Secret is read from the credential cache")
 	g.Expect(reads["plain"]).To(BeNumerically(">=", 1), "a Secret the selector does not select is read from the API server")
 	g.Expect(lists).NotTo(BeEmpty(), "the credential cache lists Secrets")
@@ -136,4 +148,31 @@ func TestStripCredentialSecret(t *testing.T) {
 	g.Expect(s.UID).To(Equal(in.UID))
 	g.Expect(s.ResourceVersion).To(Equal("7"))
 	g.Expect(lastChanged(s, time.Unix(3000, 0))).To(Equal(t2.Time), "the newest write is kept")
+}
+
+// The metadata watch leaves out what the credential cache selects, when the
+// selector can be turned around.
+func TestComplementOf(t *testing.T) {
+	g := NewWithT(t)
+	for sel, want := range map[string]string{
+		DefaultCredentialSecretSelector: LabelCredential + " notin (state,true)",
+		"a=b":                           "a notin (b)",
+		"a":                             "!a",
+		"a!=b":                          "",
+		"a=b,c=d":                       "",
+	} {
+		parsed, err := labels.Parse(sel)
+		g.Expect(err).NotTo(HaveOccurred())
+		got := complementOf(parsed)
+		if want == "" {
+			g.Expect(got).To(BeNil(), sel)
+			continue
+		}
+		g.Expect(got).NotTo(BeNil(), sel)
+		g.Expect(got.String()).To(Equal(want), sel)
+		for _, lbls := range []labels.Set{{}, {LabelCredential: "true"}, {LabelCredential: "state"}, {LabelCredential: "x"}, {"a": "b"}, {"a": "c"}} {
+			g.Expect(got.Matches(lbls)).To(Equal(!parsed.Matches(lbls)), "%s on %v", sel, lbls)
+		}
+	}
+	g.Expect(complementOf(nil)).To(BeNil())
 }

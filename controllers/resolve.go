@@ -60,7 +60,8 @@ type resolver struct {
 	// cluster sits in this process's memory beyond the referenced values,
 	// which live only until they are hashed.
 	secrets client.Reader
-	// metadata reads the cached Secret metadata (see CacheOptions).
+	// metadata reads the cached Secret metadata (see CacheOptions and
+	// secretMetadata).
 	metadata client.Reader
 	// credentials, if not nil, is a cache of the data of the Secrets a
 	// label selects (Options.CredentialSecrets): a load reads a Secret

@@ -25,8 +25,10 @@ import (
 
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -162,20 +164,21 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		return nil, err
 	}
 
-	var credentials client.Reader
+	var credentials cache.Cache
+	// The cache itself: the manager's client sends every Secret read,
+	// metadata included, to the API server (ClientOptions).
+	metadata := secretMetadata{metadata: mgr.GetCache()}
 	if opts.CredentialSecrets != nil {
 		c, err := newCredentialCache(mgr, opts.Namespaces, opts.CredentialSecrets)
 		if err != nil {
 			return nil, err
 		}
 		credentials = c
+		metadata.credentials = c
 	}
 	res := &resolver{
-		credentials: credentials,
-		secrets:     mgr.GetAPIReader(),
-		// The cache itself: the manager's client sends every Secret read,
-		// metadata included, to the API server (ClientOptions).
-		metadata: mgr.GetCache(),
+		secrets:  mgr.GetAPIReader(),
+		metadata: metadata,
 		health:   opts.WatchHealth,
 		states:   map[string]*stateRecord{},
 		issuers:  opts.Issuers,
@@ -198,7 +201,10 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		loaded:      make(chan event.GenericEvent, 1024),
 		recovered:   make(chan event.GenericEvent),
 	}
-	if err := loader.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
+	if credentials != nil {
+		res.credentials = credentials
+	}
+	if err := loader.SetupWithManager(mgr, credentials, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err
 	}
 	status := &StatusReconciler{
@@ -413,8 +419,13 @@ func policiesSharingHosts(ctx context.Context, c client.Client, p *authv1alpha1.
 //
 // namespaces limits the cache (and so the policies served) to those
 // namespaces; empty means all. health, if not nil, learns of watch failures
-// (see recovery.go; pass the same one to Setup).
-func CacheOptions(namespaces []string, health *WatchHealth) cache.Options {
+// (see recovery.go; pass the same one to Setup). credentials is
+// Options.CredentialSecrets (pass the same one to Setup): the Secrets it
+// selects are held, with their data, by the credential Secret cache, so
+// the metadata watch leaves them out when the selector is one requirement
+// it can turn around (the default's "in (true,state)" becomes
+// "notin (true,state)"). Each Secret is then held once.
+func CacheOptions(namespaces []string, health *WatchHealth, credentials labels.Selector) cache.Options {
 	o := cache.Options{
 		DefaultTransform: stripForCache,
 		// A read of a type nobody watches fails instead of quietly
@@ -430,7 +441,72 @@ func CacheOptions(namespaces []string, health *WatchHealth) cache.Options {
 			o.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	if others := complementOf(credentials); others != nil {
+		secrets := &metav1.PartialObjectMetadata{}
+		secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		o.ByObject = map[client.Object]cache.ByObject{secrets: {Label: others}}
+	}
 	return o
+}
+
+// complementOf is a selector of exactly the objects sel does not select,
+// nil when sel is nil or not a single requirement that can be turned
+// around (In, =, Exists).
+func complementOf(sel labels.Selector) labels.Selector {
+	if sel == nil {
+		return nil
+	}
+	reqs, ok := sel.Requirements()
+	if !ok || len(reqs) != 1 {
+		return nil
+	}
+	r := reqs[0]
+	var (
+		op   selection.Operator
+		vals []string
+	)
+	switch r.Operator() {
+	case selection.In, selection.Equals, selection.DoubleEquals:
+		op, vals = selection.NotIn, r.Values().List()
+	case selection.Exists:
+		op = selection.DoesNotExist
+	default:
+		return nil
+	}
+	not, err := labels.NewRequirement(r.Key(), op, vals)
+	if err != nil {
+		return nil
+	}
+	return labels.NewSelector().Add(*not)
+}
+
+// secretMetadata reads the cached metadata of a Secret: from the manager's
+// cache, or, for a Secret the credential cache selects (which the manager's
+// cache then does not watch, see CacheOptions), from the credential cache.
+type secretMetadata struct {
+	metadata    client.Reader
+	credentials client.Reader // nil without a credential cache
+}
+
+// Get reads a Secret's metadata into obj, a PartialObjectMetadata.
+func (s secretMetadata) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := s.metadata.Get(ctx, key, obj, opts...)
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if s.credentials == nil || !ok || !apierrors.IsNotFound(err) {
+		return err
+	}
+	var sec corev1.Secret
+	if err := s.credentials.Get(ctx, key, &sec, opts...); err != nil {
+		return err
+	}
+	m.ObjectMeta = sec.ObjectMeta
+	return nil
+}
+
+// List lists from the manager's cache only (nothing lists Secret
+// metadata through it).
+func (s secretMetadata) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return s.metadata.List(ctx, list, opts...)
 }
 
 // newCredentialCache starts a cache of the Secrets sel selects, with their
@@ -533,14 +609,19 @@ func stripForCache(obj any) (any, error) {
 // SetupWithManager registers the loader with mgr. It runs on every replica
 // (no leader election) and loads a policy when the policy's spec, one of its
 // Secrets (a metadata-only watch) or a recovery resync says so.
-func (l *PolicyLoader) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
+func (l *PolicyLoader) SetupWithManager(mgr ctrl.Manager, credentials cache.Cache, maxConcurrent int) error {
 	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return policiesReferencing(ctx, mgr.GetClient(), o)
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-loader").
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata)
+	if credentials != nil {
+		// The Secrets the metadata watch leaves to the credential cache.
+		b = b.WatchesRawSource(source.Kind[client.Object](credentials, &corev1.Secret{}, secretToPolicies))
+	}
+	return b.
 		WatchesRawSource(source.Channel(l.recovered, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			NeedLeaderElection:      ptr.To(false),

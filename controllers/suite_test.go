@@ -351,11 +351,18 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		cfg.Wrap(o.requests.wrap)
 	}
 	health := NewWatchHealth()
+	credentials := o.credentials
+	switch {
+	case o.noCredentialCache:
+		credentials = nil
+	case credentials == nil:
+		credentials = DefaultCredentialSecrets()
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(o.namespaces, health),
+		Cache:                  CacheOptions(o.namespaces, health, credentials),
 		Client:                 ClientOptions(),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -375,13 +382,6 @@ func startManager(t *testing.T, o managerOpts) *manager {
 	grants, _ := ParseHostGrants("*=*")
 	if o.grants != nil {
 		grants = *o.grants
-	}
-	credentials := o.credentials
-	switch {
-	case o.noCredentialCache:
-		credentials = nil
-	case credentials == nil:
-		credentials = DefaultCredentialSecrets()
 	}
 	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, HostGrants: grants, EventRecorderName: "registry-auth-operator",
 		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: credentials})
