@@ -560,7 +560,12 @@ func stripCredentialSecret(obj any) (any, error) {
 		Type: s.Type,
 		Data: s.Data,
 	}
-	if v, ok := s.Labels[LabelCredential]; ok {
+	switch v, ok := s.Labels[LabelCredential]; {
+	case v == "true":
+		out.Labels = credentialLabels
+	case v == "state":
+		out.Labels = stateLabels
+	case ok:
 		out.Labels = map[string]string{LabelCredential: v}
 	}
 	var newest *metav1.Time
@@ -574,6 +579,15 @@ func stripCredentialSecret(obj any) (any, error) {
 	}
 	return out, nil
 }
+
+// credentialLabels and stateLabels are the labels of the Secrets in the
+// credential cache, shared by all of them (a map per Secret would be 3 MB
+// at 10,000): what the cache holds is never modified, and reads get deep
+// copies.
+var (
+	credentialLabels = map[string]string{LabelCredential: "true"}
+	stateLabels      = map[string]string{LabelCredential: "state"}
+)
 
 // credentialCache runs on every replica, leading or not.
 type credentialCache struct{ cache.Cache }
