@@ -311,14 +311,21 @@ type requestLog struct {
 type recordedRequest struct {
 	method, accept string
 	url            *url.URL
+	// code is the answer's status code, 0 when there was none.
+	code int
 }
 
 func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := rt.RoundTrip(r)
+		rec := recordedRequest{method: r.Method, accept: r.Header.Get("Accept"), url: r.URL}
+		if resp != nil {
+			rec.code = resp.StatusCode
+		}
 		l.mu.Lock()
-		l.reqs = append(l.reqs, recordedRequest{method: r.Method, accept: r.Header.Get("Accept"), url: r.URL})
+		l.reqs = append(l.reqs, rec)
 		l.mu.Unlock()
-		return rt.RoundTrip(r)
+		return resp, err
 	})
 }
 
