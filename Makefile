@@ -109,7 +109,7 @@ test-node: provision envtest helm node ## Run the real-node suite alone (root; i
 # Fuzz targets, as package:target. Seed corpora are committed under each
 # package's testdata/fuzz; each target runs for FUZZTIME. A target that is not
 # found fails (go test -fuzz alone would only warn).
-FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/frontend/extauthz:FuzzParse ./authserver/authn:FuzzParseAuthorization ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./authserver/policy:FuzzCompile
+FUZZ_TARGETS ?= ./authserver/pathnorm:FuzzNormalizePath ./authserver/frontend/extauthz:FuzzParse ./authserver/authn:FuzzParseAuthorization ./authserver/authn:FuzzCookieValue ./authserver/authn/session:FuzzSessionVerify ./standalone:FuzzParseAPIKeysEnv ./standalone:FuzzEnvJSONNoEcho ./authserver/policy:FuzzCompile
 FUZZTIME ?= 10s
 
 .PHONY: lint

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
 )
 
 // DefaultMaxIdleConns bounds the idle keep-alive connections of the auth
@@ -60,12 +62,24 @@ func (t *ConnTracker) Register(reg prometheus.Registerer) error {
 			Name: "registry_auth_connections_idle_closed_total",
 			Help: "Idle keep-alive connections closed because more than --max-idle-connections were idle.",
 		}, func() float64 { return float64(t.evicted.Load()) }),
+		refusedCounter(ReasonMalformedRequest, &refused.malformed),
+		refusedCounter(ReasonRequestHeaderTooLarge, &refused.tooLarge),
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// refusedCounter counts the requests the auth service's connections refused
+// before any handler ran (see refusal); they are not decisions.
+func refusedCounter(reason check.Reason, n *atomic.Int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "registry_auth_refused_requests_total",
+		Help:        "Requests refused before the auth check because net/http could not read them (reason malformed_request, or request_header_too_large past the 64 KiB header limit), answered 401; in this process, whatever listener.",
+		ConstLabels: prometheus.Labels{"reason": string(reason)},
+	}, func() float64 { return float64(n.Load()) })
 }
 
 // Track makes srv report its connections to t.

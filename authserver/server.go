@@ -47,7 +47,10 @@ func NewServer(addr string, h http.Handler) *http.Server {
 // accepts it in a header value while the decision refuses it wherever it
 // could matter: in a path it is bad_path (403), in a token or cookie it
 // matches nothing a client does not already hold. Auth check requests carry
-// no body, so rewriting every byte read is safe.
+// no body, so rewriting every byte read is safe. What net/http still
+// refuses itself (a malformed head, 400; a head over MaxHeaderBytes, 431;
+// and its other pre-handler answers) the connection rewrites to a 401 with
+// a reason as it is written (see refusal in refuse.go).
 func SanitizeListener(ln net.Listener) net.Listener { return sanitizingListener{ln} }
 
 type sanitizingListener struct{ net.Listener }

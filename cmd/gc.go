@@ -22,6 +22,8 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
+
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 // defaultGCPercent is the GOGC this binary runs with when the GOGC
@@ -79,7 +81,7 @@ func applyGCSettings(getenv func(string) (string, bool)) gcSettings {
 			s.PercentFrom = "GOGC"
 			s.Percent = currentGCPercent()
 		} else {
-			s.Problems = append(s.Problems, fmt.Sprintf("GOGC=%q is neither a number nor \"off\"; using %d", v, defaultGCPercent))
+			s.Problems = append(s.Problems, fmt.Sprintf("GOGC %s is neither a number nor \"off\"; using %d", describeValue(v), defaultGCPercent))
 		}
 	}
 	if s.PercentFrom == "" {
@@ -88,16 +90,18 @@ func applyGCSettings(getenv func(string) (string, bool)) gcSettings {
 	}
 
 	if v, ok := getenv("GOMEMLIMIT"); ok && v != "" {
-		s.MemoryLimitFrom = "GOMEMLIMIT" // the runtime refuses to start on a malformed one
+		// The runtime refuses to start on a malformed one, and prints it
+		// before this code runs (README: GOMEMLIMIT).
+		s.MemoryLimitFrom = "GOMEMLIMIT"
 	} else if v, ok := getenv(containerMemoryLimitEnv); ok && v != "" {
 		limit, err := strconv.ParseInt(v, 10, 64)
 		switch {
 		case err != nil || limit <= 0:
-			s.Problems = append(s.Problems, fmt.Sprintf("%s=%q is not a positive number of bytes; no memory limit", containerMemoryLimitEnv, v))
+			s.Problems = append(s.Problems, fmt.Sprintf("%s %s is not a positive number of bytes; no memory limit", containerMemoryLimitEnv, describeValue(v)))
 		case limit < minContainerMemory:
 			// "256" meant as MiB would make the collector run without
 			// pause; the process could not live in so little anyway.
-			s.Problems = append(s.Problems, fmt.Sprintf("%s=%q bytes is too small to be a container's memory limit (less than %d MiB; a unit missing?); no memory limit", containerMemoryLimitEnv, v, minContainerMemory>>20))
+			s.Problems = append(s.Problems, fmt.Sprintf("%s %s is too small to be a container's memory limit in bytes (less than %d MiB; a unit missing?); no memory limit", containerMemoryLimitEnv, describeValue(v), minContainerMemory>>20))
 		default:
 			debug.SetMemoryLimit(limit / 100 * memoryLimitPercent)
 			s.MemoryLimitFrom = containerMemoryLimitEnv
@@ -108,6 +112,13 @@ func applyGCSettings(getenv func(string) (string, bool)) gcSettings {
 		s.MemoryLimit, s.MemoryLimitFrom = 0, ""
 	}
 	return s
+}
+
+// describeValue describes a value of the environment without repeating it
+// (it may be a secret put in the wrong variable): its length and
+// fingerprint, as standalone mode's messages do.
+func describeValue(v string) string {
+	return fmt.Sprintf("(a %d-character value, fingerprint %s)", len(v), secret.Fingerprint([]byte(v)))
 }
 
 // currentGCPercent reads GOGC as the runtime runs with it; -1 means off.

@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"math"
 	"net/http"
 	"runtime/debug"
@@ -25,6 +26,8 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/registryauth/registry-auth-operator/authserver/secret"
 )
 
 func TestApplyGCSettings(t *testing.T) {
@@ -54,8 +57,8 @@ func TestApplyGCSettings(t *testing.T) {
 		{name: "set: left as the runtime applied it", env: map[string]string{"GOGC": "137"}, runtime: 137, runtimeMem: noLimit, want: 137, wantFrom: "GOGC"},
 		{name: "100 is kept, not replaced by the default", env: map[string]string{"GOGC": "100"}, runtime: 100, runtimeMem: noLimit, want: 100, wantFrom: "GOGC"},
 		{name: "off is kept", env: map[string]string{"GOGC": "off"}, runtime: -1, runtimeMem: noLimit, want: -1, wantFrom: "GOGC"},
-		{name: "ignored by the runtime: the default, and said so", env: map[string]string{"GOGC": "200%"}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `GOGC="200%"`},
-		{name: "a leading space is ignored by the runtime too", env: map[string]string{"GOGC": " 50"}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `GOGC=" 50"`},
+		{name: "ignored by the runtime: the default, and said so", env: map[string]string{"GOGC": "200%"}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `GOGC (a 4-character value`},
+		{name: "a leading space is ignored by the runtime too", env: map[string]string{"GOGC": " 50"}, runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `GOGC (a 3-character value`},
 		{name: "90 % of the container's memory limit",
 			env:     map[string]string{containerMemoryLimitEnv: "268435456"},
 			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", wantMem: 268435456 / 100 * 90, wantMemFrom: containerMemoryLimitEnv},
@@ -64,11 +67,11 @@ func TestApplyGCSettings(t *testing.T) {
 			runtime: 100, runtimeMem: 100 << 20, want: 200, wantFrom: "default", wantMem: 100 << 20, wantMemFrom: "GOMEMLIMIT"},
 		{name: "a container limit that is not a number of bytes",
 			env:     map[string]string{containerMemoryLimitEnv: "256Mi"},
-			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="256Mi"`},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT (a 5-character value`},
 		{name: "a container limit in the wrong unit", env: map[string]string{containerMemoryLimitEnv: "256"},
-			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="256" bytes is too small`},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `is too small to be a container`},
 		{name: "a zero container limit", env: map[string]string{containerMemoryLimitEnv: "0"},
-			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT="0"`},
+			runtime: 100, runtimeMem: noLimit, want: 200, wantFrom: "default", problem: `CONTAINER_MEMORY_LIMIT (a 1-character value`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -91,6 +94,48 @@ func TestApplyGCSettings(t *testing.T) {
 				g.Expect(got.Problems).To(ConsistOf(ContainSubstring(tc.problem)))
 			}
 		})
+	}
+}
+
+// A secret put in one of the variables the binary reads before it knows
+// its mode is not repeated in what it reports: for each variable, a
+// secret-looking value, and the problems and the start-up log line's
+// fields must not contain it. Every variable applyGCSettings reads must
+// have a row (a new one without fails), and GOMEMLIMIT is the runtime's
+// own: it prints a malformed value itself before main runs (README).
+func TestGCSettingsDoNotEchoValues(t *testing.T) {
+	before, limit := currentGCPercent(), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		debug.SetGCPercent(before)
+		debug.SetMemoryLimit(limit)
+	})
+	secrets := []string{"9f2c4e1a7b3d5f608e1c2a4b6d8f0e1a3c5e7f9b1d3f5a7c9e0b2d4f6a8c0e2f", "sk_live_51HxQ2eLkN8fZ/pR7+tYvW3mBq=="}
+	rows := map[string]bool{"GOGC": true, containerMemoryLimitEnv: true, "GOMEMLIMIT": false}
+	read := map[string]bool{}
+	for name, checked := range rows {
+		for i, s := range secrets {
+			t.Run(fmt.Sprintf("%s/secret%d", name, i), func(t *testing.T) {
+				g := NewWithT(t)
+				got := applyGCSettings(func(k string) (string, bool) {
+					read[k] = true
+					if k == name {
+						return s, true
+					}
+					return "", false
+				})
+				out := fmt.Sprintf("%+v", got)
+				g.Expect(strings.Contains(out, s)).To(BeFalse(), "the settings report repeats the value of %s", name)
+				if checked {
+					g.Expect(got.Problems).To(ConsistOf(And(ContainSubstring(name), ContainSubstring(secret.Fingerprint([]byte(s))))),
+						"the problem names the variable and the value's fingerprint")
+				}
+			})
+		}
+	}
+	for k := range read {
+		if _, ok := rows[k]; !ok {
+			t.Errorf("applyGCSettings reads %s, which has no row in this test", k)
+		}
 	}
 }
 

@@ -461,7 +461,8 @@ func TestStandaloneBinaryBadEnvironment(t *testing.T) {
 		{
 			name:       "unreadable token file",
 			env:        map[string]string{"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN_FILE": "/nonexistent/token"},
-			wantStderr: []string{"bad configuration", "/nonexistent/token"},
+			secrets:    []string{"/nonexistent/token"},
+			wantStderr: []string{"bad configuration", "REGISTRY_API_TOKEN_FILE", "no such file"},
 		},
 	}
 	for _, tc := range tests {

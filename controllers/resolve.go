@@ -71,6 +71,9 @@ type resolver struct {
 	// health says when the cache may be behind the API server.
 	health  *WatchHealth
 	issuers *jwt.Issuers
+	// cluster is this cluster's service account issuer (the kubernetes
+	// preset).
+	cluster *ClusterIssuer
 	targets TargetRules
 	grants  HostGrants
 	memory  *rotationMemory
@@ -349,27 +352,11 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			GroupsClaim:   o.GroupsClaim,
 			Preset:        o.Preset,
 		}
-		if !r.targets.issuerAllowed(o.IssuerURL) {
-			// Not discovered at all: JWTs are refused.
-			oc.Problem = &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: "spec.oidc.issuerURL",
-				Message: "the issuer URL must be https (plain http only on loopback, with --allow-insecure-loopback)"}
-		} else {
-			iss, err := r.issuers.Resolve(ctx, o.IssuerURL)
-			oc.Issuer = iss
-			if err != nil {
-				// What failed (a closed port, a 404, a TLS error, a field
-				// of the document) stays in the operator's log: status is
-				// readable by the policy's author, who must not learn
-				// about the cluster's network through it.
-				log.FromContext(ctx).Error(err, "OIDC discovery failed", "issuer", o.IssuerURL)
-				msg := "OIDC discovery of the issuer failed; the operator's log has the details"
-				if iss != nil {
-					msg += "; still verifying with the keys of the last successful discovery"
-				}
-				oc.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: msg}
-			}
-		}
+		r.discover(ctx, oc, "spec.oidc")
 		cfg.OIDC = oc
+	}
+	for _, is := range spec.Issuers {
+		cfg.Issuers = append(cfg.Issuers, r.issuerConfig(ctx, is))
 	}
 
 	if rt := spec.RegistryToken; rt != nil {
@@ -410,6 +397,63 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	res.problems = append(res.problems, extra...)
 	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds, res.publicKeys)
 	return res, nil
+}
+
+// discover resolves oc's issuer URL into oc.Issuer, or sets oc.Problem.
+func (r *resolver) discover(ctx context.Context, oc *jwt.Config, field string) {
+	if !r.targets.issuerAllowed(oc.IssuerURL) {
+		// Not discovered at all: JWTs are refused.
+		oc.Problem = &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field + ".issuerURL",
+			Message: "the issuer URL must be https (plain http only on loopback, with --allow-insecure-loopback)"}
+		return
+	}
+	iss, err := r.issuers.Resolve(ctx, oc.IssuerURL)
+	oc.Issuer = iss
+	if err != nil {
+		// What failed (a closed port, a 404, a TLS error, a field of the
+		// document) stays in the operator's log: status is readable by
+		// the policy's author, who must not learn about the cluster's
+		// network through it.
+		log.FromContext(ctx).Error(err, "OIDC discovery failed", "issuer", oc.IssuerURL)
+		msg := "OIDC discovery of the issuer failed; the operator's log has the details"
+		if iss != nil {
+			msg += "; still verifying with the keys of the last successful discovery"
+		}
+		oc.Problem = &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: field + ".issuerURL", Message: msg}
+	}
+}
+
+// issuerConfig is one entry of spec.issuers, with its issuer discovered.
+func (r *resolver) issuerConfig(ctx context.Context, is authv1alpha1.IssuerSpec) jwt.Config {
+	field := fmt.Sprintf("spec.issuers[%s]", is.Name)
+	ic := jwt.Config{
+		Name:         is.Name,
+		Field:        field,
+		IssuerURL:    is.IssuerURL,
+		Audiences:    is.Audiences,
+		Preset:       is.Preset,
+		RegistryOnly: is.RegistryOnly,
+	}
+	if m := is.ClaimMappings; m != nil {
+		if u := m.Username; u != nil {
+			ic.UsernameClaim, ic.UsernameExpression = u.Claim, u.Expression
+		}
+		if g := m.Groups; g != nil {
+			ic.GroupsClaim, ic.GroupsExpression = g.Claim, g.Expression
+		}
+	}
+	for _, rule := range is.ClaimValidationRules {
+		ic.Rules = append(ic.Rules, jwt.Rule{Expression: rule.Expression, Message: rule.Message})
+	}
+	if is.Preset == authv1alpha1.PresetKubernetes {
+		r.cluster.resolve(ctx, &ic, field)
+		return ic
+	}
+	if ic.IssuerURL == "" {
+		ic.IssuerURL = jwt.DefaultIssuerURL(is.Preset)
+	}
+	r.discover(ctx, &ic, field)
+	return ic
 }
 
 // overlapOf is the policy's jwksOverlap (its default when unset).

@@ -164,6 +164,10 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		return nil, err
 	}
 
+	cluster, err := NewClusterIssuer(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
 	var credentials cache.Cache
 	// The cache itself: the manager's client sends every Secret read,
 	// metadata included, to the API server (ClientOptions).
@@ -177,6 +181,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		metadata.credentials = c
 	}
 	res := &resolver{
+		cluster:  cluster,
 		secrets:  mgr.GetAPIReader(),
 		metadata: metadata,
 		health:   opts.WatchHealth,

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,7 +162,15 @@ func setupSuite(cfg *rest.Config) error {
 	}
 	leRole.Namespace = leaseNamespace
 	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	// The install's binding of the issuer discovery role, to the suite's
+	// users instead of the install's ServiceAccount.
+	var discovery rbacv1.ClusterRoleBinding
+	if err := readYAML("config/rbac/issuer_discovery_role_binding.yaml", &discovery); err != nil {
+		return err
+	}
+	discovery.Subjects = append(slices.Clone(subject), rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: namespacedUser})
 	for _, o := range []client.Object{
+		&discovery,
 		&role,
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "manager-rolebinding"},

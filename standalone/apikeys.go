@@ -8,7 +8,11 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/registryauth/registry-auth-operator/authserver/check"
+	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
 )
 
 // REGISTRY_API_KEYS takes two forms.
@@ -98,13 +102,19 @@ func parseListAPIKeys(v string) ([]APIKeyEnv, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("trailing data after the JSON list")
 	}
+	seen := map[string]bool{}
 	for i, k := range keys {
-		if k.Name == "" {
+		switch {
+		case k.Name == "":
 			return nil, fmt.Errorf("entry %d has no name", i)
+		case !check.HeaderSafe(k.Name) || strings.ContainsAny(k.Name, " ,"):
+			return nil, fmt.Errorf("entry %d: the name %s has spaces, commas or control characters", i, echoName(k.Name))
+		case seen[k.Name]:
+			return nil, fmt.Errorf("entry %d: the name %s is used twice; names must be unique", i, echoName(k.Name))
+		case (k.Key == "") == (k.KeyFile == ""):
+			return nil, fmt.Errorf("entry %s: set exactly one of key and key_file", echoName(k.Name))
 		}
-		if (k.Key == "") == (k.KeyFile == "") {
-			return nil, fmt.Errorf("entry %q: set exactly one of key and key_file", k.Name)
-		}
+		seen[k.Name] = true
 	}
 	return keys, nil
 }
@@ -125,7 +135,7 @@ func parseUpstreamAPIKeys(v string) ([]APIKeyEnv, error) {
 		name, _ := t.(string)
 		var entry json.RawMessage
 		if err := dec.Decode(&entry); err != nil {
-			return nil, fmt.Errorf("entry %q: %w", safeName(name), jsonError(err))
+			return nil, fmt.Errorf("entry %s: %w", echoName(name), jsonError(err))
 		}
 		names = append(names, name)
 		raw[name] = entry
@@ -141,26 +151,26 @@ func parseUpstreamAPIKeys(v string) ([]APIKeyEnv, error) {
 	for _, name := range names {
 		switch {
 		case !upstreamKeyName.MatchString(name):
-			return nil, fmt.Errorf("entry %q: a name must match ^[a-z0-9][a-z0-9_-]{0,63}$", safeName(name))
+			return nil, fmt.Errorf("entry %s: a name must match ^[a-z0-9][a-z0-9_-]{0,63}$", echoName(name))
 		case slices.Contains(reservedKeyNames, name):
-			return nil, fmt.Errorf("entry %q: the name is reserved (legacy, network-user and network-trusted are the static token's)", name)
+			return nil, fmt.Errorf("entry %s: the name is reserved (legacy, network-user and network-trusted are the static token's)", echoName(name))
 		}
 		var e upstreamKeyEntry
 		edec := json.NewDecoder(bytes.NewReader(raw[name]))
 		edec.DisallowUnknownFields()
 		if err := edec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("entry %q: want {key|key_file, groups, path_prefixes, methods, description}: %w", name, jsonError(err))
+			return nil, fmt.Errorf("entry %s: want {key|key_file, groups, path_prefixes, methods, description}: %w", echoName(name), jsonError(err))
 		}
 		if (e.Key == "") == (e.KeyFile == "") {
-			return nil, fmt.Errorf("entry %q: set exactly one of key and key_file", name)
+			return nil, fmt.Errorf("entry %s: set exactly one of key and key_file", echoName(name))
 		}
 		if len(e.Groups) == 0 {
-			return nil, fmt.Errorf("entry %q: at least one group is required", name)
+			return nil, fmt.Errorf("entry %s: at least one group is required", echoName(name))
 		}
 		if e.Key != "" {
 			k := strings.TrimSpace(e.Key)
 			if other, dup := seenKeys[k]; dup {
-				return nil, fmt.Errorf("entries %q and %q have the same key; each key must be different", other, name)
+				return nil, fmt.Errorf("entries %s and %s have the same key; each key must be different", echoName(other), echoName(name))
 			}
 			seenKeys[k] = name
 		}
@@ -169,13 +179,28 @@ func parseUpstreamAPIKeys(v string) ([]APIKeyEnv, error) {
 	return keys, nil
 }
 
-// safeName quotes an entry name for a message, unless it is long enough to
-// be a secret put in the wrong place.
-func safeName(name string) string {
-	if len(name) > 64 {
-		return echoValue(name)
+// checkAPIKeyLimits checks the entries' path_prefixes and methods as
+// Compile would, with messages that do not repeat the values: a prefix
+// under the Registry API prefixes (registry), methods from a fixed list.
+func checkAPIKeyLimits(keys []APIKeyEnv, registry []string) error {
+	for _, k := range keys {
+		for i, pre := range k.PathPrefixes {
+			if pathnorm.CheckPrefix(pre) != nil {
+				return fmt.Errorf("entry %s: path_prefixes[%d] %s: want an absolute, normalised path (no '..', '//', '%%' escapes or query)", echoName(k.Name), i, echoValue(pre))
+			}
+			if !pathnorm.HasPrefix(pre, registry) && !slices.Contains(registry, pre) {
+				return fmt.Errorf("entry %s: path_prefixes[%d] %s is not under the Registry API prefixes (REGISTRY_API_PATH_PREFIXES): API keys count on Registry API paths only", echoName(k.Name), i, echoValue(pre))
+			}
+		}
+		for i, m := range k.Methods {
+			switch strings.ToUpper(m) {
+			case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+			default:
+				return fmt.Errorf("entry %s: methods[%d] %s is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", echoName(k.Name), i, echoValue(m))
+			}
+		}
 	}
-	return name
+	return nil
 }
 
 // checkJSONFields walks a JSON text and refuses an object that names a
@@ -210,9 +235,9 @@ func checkJSONFields(v string) error {
 			fold := strings.ToLower(name)
 			if first, dup := top.keys[fold]; dup {
 				if first == name {
-					return fmt.Errorf("the field %q is named twice in one object", safeName(name))
+					return fmt.Errorf("the field %s is named twice in one object", echoName(name))
 				}
-				return fmt.Errorf("the fields %q and %q differ only in case; Go's decoder would take the last", safeName(first), safeName(name))
+				return fmt.Errorf("the fields %s and %s differ only in case; Go's decoder would take the last", echoName(first), echoName(name))
 			}
 			top.keys[fold] = name
 			top.key = false
@@ -239,17 +264,33 @@ func checkJSONFields(v string) error {
 	}
 }
 
-// jsonError is a JSON error without the input's text: the decoder's type
-// errors quote the value ("cannot unmarshal string \"…\""), which may be a
-// key.
+// jsonError is a JSON error without the input's text: the decoder's
+// errors quote values ("cannot unmarshal string \"…\"") and field names
+// (`unknown field "…"`, the path of a type error through an object's keys),
+// any of which may be a secret written in the wrong place. Names are
+// repeated only as echoName allows.
 func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Errorf("field %q has the wrong type (want %s, got %s)", te.Field, te.Type, te.Value)
+		var path []string
+		for _, f := range strings.Split(te.Field, ".") {
+			path = append(path, echoName(f))
+		}
+		return fmt.Errorf("field %s has the wrong type (want %s, got %s)", strings.Join(path, "."), te.Type, te.Value)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Errorf("malformed JSON at byte %d", se.Offset)
 	}
-	return err
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("the JSON ends early")
+	}
+	// DisallowUnknownFields: `json: unknown field "name"`.
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if name, uerr := strconv.Unquote(f); uerr == nil {
+			return fmt.Errorf("unknown field %s", echoName(name))
+		}
+		return errors.New("unknown field")
+	}
+	return errors.New("malformed JSON")
 }

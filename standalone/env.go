@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -109,7 +110,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if v := strings.TrimSpace(getenv("REGISTRY_STATIC_TOKEN_AUTH_ENABLED")); v != "" {
 		b, err := parseBool(v)
 		if err != nil {
-			fail("REGISTRY_STATIC_TOKEN_AUTH_ENABLED=%s: want true or false", echoValue(v))
+			fail("REGISTRY_STATIC_TOKEN_AUTH_ENABLED %s: want true or false", echoValue(v))
 		}
 		e.StaticEnabled = b
 	}
@@ -124,15 +125,25 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	}
 	if root = strings.TrimRight(strings.TrimSpace(root), "/"); root != "" {
 		if err := pathnorm.CheckPrefix(root + "/"); err != nil {
-			fail("REGISTRY_ROOT_PATH (or ROOT_PATH)=%s: want an absolute path such as /registry", echoValue(root))
+			fail("REGISTRY_ROOT_PATH (or ROOT_PATH) %s: want an absolute path such as /registry", echoValue(root))
 		}
 		e.RootPath = root
 	}
 	if v := getenv("REGISTRY_API_PATH_PREFIXES"); v != "" {
 		e.PathPrefixes = splitList(v)
+		for i, pre := range e.PathPrefixes {
+			// Checked here, not only by Compile, whose message repeats
+			// the value.
+			if pathnorm.CheckPrefix(pre) != nil {
+				fail("REGISTRY_API_PATH_PREFIXES entry %d %s: want an absolute, normalised path such as /api/ (no '..', '//', '%%' escapes or query)", i, echoValue(pre))
+			}
+		}
 	}
 	if v := getenv("REGISTRY_API_KEYS"); strings.TrimSpace(v) != "" {
 		keys, form, err := ParseAPIKeysEnv(v)
+		if err == nil {
+			err = checkAPIKeyLimits(keys, e.registryPrefixes())
+		}
 		if err != nil {
 			fail("REGISTRY_API_KEYS: %v", err)
 		}
@@ -141,7 +152,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if v := strings.TrimSpace(getenv("FEDERATION_STATIC_TOKEN_AUTH_ENABLED")); v != "" {
 		b, err := parseBool(v)
 		if err != nil {
-			fail("FEDERATION_STATIC_TOKEN_AUTH_ENABLED=%s: want true or false", echoValue(v))
+			fail("FEDERATION_STATIC_TOKEN_AUTH_ENABLED %s: want true or false", echoValue(v))
 		}
 		e.FederationEnabled = b
 	}
@@ -161,13 +172,15 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		switch o.Preset {
 		case "", jwt.PresetGeneric, jwt.PresetKeycloak, jwt.PresetEntra, jwt.PresetCognito, jwt.PresetOkta, jwt.PresetAuth0:
 		default:
-			fail("OIDC_PRESET=%s: want keycloak, entra, cognito, okta, auth0 or generic", echoValue(o.Preset))
+			fail("OIDC_PRESET %s: want keycloak, entra, cognito, okta, auth0 or generic", echoValue(o.Preset))
 		}
 		if len(o.Audiences) == 0 {
 			fail("OIDC_CLIENT_ID is required with OIDC_ISSUER_URL (the accepted audience)")
 		}
-		if !strings.HasPrefix(iss, "https://") && !strings.HasPrefix(iss, "http://") {
-			fail("OIDC_ISSUER_URL=%q: want an http(s) URL", iss)
+		if !issuerURL(iss) {
+			// The URL is logged when discovery fails: only a plain
+			// scheme://host/path is, never user information or a query.
+			fail("OIDC_ISSUER_URL %s: want an http(s) URL with a host, without user information, query or fragment", echoValue(iss))
 		}
 		e.OIDC = o
 	}
@@ -179,7 +192,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if v := strings.TrimSpace(getenv("SESSION_MAX_AGE")); v != "" {
 		d, err := parseSeconds(v)
 		if err != nil || d <= 0 {
-			fail("SESSION_MAX_AGE=%s: want seconds (28800) or a duration (8h)", echoValue(v))
+			fail("SESSION_MAX_AGE %s: want seconds (28800) or a duration (8h)", echoValue(v))
 		}
 		e.MaxAge = d
 	}
@@ -191,9 +204,10 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		}
 	}
 	if v := getenv("PUBLIC_PATHS"); strings.TrimSpace(v) != "" {
-		for _, p := range splitList(v) {
-			if err := pathnorm.CheckPrefix(p); err != nil {
-				fail("PUBLIC_PATHS: %v", err)
+		for i, p := range splitList(v) {
+			if pathnorm.CheckPrefix(p) != nil {
+				// Not CheckPrefix's message: it repeats the value.
+				fail("PUBLIC_PATHS entry %d %s: want an absolute, normalised path (no '..', '//', '%%' escapes or query)", i, echoValue(p))
 			}
 			e.PublicPaths = append(e.PublicPaths, p)
 		}
@@ -203,7 +217,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		if v := strings.TrimSpace(getenv("MCP_CHALLENGE_REGISTRY_PATHS")); v != "" {
 			b, err := parseBool(v)
 			if err != nil {
-				fail("MCP_CHALLENGE_REGISTRY_PATHS=%s: want true or false", echoValue(v))
+				fail("MCP_CHALLENGE_REGISTRY_PATHS %s: want true or false", echoValue(v))
 			}
 			pr.RegistryPaths = b
 		}
@@ -216,21 +230,21 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		if v := strings.TrimSpace(getenv("DELEGATE_TIMEOUT")); v != "" {
 			t, err := parseSeconds(v)
 			if err != nil || t <= 0 {
-				fail("DELEGATE_TIMEOUT=%s: want seconds (5) or a duration (1500ms)", echoValue(v))
+				fail("DELEGATE_TIMEOUT %s: want seconds (5) or a duration (1500ms)", echoValue(v))
 			}
 			d.Timeout = t
 		}
 		if v := strings.TrimSpace(getenv("DELEGATE_GATEWAY_PATHS")); v != "" {
 			b, err := parseBool(v)
 			if err != nil {
-				fail("DELEGATE_GATEWAY_PATHS=%s: want true or false", echoValue(v))
+				fail("DELEGATE_GATEWAY_PATHS %s: want true or false", echoValue(v))
 			}
 			d.GatewayPaths = b
 		}
 		if v := strings.TrimSpace(getenv("DELEGATE_MAX_CONCURRENT")); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
-				fail("DELEGATE_MAX_CONCURRENT=%s: want a positive number", echoValue(v))
+				fail("DELEGATE_MAX_CONCURRENT %s: want a positive number", echoValue(v))
 			}
 			d.MaxConcurrent = n
 		}
@@ -247,9 +261,9 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 		n, err := strconv.Atoi(v)
 		switch {
 		case err != nil:
-			fail("INTERNAL_TOKEN_TTL_SECONDS=%s: want whole seconds, e.g. 30", echoValue(v))
+			fail("INTERNAL_TOKEN_TTL_SECONDS %s: want whole seconds, e.g. 30", echoValue(v))
 		case int64(n) > int64(hoptoken.MaxTTL/time.Second):
-			fail("INTERNAL_TOKEN_TTL_SECONDS=%d: at most %d (24h)", n, int64(hoptoken.MaxTTL/time.Second))
+			fail("INTERNAL_TOKEN_TTL_SECONDS %s: at most %d (24h)", echoValue(v), int64(hoptoken.MaxTTL/time.Second))
 		case time.Duration(n)*time.Second < hoptoken.MinTTL:
 			e.Warnings = append(e.Warnings, fmt.Sprintf("INTERNAL_TOKEN_TTL_SECONDS=%d is below the minimum; using %d", n, int64(hoptoken.MinTTL/time.Second)))
 			e.TokenTTL = hoptoken.MinTTL
@@ -262,7 +276,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 	if v := strings.TrimSpace(getenv("INTERNAL_SIGNING_KEY_OVERLAP_SECONDS")); v != "" {
 		d, err := parseSeconds(v)
 		if err != nil || d < 0 {
-			fail("INTERNAL_SIGNING_KEY_OVERLAP_SECONDS=%s: want seconds (900) or a duration (15m)", echoValue(v))
+			fail("INTERNAL_SIGNING_KEY_OVERLAP_SECONDS %s: want seconds (900) or a duration (15m)", echoValue(v))
 		}
 		e.SigningKeyOverlap = d
 	}
@@ -275,7 +289,7 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 			fail("REGISTRY_TOKEN_MODE=%s needs a key for the registry token: SECRET_KEY, SECRET_KEY_FILE or INTERNAL_SIGNING_KEY_PATH", v)
 		}
 	default:
-		fail("REGISTRY_TOKEN_MODE=%s: want on-request or always", echoValue(v))
+		fail("REGISTRY_TOKEN_MODE %s: want on-request or always", echoValue(v))
 	}
 	return e, errors.Join(errs...)
 }
@@ -314,10 +328,10 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 		}
 	}
 	if e.StaticEnabled {
-		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN", read)}
+		cfg.StaticToken = &statictoken.Config{Enabled: true, Token: secretFrom(e.StaticToken, e.StaticTokenFile, "REGISTRY_API_TOKEN", "REGISTRY_API_TOKEN_FILE", read)}
 	}
 	if e.FederationEnabled {
-		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN", read)}
+		fc := &federation.Config{Enabled: true, Token: secretFrom(e.FederationToken, e.FederationTokenFile, "FEDERATION_STATIC_TOKEN", "FEDERATION_STATIC_TOKEN_FILE", read)}
 		for _, p := range federation.DefaultPathPrefixes {
 			fc.PathPrefixes = append(fc.PathPrefixes, e.RootPath+p)
 		}
@@ -329,7 +343,7 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 		}
 		cfg.APIKeys = append(cfg.APIKeys, apikey.Config{
 			Name:         k.Name,
-			Key:          secretFrom(k.Key, k.KeyFile, "REGISTRY_API_KEYS["+k.Name+"]", read),
+			Key:          secretFrom(k.Key, k.KeyFile, apiKeyVar(k.Name), apiKeyVar(k.Name)+".key_file", read),
 			Groups:       k.Groups,
 			PathPrefixes: k.PathPrefixes,
 			Methods:      k.Methods,
@@ -338,7 +352,7 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 	if e.SecretKey != "" || e.SecretKeyFile != "" {
 		cfg.Session = &session.Config{
 			CookieName: e.CookieName,
-			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY", read)},
+			SecretKeys: []authn.SecretValue{secretFrom(e.SecretKey, e.SecretKeyFile, "SECRET_KEY", "SECRET_KEY_FILE", read)},
 			MaxAge:     e.MaxAge,
 		}
 	}
@@ -362,12 +376,12 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 		case e.SecretKeyFile != "":
 			// A file's value is trimmed (a trailing newline): the
 			// registry's SECRET_KEY environment value has none.
-			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY", read)
+			sv := secretFrom("", e.SecretKeyFile, "SECRET_KEY", "SECRET_KEY_FILE", read)
 			sv.Value = bytes.TrimSpace(sv.Value)
 			rt.SecretKey = &sv
 		}
 		if e.SigningKeyFile != "" {
-			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH", read)
+			sv := secretFrom("", e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH", "INTERNAL_SIGNING_KEY_PATH", read)
 			rt.SigningKey = &sv
 		}
 		cfg.RegistryToken = rt
@@ -379,20 +393,60 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 	return cfg
 }
 
+// secretFile is a secret file the configuration reads, and the variable
+// (or REGISTRY_API_KEYS entry) that names it: messages name the variable,
+// not the path.
+type secretFile struct {
+	path, variable string
+}
+
 // files returns the secret files the configuration reads.
-func (e *Env) files() []string {
-	var fs []string
-	for _, f := range []string{e.StaticTokenFile, e.SecretKeyFile, e.FederationTokenFile, e.SigningKeyFile} {
-		if f != "" {
+func (e *Env) files() []secretFile {
+	var fs []secretFile
+	for _, f := range []secretFile{
+		{e.StaticTokenFile, "REGISTRY_API_TOKEN_FILE"}, {e.SecretKeyFile, "SECRET_KEY_FILE"},
+		{e.FederationTokenFile, "FEDERATION_STATIC_TOKEN_FILE"}, {e.SigningKeyFile, "INTERNAL_SIGNING_KEY_PATH"},
+	} {
+		if f.path != "" {
 			fs = append(fs, f)
 		}
 	}
 	for _, k := range e.APIKeys {
 		if k.KeyFile != "" {
-			fs = append(fs, k.KeyFile)
+			fs = append(fs, secretFile{k.KeyFile, apiKeyVar(k.Name) + ".key_file"})
 		}
 	}
 	return fs
+}
+
+// registryPrefixes are the Registry API prefixes the configuration ends up
+// with (Compile's defaults under REGISTRY_ROOT_PATH when none are set).
+func (e *Env) registryPrefixes() []string {
+	if len(e.PathPrefixes) > 0 {
+		return e.PathPrefixes
+	}
+	var out []string
+	for _, p := range policy.DefaultRegistryPathPrefixes {
+		out = append(out, e.RootPath+p)
+	}
+	return out
+}
+
+// apiKeyVar names an entry of REGISTRY_API_KEYS in a message.
+func apiKeyVar(name string) string {
+	if nameOK(name) {
+		return "REGISTRY_API_KEYS[" + name + "]"
+	}
+	return "REGISTRY_API_KEYS[" + echoName(name) + "]"
+}
+
+// issuerURL reports whether v is an http(s) URL with a host and nothing a
+// secret could hide in: no user information, query or fragment.
+func issuerURL(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" &&
+		u.User == nil && u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && !strings.Contains(v, "#") &&
+		!strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f })
 }
 
 // envField names, in a problem about the environment, the variable that
@@ -409,8 +463,16 @@ func envField(field string) string {
 		return "FEDERATION_STATIC_TOKEN"
 	case strings.HasPrefix(field, "spec.agentPathPrefixes"):
 		return "REGISTRY_ROOT_PATH"
+	case strings.HasPrefix(field, "spec.apiKeys["):
+		// spec.apiKeys[<name or index>]: the name only if it may be
+		// repeated (see echoName).
+		rest := strings.TrimPrefix(field, "spec.apiKeys[")
+		if i := strings.LastIndexByte(rest, ']'); i >= 0 {
+			return apiKeyVar(rest[:i]) + rest[i+1:]
+		}
+		return "REGISTRY_API_KEYS"
 	case strings.HasPrefix(field, "spec.apiKeys"):
-		return "REGISTRY_API_KEYS" + strings.TrimPrefix(field, "spec.apiKeys")
+		return "REGISTRY_API_KEYS"
 	case strings.HasPrefix(field, "spec.session"), field == hoptoken.FieldSecretKey:
 		return "SECRET_KEY"
 	case field == hoptoken.FieldSigningKey, field == hoptoken.FieldPrevious:
@@ -423,35 +485,49 @@ func envField(field string) string {
 	return field
 }
 
-func secretFrom(value, file, field string, read readFunc) authn.SecretValue {
+// secretFrom is the secret value, or the contents of file; fileVar names the
+// variable that holds the file's path. readSecretFile's errors name no path.
+func secretFrom(value, file, field, fileVar string, read readFunc) authn.SecretValue {
 	if file == "" {
 		return authn.SecretValue{Value: []byte(value)}
 	}
 	b, err := read(file)
 	if err != nil {
 		reason := authn.ProblemSecretNotFound
-		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read %s: %v", echoPath(file), err)}}
+		return authn.SecretValue{Problem: &authn.Problem{Reason: reason, Field: field, Message: fmt.Sprintf("cannot read the file %s names %s: %v", fileVar, echoValue(file), err)}}
 	}
 	return authn.SecretValue{Value: b}
 }
 
-// echoValue quotes a short setting for an error message. A long one is not
-// repeated: it may be a secret put in the wrong variable.
+// echoValue describes a value of the environment for a message without
+// repeating it: the value may be a secret put in the wrong variable (a
+// token in a *_FILE variable, an API key in a boolean), and a message
+// goes to logs, /readyz and whoever reads them. The variable's name and
+// the value's length and fingerprint (the first 12 hex digits of its
+// SHA-256, as everywhere in this project) say which value it was:
+// compare with `printf %s "$VAR" | sha256sum | cut -c1-12`.
 func echoValue(v string) string {
-	if len(v) <= 16 {
-		return fmt.Sprintf("%q", v)
-	}
 	return fmt.Sprintf("(a %d-character value, fingerprint %s)", len(v), secret.Fingerprint([]byte(v)))
 }
 
-// echoPath names a secret file that cannot be read. A name without a '/'
-// is not repeated: secret files are mounted at paths, and such a value is
-// more likely the secret itself, put in a *_FILE variable by mistake.
-func echoPath(p string) string {
-	if strings.ContainsRune(p, '/') {
-		return p
+// echoName quotes a name chosen by whoever wrote the configuration (an API
+// key's name, a JSON field name) when it looks like a name: letters,
+// digits, '_', '-' and '.', shorter than secret.MinLength, so that it
+// cannot be a token or API key this service would accept. Anything else is
+// described as echoValue does: a JSON key that is really a secret is not
+// repeated.
+func echoName(n string) string {
+	if n == "" || nameOK(n) {
+		return strconv.Quote(n)
 	}
-	return fmt.Sprintf("the file named by a value without '/' (fingerprint %s; is it the secret instead of a path?)", secret.Fingerprint([]byte(p)))
+	return fmt.Sprintf("(a %d-character name, fingerprint %s)", len(n), secret.Fingerprint([]byte(n)))
+}
+
+// nameOK reports whether echoName repeats n.
+func nameOK(n string) bool {
+	return n != "" && len(n) < secret.MinLength && !strings.ContainsFunc(n, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' && r != '.'
+	})
 }
 
 func parseBool(v string) (bool, error) {

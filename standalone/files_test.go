@@ -184,7 +184,7 @@ func TestStandaloneStuckReadShows(t *testing.T) {
 	hang.Unlock()
 	g.Expect(os.WriteFile(file, []byte(tok2), 0o600)).To(Succeed())
 	g.Eventually(sa.Ready, 3*time.Second, 20*time.Millisecond).Should(MatchError(And(
-		ContainSubstring(file), ContainSubstring("has not returned"))))
+		ContainSubstring("REGISTRY_API_TOKEN_FILE"), ContainSubstring("has not returned"))))
 	g.Consistently(done, 100*time.Millisecond).ShouldNot(BeClosed())
 	g.Expect(counterValue(t, sa, "registry_auth_config_file_checks_skipped_total")).To(BeNumerically(">", 0))
 	g.Expect(gaugeValue(t, sa, "registry_auth_config_file_check_running_seconds")).To(BeNumerically(">=", 0.2))

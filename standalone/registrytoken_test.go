@@ -70,7 +70,7 @@ func TestStandaloneRegistryTokenEnv(t *testing.T) {
 			g.Expect(rt.SecretKey).To(BeNil())
 			g.Expect(rt.SigningKey).NotTo(BeNil())
 			g.Expect(rt.SigningKey.Problem).NotTo(BeNil(), "the file does not exist")
-			g.Expect(e.files()).To(ContainElement("/run/secrets/key.pem"), "watched")
+			g.Expect(e.files()).To(ContainElement(secretFile{"/run/secrets/key.pem", "INTERNAL_SIGNING_KEY_PATH"}), "watched")
 		}},
 		{"overlap as seconds", map[string]string{"SECRET_KEY": key, "INTERNAL_SIGNING_KEY_OVERLAP_SECONDS": "600"}, nil, func(g Gomega, e *Env) {
 			g.Expect(e.SigningKeyOverlap).To(Equal(10 * time.Minute))

@@ -50,7 +50,7 @@ type Loader struct {
 	// pendingIssuer is a newly discovered issuer for the next check.
 	pendingIssuer atomic.Pointer[jwt.Issuer]
 	// checking is the start of the check in progress, in Unix nanoseconds
-	// (0: none); reading is the file it reads.
+	// (0: none); reading is the variable naming the file it reads.
 	checking atomic.Int64
 	reading  atomic.Pointer[string]
 	// stuckLogged is set once a stuck check has been logged.
@@ -203,7 +203,7 @@ func (s *Loader) stuck() error {
 	}
 	what := "the secret files"
 	if f := s.reading.Load(); f != nil {
-		what = echoPath(*f)
+		what = "the file " + *f + " names"
 	}
 	return fmt.Errorf("reading %s has not returned for %s", what, d.Round(time.Second))
 }
@@ -301,14 +301,14 @@ func (s *Loader) readFiles() fileSnapshot {
 	files := s.env.files()
 	snap := fileSnapshot{data: make(map[string][]byte, len(files)), errs: map[string]error{}, digest: make([]byte, 0, 32*len(files))}
 	for _, f := range files {
-		s.reading.Store(&f)
-		b, err := s.readFile(f)
+		s.reading.Store(&f.variable)
+		b, err := s.readFile(f.path)
 		d := secret.DigestOf(b)
 		if err != nil {
-			snap.errs[f] = err
+			snap.errs[f.path] = err
 			d = secret.DigestOf([]byte("\x00unreadable:" + err.Error()))
 		} else {
-			snap.data[f] = b
+			snap.data[f.path] = b
 		}
 		snap.digest = append(snap.digest, d[:]...)
 	}

@@ -234,6 +234,28 @@ func TestValidation(t *testing.T) {
 		spec authv1alpha1.RegistryAuthPolicySpec
 		want []string // fragments of the API server's message
 	}{{
+		name: "kubernetes issuer with an issuer URL",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "k8s", Preset: authv1alpha1.PresetKubernetes,
+			IssuerURL: "https://kubernetes.default.svc", Audiences: []string{"registry"}}}},
+		want: []string{"spec.issuers[0]", "issuerURL must be empty for the kubernetes preset"},
+	}, {
+		name: "generic issuer without an issuer URL",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "idp", Audiences: []string{"registry"}}}},
+		want: []string{"spec.issuers[0]", "issuerURL is required unless the preset is kubernetes, github-actions or gitlab"},
+	}, {
+		name: "issuer without audiences",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "gh", Preset: authv1alpha1.PresetGitHubActions}}},
+		want: []string{"spec.issuers[0].audiences"},
+	}, {
+		name: "claim mapping with a claim and an expression",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "gh", Preset: authv1alpha1.PresetGitHubActions, Audiences: []string{"registry"},
+			ClaimMappings: &authv1alpha1.ClaimMappingsSpec{Username: &authv1alpha1.ClaimOrExpression{Claim: "sub", Expression: "claims.sub"}}}}},
+		want: []string{"spec.issuers[0].claimMappings.username", "exactly one of claim and expression"},
+	}, {
+		name: "issuer name not a DNS label",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "GitHub CI", Preset: authv1alpha1.PresetGitHubActions, Audiences: []string{"registry"}}}},
+		want: []string{"spec.issuers[0].name"},
+	}, {
 		name: "enabled without secretRef",
 		spec: authv1alpha1.RegistryAuthPolicySpec{StaticToken: &authv1alpha1.StaticTokenSpec{Enabled: true}},
 		want: []string{"spec.staticToken", "secretRef is required when enabled is true"},

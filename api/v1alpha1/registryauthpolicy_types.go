@@ -59,6 +59,10 @@ const (
 	// unencrypted PEM P-256 private key. Requests that need a registry
 	// token are refused (registry_token_unavailable).
 	ReasonSigningKeyInvalid = "SigningKeyInvalid"
+	// ReasonClaimRuleInvalid: a claim rule or claim mapping of an issuer in
+	// spec.issuers does not compile; the issuer's tokens are refused
+	// (claim_rule_failed). The message names the rule.
+	ReasonClaimRuleInvalid = "ClaimRuleInvalid"
 )
 
 // Registry token modes (spec.registryToken.mode).
@@ -388,6 +392,134 @@ type OIDCSpec struct {
 	Preset string `json:"preset,omitempty"`
 }
 
+// Issuer presets beyond OIDCSpec's: workload identities.
+const (
+	// PresetGitHubActions: GitHub Actions' OIDC tokens; issuerURL defaults
+	// to https://token.actions.githubusercontent.com.
+	PresetGitHubActions = "github-actions"
+	// PresetGitLab: GitLab CI's id_tokens; issuerURL defaults to
+	// https://gitlab.com (set it for a self-managed GitLab).
+	PresetGitLab = "gitlab"
+	// PresetKubernetes: ServiceAccount tokens of the cluster the operator
+	// runs in, read through its API server; issuerURL must be empty.
+	PresetKubernetes = "kubernetes"
+)
+
+// IssuerSpec is one issuer of JWT bearer tokens: an IdP, or a workload
+// identity issuer such as GitHub Actions, GitLab CI or this cluster's
+// ServiceAccount tokens, for CI without shared secrets.
+// +kubebuilder:validation:XValidation:rule="!has(self.preset) || self.preset != 'kubernetes' || !has(self.issuerURL)",message="issuerURL must be empty for the kubernetes preset: it means this cluster's service account issuer"
+// +kubebuilder:validation:XValidation:rule="has(self.issuerURL) || (has(self.preset) && self.preset in ['kubernetes', 'github-actions', 'gitlab'])",message="issuerURL is required unless the preset is kubernetes, github-actions or gitlab"
+type IssuerSpec struct {
+	// name of the entry, unique in the policy. It is the X-Auth-Method of
+	// the entry's users, and names the entry in status and events.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// preset: one of OIDCSpec's presets (keycloak, entra, cognito, okta,
+	// auth0, generic), or a workload identity: "github-actions" (issuerURL
+	// defaults to https://token.actions.githubusercontent.com), "gitlab"
+	// (defaults to https://gitlab.com), "kubernetes" (this cluster's
+	// ServiceAccount tokens, read through the API server; issuerURL must
+	// be empty, and no audience may be the API server's own). The workload
+	// presets take the username from sub and give no groups; map groups
+	// with claimMappings.groups.
+	// +kubebuilder:validation:Enum=keycloak;entra;cognito;okta;auth0;generic;github-actions;gitlab;kubernetes
+	// +kubebuilder:default=generic
+	// +optional
+	Preset string `json:"preset,omitempty"`
+
+	// issuerURL is the issuer; discovery is read from
+	// <issuerURL>/.well-known/openid-configuration. It must be https (plain
+	// http only on loopback, with the operator's --allow-insecure-loopback).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s?#]+$`
+	// +optional
+	IssuerURL string `json:"issuerURL,omitempty"`
+
+	// audiences accepted in the token's aud claim. At least one is
+	// required. Choose one that names this registry
+	// (https://registry.example.com): a token minted for it is then good
+	// for nothing else.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=512
+	// +listType=set
+	Audiences []string `json:"audiences"`
+
+	// claimMappings say where the username and the groups come from;
+	// groupScopes maps the groups to scopes. Empty means the preset's.
+	// +optional
+	ClaimMappings *ClaimMappingsSpec `json:"claimMappings,omitempty"`
+
+	// claimValidationRules must all hold for a token to be accepted: CEL
+	// expressions over the verified claims, e.g.
+	// claims.repository == "acme/registry-sync" && claims.ref == "refs/heads/main",
+	// or, for the kubernetes preset,
+	// claims["kubernetes.io"].namespace == "ci". An absent claim is an
+	// error and fails the rule: guard with has(claims.x). A token that
+	// verifies but fails a rule is refused with claim_rule_failed (403).
+	// Each evaluation is bounded by a cost limit; a rule that does not
+	// compile sets ClaimRuleInvalid, naming it, and the entry's tokens are
+	// refused.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	ClaimValidationRules []ClaimValidationRule `json:"claimValidationRules,omitempty"`
+
+	// registryOnly limits the entry's identities to the Registry API paths
+	// (staticToken.pathPrefixes), like the static token: a CI identity then
+	// cannot reach MCP gateway paths (jwt_registry_paths_only, 403).
+	// +optional
+	RegistryOnly bool `json:"registryOnly,omitempty"`
+}
+
+// ClaimMappingsSpec maps claims to the identity.
+type ClaimMappingsSpec struct {
+	// username: a claim (dotted names are looked up in nested objects) or
+	// a CEL expression giving a string, e.g. claims.repository.
+	// +optional
+	Username *ClaimOrExpression `json:"username,omitempty"`
+
+	// groups: a claim holding a string or a list of strings, or a CEL
+	// expression giving one, e.g. ["ci-" + claims.repository_owner].
+	// +optional
+	Groups *ClaimOrExpression `json:"groups,omitempty"`
+}
+
+// ClaimOrExpression is a claim name or a CEL expression over claims.
+// +kubebuilder:validation:XValidation:rule="has(self.claim) != has(self.expression)",message="exactly one of claim and expression"
+type ClaimOrExpression struct {
+	// claim is the claim's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Claim string `json:"claim,omitempty"`
+
+	// expression is a CEL expression over claims.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Expression string `json:"expression,omitempty"`
+}
+
+// ClaimValidationRule is a CEL expression that must evaluate to true.
+type ClaimValidationRule struct {
+	// expression over claims, evaluating to a bool.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Expression string `json:"expression"`
+
+	// message says what the rule requires; status and the log show it.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
 // SessionSpec configures browser session cookies made by the registry web
 // app with itsdangerous.URLSafeTimedSerializer(SECRET_KEY).
 // +kubebuilder:validation:XValidation:rule="!has(self.maxAge) || duration(self.maxAge) > duration('0s')",message="maxAge must be a positive duration such as 8h"
@@ -510,6 +642,17 @@ type RegistryAuthPolicySpec struct {
 	// oidc accepts IdP-issued JWT bearer tokens on every path.
 	// +optional
 	OIDC *OIDCSpec `json:"oidc,omitempty"`
+
+	// issuers are further issuers of JWT bearer tokens, tried after oidc
+	// in order: IdPs, and workload identities for CI without shared
+	// secrets (GitHub Actions, GitLab CI, this cluster's ServiceAccount
+	// tokens), each with its audiences, claim mappings, claim rules and
+	// optional limit to the Registry API paths. Names are unique.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Issuers []IssuerSpec `json:"issuers,omitempty"`
 
 	// session accepts the registry web app's signed session cookie.
 	// +optional
@@ -660,7 +803,7 @@ type RegistryAuthPolicyStatus struct {
 	// conditions: Ready, with a reason such as SecretNotFound,
 	// SecretNotOptedIn, KeyMissing,
 	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec,
-	// HostConflict or SigningKeyInvalid when it is False.
+	// HostConflict, SigningKeyInvalid or ClaimRuleInvalid when it is False.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -46,6 +46,7 @@ type cacheEntry struct {
 	id    *check.Identity
 	until time.Time
 	size  int
+	tag   int
 }
 
 // NewTokenCache returns a cache of at most size entries (and
@@ -69,22 +70,34 @@ func (c *TokenCache) shard(d *secret.Digest) *cacheShard { return &c.shards[d[0]
 
 // Get returns the identity of a cached, unexpired token, or nil.
 func (c *TokenCache) Get(d *secret.Digest, now time.Time) *check.Identity {
+	id, _ := c.GetTagged(d, now)
+	return id
+}
+
+// GetTagged is Get, with the tag the entry was put with.
+func (c *TokenCache) GetTagged(d *secret.Digest, now time.Time) (*check.Identity, int) {
 	if c == nil {
-		return nil
+		return nil, 0
 	}
 	s := c.shard(d)
 	s.mu.RLock()
 	e, ok := s.m[*d]
 	s.mu.RUnlock()
 	if !ok || !now.Before(e.until) {
-		return nil
+		return nil, 0
 	}
-	return e.id
+	return e.id, e.tag
 }
 
 // Put caches id for the token with digest d until until (a nil cache
 // keeps nothing).
 func (c *TokenCache) Put(d *secret.Digest, id *check.Identity, until, now time.Time) {
+	c.PutTagged(d, id, 0, until, now)
+}
+
+// PutTagged is Put with a tag, a small number the cache keeps beside the
+// identity for its user (which of its issuers verified the token).
+func (c *TokenCache) PutTagged(d *secret.Digest, id *check.Identity, tag int, until, now time.Time) {
 	if c == nil {
 		return
 	}
@@ -112,7 +125,7 @@ func (c *TokenCache) Put(d *secret.Digest, id *check.Identity, until, now time.T
 			s.remove(k, e)
 		}
 	}
-	s.m[*d] = cacheEntry{id: id, until: until, size: size}
+	s.m[*d] = cacheEntry{id: id, until: until, size: size, tag: tag}
 	s.bytes += size
 }
 

@@ -19,6 +19,9 @@ const (
 	// ProblemSigningKeyInvalid: the registry token's ES256 signing key is
 	// not an unencrypted PEM P-256 private key.
 	ProblemSigningKeyInvalid = "SigningKeyInvalid"
+	// ProblemClaimRuleInvalid: a JWT issuer's claim rule or claim mapping
+	// (CEL) does not compile; the issuer's tokens are refused.
+	ProblemClaimRuleInvalid = "ClaimRuleInvalid"
 )
 
 // Problem is something in a policy that could not be put in force. The

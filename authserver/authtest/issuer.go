@@ -55,6 +55,7 @@ type config struct {
 	hasIssuerOverride bool
 	alg               jose.SignatureAlgorithm
 	jwksCacheControl  string
+	github            bool
 }
 
 // WithPath serves the issuer under a path, e.g. "/realms/test" like Keycloak:
@@ -95,6 +96,67 @@ func WithAlgorithm(alg jose.SignatureAlgorithm) Option {
 // default none is sent), e.g. "public, max-age=300".
 func WithJWKSCacheControl(v string) Option {
 	return func(c *config) { c.jwksCacheControl = v }
+}
+
+// WithGitHubShape makes the issuer look like GitHub Actions' token issuer
+// (https://token.actions.githubusercontent.com): its discovery document
+// (no authorization or token endpoint, response type id_token, GitHub's
+// claims_supported) and its JWKS at /.well-known/jwks. Sign tokens with
+// GitHubActionsClaims.
+func WithGitHubShape() Option {
+	return func(c *config) { c.github = true }
+}
+
+// GitHubJWKSPath is where a GitHub-shaped issuer serves its JWKS.
+const GitHubJWKSPath = "/.well-known/jwks"
+
+// githubClaimsSupported is GitHub's claims_supported, as its discovery
+// document lists them.
+var githubClaimsSupported = []string{"sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref", "sha", "repository", "repository_id",
+	"repository_owner", "repository_owner_id", "enterprise", "enterprise_id", "run_id", "run_number", "run_attempt",
+	"actor", "actor_id", "workflow", "workflow_ref", "workflow_sha", "head_ref", "base_ref", "event_name", "ref_type",
+	"ref_protected", "environment", "environment_node_id", "job_workflow_ref", "job_workflow_sha", "repository_visibility",
+	"runner_environment", "issuer_scope"}
+
+// GitHubActionsClaims is the claim set of a GitHub Actions OIDC token of
+// repository repo (OWNER/NAME), running workflow .github/workflows/ci.yml
+// on a push to ref (refs/heads/main), with audience aud, valid for ttl.
+func (i *Issuer) GitHubActionsClaims(aud, repo, ref string, ttl time.Duration) map[string]any {
+	now := time.Now()
+	owner, _, _ := strings.Cut(repo, "/")
+	workflowRef := repo + "/.github/workflows/ci.yml@" + ref
+	return map[string]any{
+		"jti":                   fmt.Sprintf("%x", now.UnixNano()),
+		"sub":                   "repo:" + repo + ":ref:" + ref,
+		"aud":                   aud,
+		"ref":                   ref,
+		"sha":                   "d6ea0c0b1c6bb2a9b5d1ab0c6f3e1c1a6f0e9a55",
+		"repository":            repo,
+		"repository_owner":      owner,
+		"repository_owner_id":   "65432",
+		"repository_id":         "123456",
+		"repository_visibility": "private",
+		"run_id":                "9876543210",
+		"run_number":            "42",
+		"run_attempt":           "1",
+		"runner_environment":    "github-hosted",
+		"actor":                 "octocat",
+		"actor_id":              "583231",
+		"workflow":              "ci",
+		"workflow_ref":          workflowRef,
+		"workflow_sha":          "d6ea0c0b1c6bb2a9b5d1ab0c6f3e1c1a6f0e9a55",
+		"job_workflow_ref":      workflowRef,
+		"job_workflow_sha":      "d6ea0c0b1c6bb2a9b5d1ab0c6f3e1c1a6f0e9a55",
+		"head_ref":              "",
+		"base_ref":              "",
+		"event_name":            "push",
+		"ref_type":              "branch",
+		"ref_protected":         "true",
+		"iss":                   i.url,
+		"nbf":                   now.Add(-5 * time.Second).Unix(),
+		"iat":                   now.Unix(),
+		"exp":                   now.Add(ttl).Unix(),
+	}
 }
 
 // signingKey is a private key with its key ID.
@@ -163,7 +225,7 @@ func StartIssuer(opts ...Option) (*Issuer, error) {
 	if cfg.hasIssuerOverride {
 		issuer = strings.ReplaceAll(cfg.issuerOverride, IssuerURLPlaceholder, i.url)
 	}
-	i.discovery, err = json.Marshal(map[string]any{
+	doc := map[string]any{
 		"issuer":                                issuer,
 		"authorization_endpoint":                i.url + "/protocol/openid-connect/auth",
 		"token_endpoint":                        i.url + "/protocol/openid-connect/token",
@@ -175,7 +237,19 @@ func StartIssuer(opts ...Option) (*Issuer, error) {
 		"scopes_supported":                      []string{"openid", "profile", "email", "groups"},
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nbf", "preferred_username", "groups"},
 		"grant_types_supported":                 []string{"authorization_code", "client_credentials"},
-	})
+	}
+	if cfg.github {
+		doc = map[string]any{
+			"issuer":                                issuer,
+			"jwks_uri":                              i.url + GitHubJWKSPath,
+			"subject_types_supported":               []string{"public", "pairwise"},
+			"response_types_supported":              []string{"id_token"},
+			"claims_supported":                      githubClaimsSupported,
+			"id_token_signing_alg_values_supported": []string{string(cfg.alg)},
+			"scopes_supported":                      []string{"openid"},
+		}
+	}
+	i.discovery, err = json.Marshal(doc)
 	if err != nil {
 		_ = l.Close()
 		return nil, fmt.Errorf("authtest: encoding discovery document: %w", err)
@@ -208,7 +282,14 @@ func (i *Issuer) DiscoveryIssuer() string {
 
 // JWKSURL returns the URL of the JSON Web Key Set (also advertised as
 // "jwks_uri" by discovery).
-func (i *Issuer) JWKSURL() string { return i.url + JWKSPath }
+func (i *Issuer) JWKSURL() string { return i.url + i.jwksPath() }
+
+func (i *Issuer) jwksPath() string {
+	if i.cfg.github {
+		return GitHubJWKSPath
+	}
+	return JWKSPath
+}
 
 // Algorithm returns the signing algorithm used by Sign.
 func (i *Issuer) Algorithm() jose.SignatureAlgorithm { return i.cfg.alg }
@@ -310,7 +391,7 @@ func (i *Issuer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case i.cfg.path + DiscoveryPath:
 		i.discoveryCount.Add(1)
 		serve = i.serveDiscovery
-	case i.cfg.path + JWKSPath:
+	case i.cfg.path + i.jwksPath():
 		i.jwksCount.Add(1)
 		serve = i.serveJWKS
 	}

@@ -68,6 +68,15 @@ func CanonicalMethod(m Method) string {
 	}
 }
 
+// HopAuthMethod is the auth_method claim of the registry's hop token for
+// id: HopMethod when set, else CanonicalMethod(Method).
+func (id *Identity) HopAuthMethod() string {
+	if id.HopMethod != "" {
+		return id.HopMethod
+	}
+	return CanonicalMethod(id.Method)
+}
+
 // Identity is who an allowed request is. It is immutable once built; the
 // header values and JSON body the handler sends are computed once, when the
 // identity is built, so answering an allowed request formats nothing.
@@ -82,6 +91,11 @@ type Identity struct {
 	// cookies). It is not sent in a header; the registry's hop token
 	// carries it as egress_user. Set it before the identity is shared.
 	Subject string
+	// HopMethod, if set, is the auth_method of the registry's hop token
+	// instead of CanonicalMethod(Method): a JWT from a named issuer entry
+	// (X-Auth-Method is the entry's name) is an IdP user, oauth2, to the
+	// registry. Set it before the identity is shared.
+	HopMethod string
 
 	headers [len(identityHeaders)][]string // values, in identityHeaders order
 	body    []byte                         // {"valid":true,...}

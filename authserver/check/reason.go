@@ -75,6 +75,18 @@ const (
 	ReasonConflictingOriginal Reason = "conflicting_original_request"
 )
 
+// Reasons for denying a verified JWT: the token is valid, its issuer
+// entry's limits refuse it.
+const (
+	// ReasonClaimRuleFailed: the JWT verified, but its claims fail a claim
+	// rule of its issuer entry (or a rule or mapping could not be
+	// evaluated).
+	ReasonClaimRuleFailed Reason = "claim_rule_failed"
+	// ReasonJWTRegistryOnly: the JWT verified, but its issuer entry limits
+	// its identities to Registry API paths.
+	ReasonJWTRegistryOnly Reason = "jwt_registry_paths_only"
+)
+
 // allReasons lists every reason, those for allowing first.
 var allReasons = [...]Reason{
 	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
@@ -86,6 +98,7 @@ var allReasons = [...]Reason{
 	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway, ReasonFederationTokenOffPath,
 	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
+	ReasonClaimRuleFailed, ReasonJWTRegistryOnly,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
 	ReasonUntrustedProxy, ReasonRegistryTokenUnavailable, ReasonConflictingOriginal,
 	ReasonDelegate, ReasonDelegatedUnauthorized, ReasonDelegatedForbidden, ReasonDelegateUnavailable,
@@ -188,6 +201,8 @@ func init() {
 	defineDeny(ReasonJWTUnknownKey, s401, "the bearer token was signed with a key the issuer does not publish")
 	defineDeny(ReasonJWTNoUsername, s401, "the bearer token has no usable username claim")
 	defineDeny(ReasonJWTNotConfigured, s401, "the bearer token was not accepted and no IdP is configured for this policy")
+	defineDeny(ReasonClaimRuleFailed, s403, "the bearer token is valid but its claims do not satisfy the claim rules of its issuer")
+	defineDeny(ReasonJWTRegistryOnly, s403, "tokens of this issuer are accepted on Registry API paths only")
 	defineDeny(ReasonOIDCIssuerNotDiscovered, s401, "the IdP has not been reached yet; bearer JWTs cannot be verified")
 	defineDeny(ReasonTooManyFailures, s403, "too many failed attempts from this client; try again later")
 	defineDeny(ReasonDelegate, s403, "the request belongs to the upstream auth server (the policy's delegate), which this route cannot ask")

@@ -364,7 +364,7 @@ func (s *Signer) mint(id *check.Identity, iat int64) (string, error) {
 		Exp:        iat + s.ttl,
 		SessionID:  "",
 		Groups:     groups,
-		AuthMethod: check.CanonicalMethod(id.Method),
+		AuthMethod: id.HopAuthMethod(),
 		ClientID:   id.ClientID,
 		EgressUser: id.Subject,
 		TokenUse:   TokenUse,

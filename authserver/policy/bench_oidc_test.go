@@ -24,7 +24,15 @@ import (
 //     the JWS, verifies the RSA signature and decodes the claims;
 //   - jwt_cached_static_policy: jwt_cached on a policy that also has a
 //     static token, as in `make bench`'s standalone server: the bearer is
-//     first compared with the static token, then falls through to the JWT.
+//     first compared with the static token, then falls through to the JWT;
+//   - jwt_cached_api: jwt_cached on a Registry API path;
+//   - jwt_cached_rules: the same token through a spec.issuers entry with
+//     two CEL claim rules, a CEL groups mapping and registryOnly, on a
+//     Registry API path (issue 23: within 1.2x of jwt_cached_api). Rules
+//     are evaluated when a token is verified; a cached token costs the
+//     path check only;
+//   - jwt_uncached_rules: jwt_uncached through that entry: verification
+//     plus the rules' evaluation.
 //
 // bench/README.md explains how these compare with BenchmarkDecide.
 func BenchmarkDecideOIDC(b *testing.B) {
@@ -53,20 +61,32 @@ func BenchmarkDecideOIDC(b *testing.B) {
 	withStatic := config("static")
 	withStatic.StaticToken = &statictoken.Config{Enabled: true, Token: authn.SecretValue{Value: []byte(TokStatic)}}
 	static := CompileOK(b, withStatic)
-	snap := SnapshotOf(cached, uncached, static)
+	ruled := func(name string) policy.PolicyConfig {
+		return policy.PolicyConfig{Namespace: "team", Name: name, Hosts: []string{name + ".example.com"},
+			Issuers: []jwt.Config{{Name: "ci", Field: "spec.issuers[ci]", IssuerURL: idp.URL(), Issuer: iss, Audiences: []string{"registry-bench"},
+				RegistryOnly: true, GroupsExpression: `["ci-" + claims.sub]`,
+				Rules: []jwt.Rule{{Expression: `claims.preferred_username == "alice"`}, {Expression: `"dev" in claims.groups`}}}}}
+	}
+	rules := CompileOK(b, ruled("rules"))
+	uncachedRules, probs := policy.Compile(ruled("uncachedrules"), policy.CompileOptions{TokenCacheSize: -1})
+	if len(probs) > 0 {
+		b.Fatal(probs)
+	}
+	snap := SnapshotOf(cached, uncached, static, rules, uncachedRules)
 
 	now := time.Unix(time.Now().Unix(), 0)
 	claims := idp.Claims("registry-bench", "alice", []string{"dev"}, time.Hour)
 	claims["iat"], claims["nbf"], claims["exp"] = now.Unix(), now.Unix(), now.Add(time.Hour).Unix()
 	token := idp.Sign(claims)
-	request := func(p *policy.Policy) check.Request {
+	requestAt := func(p *policy.Policy, path string) check.Request {
 		return check.Request{
-			Scheme: "https", Host: p.Hosts()[0], Path: "/mcpserver/mcp",
+			Scheme: "https", Host: p.Hosts()[0], Path: path,
 			Method:        http.MethodGet,
 			Authorization: []string{"Bearer " + token},
 			ClientIP:      "192.0.2.10",
 		}
 	}
+	request := func(p *policy.Policy) check.Request { return requestAt(p, "/mcpserver/mcp") }
 	cases := []struct {
 		name string
 		req  check.Request
@@ -74,6 +94,9 @@ func BenchmarkDecideOIDC(b *testing.B) {
 		{"jwt_cached", request(cached)},
 		{"jwt_uncached", request(uncached)},
 		{"jwt_cached_static_policy", request(static)},
+		{"jwt_cached_api", requestAt(cached, "/api/servers")},
+		{"jwt_cached_rules", requestAt(rules, "/api/servers")},
+		{"jwt_uncached_rules", requestAt(uncachedRules, "/api/servers")},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -112,7 +112,8 @@ type kind struct {
 //  2. the static token, on Registry API paths, likewise;
 //  3. named API keys, likewise;
 //  4. the session cookie;
-//  5. an IdP JWT bearer token.
+//  5. a JWT bearer token of one of the policy's issuers (spec.oidc, then
+//     spec.issuers in order).
 //
 // A bearer token that is not the static token or an API key falls through to
 // the JWT check, so IdP tokens keep working on Registry API paths. On gateway
@@ -156,7 +157,14 @@ var kinds = []kind{
 		return probs
 	}},
 	{"jwt", func(cfg *PolicyConfig, env *authn.Env, p *Policy) []authn.Problem {
-		a, probs := jwt.Compile(cfg.OIDC, env)
+		var issuers []*jwt.Config
+		if cfg.OIDC != nil {
+			issuers = append(issuers, cfg.OIDC)
+		}
+		for i := range cfg.Issuers {
+			issuers = append(issuers, &cfg.Issuers[i])
+		}
+		a, probs := jwt.CompileAll(issuers, env)
 		p.authenticators = append(p.authenticators, a)
 		return probs
 	}},

@@ -44,6 +44,9 @@ type PolicyConfig struct {
 	APIKeys         []apikey.Config
 	OIDC            *jwt.Config
 	Session         *session.Config
+	// Issuers are further JWT issuer entries (spec.issuers), tried after
+	// OIDC, in order; each names itself (jwt.Config.Name).
+	Issuers []jwt.Config
 	// GroupScopes maps a group to the scopes its members get (API keys,
 	// sessions and OIDC identities).
 	GroupScopes map[string][]string

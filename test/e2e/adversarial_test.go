@@ -91,8 +91,9 @@ type advExp struct {
 	// allowed.
 	user string
 	// by is "" when the auth service decides, "nginx" when nginx answers
-	// itself without calling the auth service or the upstream, "server"
-	// when net/http refuses the request before the handler runs.
+	// itself without calling the auth service or the upstream, "conn"
+	// when the auth service's connection refuses a request net/http
+	// cannot read (401 with reason, no decision: SanitizeListener).
 	by string
 }
 
@@ -102,8 +103,14 @@ func advAllowed(reason, user string) advExp {
 func advDenied(status int, reason string) advExp {
 	return advExp{status: status, reason: reason}
 }
-func advByNginx(status int) advExp  { return advExp{status: status, by: "nginx"} }
-func advByServer(status int) advExp { return advExp{status: status, by: "server"} }
+func advByNginx(status int) advExp { return advExp{status: status, by: "nginx"} }
+
+// advRefused is the auth service's 401 for a request net/http refuses
+// before the handler runs (it would answer 400, 417, 431, 501 or 505
+// itself, which nginx turns into a 500).
+func advRefused(reason string) advExp {
+	return advExp{status: http.StatusUnauthorized, reason: reason, by: "conn"}
+}
 
 // advNot5xx is any status below 500 (from whoever answers), with the
 // upstream reached only on 200.
@@ -115,8 +122,8 @@ func (e advExp) String() string {
 		return "any status below 500"
 	case "nginx":
 		return fmt.Sprintf("%d from nginx itself", e.status)
-	case "server":
-		return fmt.Sprintf("%d from net/http", e.status)
+	case "conn":
+		return fmt.Sprintf("%d %s from the auth service's connection", e.status, e.reason)
 	}
 	if e.user != "" {
 		return fmt.Sprintf("%d %s as %s", e.status, e.reason, e.user)
@@ -443,9 +450,12 @@ func (e *advEnv) checkDirect(t *advErrs, want advExp, r *advResponse, reason str
 		t.Errorf("direct: status %d (reason %q), want %s", r.status, reason, want)
 	}
 	switch want.by {
-	case "server":
+	case "conn":
 		if len(delta) != 0 {
-			t.Errorf("direct: want net/http to refuse before the handler, but decisions grew: %s", advDescribe(delta))
+			t.Errorf("direct: want the connection to refuse before the handler, but decisions grew: %s", advDescribe(delta))
+		}
+		if r.header.Get("X-Auth-Reason") != want.reason || r.header.Get("Www-Authenticate") == "" {
+			t.Errorf("direct: X-Auth-Reason %q, WWW-Authenticate %q; want %s with WWW-Authenticate", r.header.Get("X-Auth-Reason"), r.header.Get("Www-Authenticate"), want.reason)
 		}
 		return
 	case "nginx":
@@ -496,8 +506,12 @@ func (e *advEnv) checkNginx(t *advErrs, want advExp, r *advResponse, delta map[s
 		if len(delta) != 0 {
 			t.Errorf("through nginx: want nginx to refuse by itself, but the auth service was called: %s", advDescribe(delta))
 		}
-	case "server":
-		panic("nginx's request to the auth service is never refused by net/http in a passing case")
+	case "conn":
+		// The auth service refused nginx's subrequest before deciding;
+		// nginx relays the 401.
+		if len(delta) != 0 {
+			t.Errorf("through nginx: want the auth service's connection to refuse, but it decided %s", advDescribe(delta))
+		}
 	default:
 		wantDelta := map[string]float64{want.reason: 1}
 		if fmt.Sprint(delta) != fmt.Sprint(wantDelta) {
@@ -753,8 +767,38 @@ func TestAdversarial(t *testing.T) {
 			direct: static, nginx: advPtr(advByNginx(400)),
 			why: "obsolete line folding: net/http replaces the fold with a space (RFC 9112 5.2 allows it), so directly it is \"Bearer <token>\"; nginx refuses the request"},
 		{name: "space before the colon", c: get("/api/servers", hv{"Authorization ", "Bearer " + tok}),
-			direct: advByServer(400), nginx: advPtr(advByNginx(400)),
-			why: "invalid header name: net/http and nginx both refuse the request"},
+			direct: advRefused("malformed_request"), nginx: advPtr(advByNginx(400)),
+			why: "invalid header name: nginx refuses the request; directly, net/http cannot read it and the connection answers 401 (not net/http's 400)"},
+
+		// Request heads net/http cannot read (issue 21, item 11): the
+		// auth service answers 401 malformed_request, never 400, 417 or
+		// 501, which nginx would turn into a 500.
+		{name: "bare CR in a header value", c: get("/api/servers", bearerH(tok), hv{"X-Trace", "a\rb"}),
+			direct: advRefused("malformed_request"), nginx: advPtr(advNot5xx),
+			why: "net/http refuses a CR inside a header value (400 without the rewrite); through nginx, whoever refuses, never a 500"},
+		{name: "bare CR in the token", c: get("/api/servers", bearerH(tok[:8]+"\r"+tok[8:])),
+			direct: advRefused("malformed_request"), nginx: advPtr(advNot5xx),
+			why: "as above, in the credential itself"},
+		{name: "space inside a header name", c: get("/api/servers", bearerH(tok), hv{"X Trace", "a"}),
+			direct: advRefused("malformed_request"), nginx: advPtr(advNot5xx),
+			why: "not a token character: net/http refuses the head"},
+		{name: "parenthesis in a header name", c: get("/api/servers", bearerH(tok), hv{"X(Trace)", "a"}),
+			direct: advRefused("malformed_request"), nginx: advPtr(advNot5xx),
+			why: "not a token character: net/http refuses the head"},
+		{name: "non-ASCII byte in a header name", c: get("/api/servers", bearerH(tok), hv{"X-Tr\xe4ce", "a"}),
+			direct: advRefused("malformed_request"), nginx: advPtr(advNot5xx),
+			why: "not a token character: net/http refuses the head"},
+		{name: "header line without a colon", c: get("/api/servers", bearerH(tok), hv{"X-Trace\r\nX-No-Colon", "a"}),
+			direct: advRefused("malformed_request"), nginx: advPtr(advNot5xx),
+			why: "net/http refuses the head; nginx refuses the request itself"},
+		{name: "Expect other than 100-continue, sent to the auth service", c: get("/api/servers", bearerH(tok)),
+			d:      &advDirect{headers: []hv{bearerH(tok), {"Expect", "something"}}},
+			direct: advRefused("malformed_request"), nginx: advPtr(static),
+			why: "net/http would answer 417; nginx does not pass the client's Expect to the auth subrequest"},
+		{name: "unknown Transfer-Encoding, sent to the auth service", c: get("/api/servers", bearerH(tok)),
+			d:      &advDirect{headers: []hv{bearerH(tok), {"Transfer-Encoding", "gzip"}}},
+			direct: advRefused("malformed_request"), nginx: advPtr(static),
+			why: "net/http would answer 501; nginx sets the subrequest's framing itself"},
 
 		// Token comparison.
 		{name: "token last byte changed", c: get("/api/servers", bearerH(advFlip(tok))), direct: invalid},
@@ -993,11 +1037,11 @@ func TestAdversarial(t *testing.T) {
 			direct: static, nginx: advPtr(advByNginx(400)),
 			why: "62 KiB of headers: the auth service serves it; nginx answers 400 itself"},
 		{name: "headers over MaxHeaderBytes", c: get("/api/servers", append([]hv{bearerH(tok)}, fillers(9, 7900)...)...),
-			direct: advByServer(431), nginx: advPtr(advByNginx(400)),
-			why: "71 KiB of headers: net/http answers 431 (its limit is MaxHeaderBytes + 4096); nginx answers 400 itself"},
+			direct: advRefused("request_header_too_large"), nginx: advPtr(advByNginx(400)),
+			why: "71 KiB of headers: over net/http's limit (MaxHeaderBytes + 4096), which would answer 431, so the connection answers 401; nginx answers 400 itself"},
 		{name: "one 70 KiB header", c: get("/api/servers", bearerH(tok), filler("X-Filler", 70<<10)),
-			direct: advByServer(431), nginx: advPtr(advByNginx(400)),
-			why: "net/http answers 431; nginx answers 400 itself"},
+			direct: advRefused("request_header_too_large"), nginx: advPtr(advByNginx(400)),
+			why: "net/http would answer 431, the connection answers 401; nginx answers 400 itself"},
 		{name: "200 repeated headers", c: get("/api/servers", append([]hv{bearerH(tok)}, many("X-Repeat", "r", 200)...)...), direct: static},
 
 		// Bodies.

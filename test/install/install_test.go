@@ -323,7 +323,7 @@ var valueSets = []struct {
 	{
 		name: "defaults",
 		check: func(t *testing.T, docs []object) {
-			wantKinds(t, docs, "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+			wantKinds(t, docs, "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
 				"Role", "RoleBinding", "Service", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "NetworkPolicy",
 				"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 			args := managerArgs(t, docs)
@@ -358,6 +358,8 @@ crds:
 podDisruptionBudget:
   enabled: false
 stateSecretPolicy:
+  enabled: false
+serviceAccountIssuerDiscovery:
   enabled: false
 replicaCount: 3
 extraEnv:

@@ -50,6 +50,9 @@ const (
 // Issuers discovers issuers and keeps one Issuer per issuer URL.
 type Issuers struct {
 	client *http.Client
+	// via, when set, is the base URL of the endpoint that serves every
+	// issuer's discovery document and keys (see NewClusterIssuers).
+	via string
 
 	mu     sync.Mutex
 	byURL  map[string]*Issuer
@@ -74,6 +77,25 @@ func NewIssuers(client *http.Client) *Issuers {
 	}
 	return &Issuers{client: client, byURL: map[string]*Issuer{}, nowFn: time.Now, inDisc: map[string]*sync.Mutex{}, failed: map[string]failedDiscovery{}}
 }
+
+// NewClusterIssuers returns a registry for the Kubernetes cluster's own
+// service account issuer, read through the API server at apiServer (its base
+// URL) with client, which carries the cluster's CA and the caller's
+// credentials (reading them takes the service-account-issuer-discovery
+// ClusterRole). The API server serves the discovery document at
+// /.well-known/openid-configuration and the keys at /openid/v1/jwks whatever
+// issuer URL (--service-account-issuer) it names and whatever jwks_uri the
+// document gives, which may be an address only reachable from outside the
+// cluster. Resolve it with ClusterIssuer: the issuer URL is the one the
+// document names.
+func NewClusterIssuers(client *http.Client, apiServer string) *Issuers {
+	r := NewIssuers(client)
+	r.via = strings.TrimSuffix(apiServer, "/")
+	return r
+}
+
+// ClusterIssuer is the issuer URL a cluster registry's Resolve takes.
+const ClusterIssuer = "kubernetes:///"
 
 // SetClock replaces the clock that ages discoveries and remembered failures
 // (tests). Call it while no Resolve runs.
@@ -111,7 +133,11 @@ func (r *Issuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, error
 		return last, f.err
 	}
 
-	iss, err := discover(ctx, r.client, issuerURL, r.nowFn())
+	src := source{issuerURL: issuerURL, wellKnown: strings.TrimSuffix(issuerURL, "/") + "/.well-known/openid-configuration"}
+	if r.via != "" {
+		src = source{wellKnown: r.via + "/.well-known/openid-configuration", jwksURL: r.via + "/openid/v1/jwks"}
+	}
+	iss, err := discover(ctx, r.client, src, r.nowFn())
 	if err != nil {
 		r.mu.Lock()
 		r.failed[issuerURL] = failedDiscovery{at: r.nowFn(), err: err}
@@ -157,18 +183,35 @@ var supportedAlgs = map[string]bool{
 	"PS256": true, "PS384": true, "PS512": true, "EdDSA": true,
 }
 
-func discover(ctx context.Context, client *http.Client, issuerURL string, now time.Time) (*Issuer, error) {
-	u, err := url.Parse(issuerURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("issuer URL %q is not an http(s) URL", issuerURL)
+// source says where an issuer's documents are.
+type source struct {
+	// issuerURL is the issuer the document must name; "" accepts the one
+	// it names (a cluster's issuer, read through its API server).
+	issuerURL string
+	wellKnown string
+	// jwksURL, when set, replaces the document's jwks_uri.
+	jwksURL string
+}
+
+func discover(ctx context.Context, client *http.Client, src source, now time.Time) (*Issuer, error) {
+	if src.issuerURL != "" {
+		u, err := url.Parse(src.issuerURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("issuer URL %q is not an http(s) URL", src.issuerURL)
+		}
 	}
-	wellKnown := strings.TrimSuffix(issuerURL, "/") + "/.well-known/openid-configuration"
 	var doc discoveryDoc
-	if err := getJSON(ctx, client, wellKnown, &doc); err != nil {
+	if err := getJSON(ctx, client, src.wellKnown, &doc); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if doc.Issuer != issuerURL {
-		return nil, fmt.Errorf("discovery: the document's issuer %q does not match the configured issuer URL %q", doc.Issuer, issuerURL)
+	switch {
+	case src.issuerURL == "" && doc.Issuer == "":
+		return nil, errors.New("discovery: the document names no issuer")
+	case src.issuerURL != "" && doc.Issuer != src.issuerURL:
+		return nil, fmt.Errorf("discovery: the document's issuer %q does not match the configured issuer URL %q", doc.Issuer, src.issuerURL)
+	}
+	if src.jwksURL != "" {
+		doc.JWKSURI = src.jwksURL
 	}
 	if doc.JWKSURI == "" {
 		return nil, errors.New("discovery: the document has no jwks_uri")
@@ -196,7 +239,9 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", "application/json")
+	// A Kubernetes API server serves its JWKS as application/jwk-set+json
+	// only (406 for application/json alone).
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

@@ -116,7 +116,7 @@ func oidcCompile(tb testing.TB, name string, oc Config, opts oidcOptions) *oidcP
 	if len(probs) != 0 {
 		tb.Fatalf("compiling %s: unexpected problems %v", name, probs)
 	}
-	if p.state != verifying {
+	if p.firstState() != verifying {
 		tb.Fatalf("compiling %s: no JWT authentication in the policy", name)
 	}
 	return p
@@ -964,8 +964,8 @@ func TestOIDCIssuerDiscoveryFailure(t *testing.T) {
 	cfg := Config{IssuerURL: idp.URL(), Audiences: []string{"registry"}, Problem: prob}
 	p, probs := oidcCompileProblems("nodisc", cfg, oidcOptions{})
 	g.Expect(probs).To(Equal([]authn.Problem{*prob}))
-	g.Expect(p.state).NotTo(Equal(verifying))
-	g.Expect(p.state).To(Equal(unavailable))
+	g.Expect(p.firstState()).NotTo(Equal(verifying))
+	g.Expect(p.firstState()).To(Equal(unavailable))
 
 	// Without a Problem, Compile reports one itself.
 	cfg2 := Config{IssuerURL: idp.URL(), Audiences: []string{"registry"}}
@@ -1034,8 +1034,8 @@ func TestOIDCIssuerLastGoodOnRediscoveryFailure(t *testing.T) {
 	prob := &authn.Problem{Reason: authn.ProblemOIDCDiscoveryFailed, Field: "spec.oidc.issuerURL", Message: err.Error()}
 	p, probs := oidcCompileProblems("lastgood", Config{IssuerURL: idp.URL(), Issuer: last, Problem: prob, Audiences: []string{"registry"}}, oidcOptions{TokenCacheSize: -1})
 	g.Expect(probs).To(Equal([]authn.Problem{*prob}))
-	g.Expect(p.state).To(Equal(verifying))
-	g.Expect(p.state).NotTo(Equal(unavailable))
+	g.Expect(p.firstState()).To(Equal(verifying))
+	g.Expect(p.firstState()).NotTo(Equal(unavailable))
 	g.Expect(oidcDecide(p, tok, now).Reason).To(Equal(check.ReasonAllowedOIDC))
 
 	// Recovery, once the failure is old enough to retry: a new issuer,

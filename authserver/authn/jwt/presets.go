@@ -17,10 +17,46 @@ const (
 	PresetCognito  = "cognito"
 	PresetOkta     = "okta"
 	PresetAuth0    = "auth0"
+	// PresetGitHubActions is GitHub Actions' OIDC token
+	// (permissions: id-token: write). Username: sub
+	// ("repo:OWNER/REPO:ref:refs/heads/main", ...); no groups (map them
+	// with a CEL expression). Claims rules are written on: repository,
+	// repository_owner, ref, ref_type, workflow_ref, job_workflow_ref,
+	// environment, event_name, actor, sha, run_id.
+	PresetGitHubActions = "github-actions"
+	// PresetGitLab is GitLab CI's id_tokens. Username: sub
+	// ("project_path:GROUP/PROJECT:ref_type:branch:ref:main"); no groups.
+	// Claims: namespace_path, project_path, ref, ref_type, ref_protected,
+	// pipeline_source, environment, user_login.
+	PresetGitLab = "gitlab"
+	// PresetKubernetes is a Kubernetes ServiceAccount token. Username: sub
+	// ("system:serviceaccount:NAMESPACE:NAME"); no groups. Claims:
+	// claims["kubernetes.io"].namespace,
+	// claims["kubernetes.io"].serviceaccount.name, and .pod.name when the
+	// token is bound to a pod.
+	PresetKubernetes = "kubernetes"
 )
 
 // Presets lists every preset.
-var Presets = []string{PresetGeneric, PresetKeycloak, PresetEntra, PresetCognito, PresetOkta, PresetAuth0}
+var Presets = []string{PresetGeneric, PresetKeycloak, PresetEntra, PresetCognito, PresetOkta, PresetAuth0, PresetGitHubActions, PresetGitLab, PresetKubernetes}
+
+// Default issuers of the presets that have one.
+const (
+	GitHubActionsIssuer = "https://token.actions.githubusercontent.com"
+	GitLabIssuer        = "https://gitlab.com"
+)
+
+// DefaultIssuerURL is the issuer URL of a preset that has a well-known one
+// ("" for the others).
+func DefaultIssuerURL(preset string) string {
+	switch preset {
+	case PresetGitHubActions:
+		return GitHubActionsIssuer
+	case PresetGitLab:
+		return GitLabIssuer
+	}
+	return ""
+}
 
 // Auth0GroupsClaim is where the upstream auth server reads Auth0 groups by
 // default (AUTH0_GROUPS_CLAIM): Auth0 puts custom claims under a namespace.
@@ -49,6 +85,10 @@ func presetDefaults(preset string) presetClaims {
 		// Auth0's access tokens carry groups in a namespaced custom claim,
 		// or, with Auth0 RBAC, as permissions.
 		return presetClaims{[]string{"nickname", "sub"}, []string{Auth0GroupsClaim, "permissions"}, generic}
+	case PresetGitHubActions, PresetGitLab, PresetKubernetes:
+		// Workload identities: the subject names the workload; there
+		// are no groups, and no client but the audience.
+		return presetClaims{[]string{"sub"}, nil, nil}
 	default:
 		return presetClaims{[]string{"preferred_username", "sub"}, []string{"groups"}, generic}
 	}
@@ -80,7 +120,7 @@ func entraV1Issuer(v2 string) string {
 // audienceOK checks aud against the configured audiences. Keycloak's access
 // tokens name the requesting client in azp (aud is often "account"); Cognito's
 // access tokens carry client_id and no aud.
-func (a *Authenticator) audienceOK(aud []string, claims map[string]any) bool {
+func (a *entry) audienceOK(aud []string, claims map[string]any) bool {
 	for _, x := range aud {
 		if contains(a.audiences, x) {
 			return true

@@ -119,6 +119,11 @@ type Options struct {
 	// Upstream, when set, answers every request that reaches the upstream
 	// instead of the echo (they are still counted by UpstreamHits).
 	Upstream http.Handler
+	// PassInvalidHeaders mirrors ingress-nginx's ignore-invalid-headers:
+	// "false" (ignore_invalid_headers off): header names with characters
+	// other than letters, digits and '-' are passed on, to the auth
+	// service too, instead of dropped. Default on, as ingress-nginx.
+	PassInvalidHeaders bool
 }
 
 // Echo is what the upstream saw: method, path (with query), and the request
@@ -499,7 +504,8 @@ type confData struct {
 
 	RegistryAPILocation bool
 
-	AuthSelf bool
+	AuthSelf           bool
+	PassInvalidHeaders bool
 }
 
 type responseHeader struct {
@@ -596,6 +602,7 @@ func newConfData(opts Options) (*confData, error) {
 		ResponseHeaders:      headers,
 		RegistryAPILocation:  opts.RegistryAPILocation,
 		AuthSelf:             opts.AuthSelf,
+		PassInvalidHeaders:   opts.PassInvalidHeaders,
 	}
 	if opts.Keepalive {
 		// buildAuthUpstreamName: "<server hostname>-<authPath[2:]>";
