@@ -104,7 +104,7 @@ func main() {
 	flag.StringVar(&o.leaderNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace in a cluster.")
 	flag.BoolVar(&o.standalone, "standalone", false, "Run without Kubernetes, configured from the environment (REGISTRY_STATIC_TOKEN_AUTH_ENABLED, REGISTRY_API_TOKEN, ...).")
 	flag.StringVar(&o.namespaces, "namespace", "", "Comma-separated namespaces to watch for policies and their Secrets; empty watches all.")
-	flag.StringVar(&o.credSelector, "credential-secret-selector", "", "Label selector of the credential Secrets whose data the operator caches (a list and a watch instead of a read per policy load; 10,000 policies are ready in seconds instead of tens of seconds). Only Secrets it selects are held in memory: select credential Secrets only. Empty: every Secret is read from the API server when a policy is loaded.")
+	flag.StringVar(&o.credSelector, "credential-secret-selector", controllers.DefaultCredentialSecretSelector, "Label selector of the Secrets whose data the operator caches (a list and a watch instead of a read per policy load; 10,000 policies are ready in seconds instead of tens of seconds): by default the Secrets opted in as credentials and the operator's rotation state Secrets. Only Secrets it selects are held in memory: select credential Secrets only. A Secret it does not select is read from the API server when a policy is loaded, and refused unless opted in. Empty: no cache, every Secret is read from the API server.")
 	flag.Float64Var(&o.apiQPS, "kube-api-qps", 500, "Client-side limit of queries per second to the Kubernetes API server (each policy load reads its Secrets directly; the server protects itself with API Priority and Fairness).")
 	flag.IntVar(&o.apiBurst, "kube-api-burst", 1000, "Client-side burst of queries to the Kubernetes API server.")
 	flag.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 10*time.Second, "How long to drain in-flight auth requests on shutdown.")
@@ -285,6 +285,15 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		}
 	}
 	health := controllers.NewWatchHealth()
+	var credentials labels.Selector
+	if o.credSelector != "" {
+		if credentials, err = labels.Parse(o.credSelector); err != nil {
+			return fmt.Errorf("--credential-secret-selector: %w", err)
+		}
+		if credentials.Empty() {
+			return fmt.Errorf("--credential-secret-selector %q selects every Secret", o.credSelector)
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
@@ -294,7 +303,7 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		// the manager's would stop the whole process, auth service included,
 		// when the lease is lost.
 		LeaderElection:          false,
-		Cache:                   controllers.CacheOptions(namespaces, health),
+		Cache:                   controllers.CacheOptions(namespaces, health, credentials),
 		Client:                  controllers.ClientOptions(),
 		GracefulShutdownTimeout: ptrDuration(o.shutdownDelay + o.shutdownGrace + 5*time.Second),
 	})
@@ -317,15 +326,6 @@ func runOperator(ctx context.Context, o options, log logr.Logger) error {
 		log.Info("no host is granted (--host-grants): policies are chosen by name only, /validate/<namespace>/<name>; plain /validate answers no_policy")
 	}
 	store := policy.NewStore(policy.StoreOptions{})
-	var credentials labels.Selector
-	if o.credSelector != "" {
-		if credentials, err = labels.Parse(o.credSelector); err != nil {
-			return fmt.Errorf("--credential-secret-selector: %w", err)
-		}
-		if credentials.Empty() {
-			return fmt.Errorf("--credential-secret-selector %q selects every Secret", o.credSelector)
-		}
-	}
 	readyCheck, err := controllers.Setup(mgr, controllers.Options{
 		Store:             store,
 		Issuers:           jwt.NewIssuers(nil),

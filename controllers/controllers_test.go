@@ -639,7 +639,9 @@ func TestAPIKeysAndHosts(t *testing.T) {
 
 // TestSecretCacheHoldsNoData checks the cache restriction: Secrets are cached
 // as metadata only, and without annotations, since kubectl apply copies the
-// whole Secret, data included, into last-applied-configuration.
+// whole Secret, data included, into last-applied-configuration. (Without
+// the credential Secret cache: with it, opted-in Secrets are not in the
+// manager's cache at all, see TestCredentialSecretCache.)
 func TestSecretCacheHoldsNoData(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
@@ -650,7 +652,7 @@ func TestSecretCacheHoldsNoData(t *testing.T) {
 	g.Expect(raw.Annotations["kubectl.kubernetes.io/last-applied-configuration"]).To(ContainSubstring(base64.StdEncoding.EncodeToString([]byte(tok))))
 
 	createPolicy(t, ns, "registry", "api-token")
-	m := startManager(t, managerOpts{})
+	m := startManager(t, managerOpts{noCredentialCache: true})
 	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
 
 	var pom metav1.PartialObjectMetadata
@@ -673,29 +675,42 @@ func TestSecretCacheHoldsNoData(t *testing.T) {
 // server: the loader learns of the change from the metadata watch, looks up
 // versions in its cache, and reads the token Secret with a resourceVersion,
 // so the API server answers from its watch cache rather than with a quorum
-// read from etcd, once for the change itself. The leader's write of the
-// rotation state Secret brings the policy back, and the loader finds
-// nothing changed (it knows the version it wrote): no read at all (one more
-// at most, when the write's watch event outruns the write's answer).
-// Replicas multiply whatever this costs.
+// read from etcd, once for the change itself (one more at most). With a
+// grace period of 0 there is no state Secret to read or write (see
+// TestRotationGracePeriodSurvivesRestart for one). Replicas multiply
+// whatever this costs.
 func TestRotationReadsFromTheWatchCache(t *testing.T) {
+	// The credential Secret cache would answer every read: this is the
+	// path without it (--credential-secret-selector=""), and the path of
+	// Secrets it does not select.
+	for _, grace := range []time.Duration{0, time.Hour} {
+		t.Run(grace.String(), func(t *testing.T) { testRotationReads(t, grace) })
+	}
+}
+
+func testRotationReads(t *testing.T, grace time.Duration) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	tok := randomToken(t)
 	createSecret(t, ns, "api-token", tok)
-	createPolicy(t, ns, "registry", "api-token")
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: grace}
+	})
 	reqs := &requestLog{}
-	m := startManager(t, managerOpts{requests: reqs})
+	m := startManager(t, managerOpts{requests: reqs, noCredentialCache: true})
 	g.Eventually(func(g Gomega) {
 		g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
 		g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
 	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
-	// Start-up's reads are not the point: wait until the leader's write of
-	// the state Secret has been loaded and nothing reads any more.
-	g.Eventually(func(g Gomega) {
-		var st corev1.Secret
-		g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &st)).To(Succeed())
-	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+	if grace > 0 {
+		// Start-up's reads are not the point: wait until the leader's
+		// write of the state Secret has been loaded and nothing reads any
+		// more.
+		g.Eventually(func(g Gomega) {
+			var st corev1.Secret
+			g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &st)).To(Succeed())
+		}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+	}
 	g.Eventually(func() int { return len(reqs.take()) }, 10*time.Second, 500*time.Millisecond).Should(BeZero())
 
 	const rotations = 3
@@ -708,7 +723,9 @@ func TestRotationReadsFromTheWatchCache(t *testing.T) {
 		g.Expect(adminClient.Update(context.Background(), &s)).To(Succeed())
 		g.Eventually(func(g Gomega) {
 			g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())
-			g.Expect(m.allows(ns, "registry", old)).To(BeFalse())
+			if grace == 0 {
+				g.Expect(m.allows(ns, "registry", old)).To(BeFalse())
+			}
 			g.Expect(getPolicy(g, ns, "registry").Status.StaticToken.Fingerprint).To(Equal(fp(tok)))
 		}, inForce, 5*time.Millisecond).Should(Succeed(), "rotation %d", i)
 	}
@@ -733,7 +750,11 @@ func TestRotationReadsFromTheWatchCache(t *testing.T) {
 	}
 	g.Expect(tokenReads).To(BeNumerically(">=", rotations), "each rotation reads the token Secret")
 	g.Expect(tokenReads).To(BeNumerically("<=", rotations+1), "once per rotation: the leader's state write must not bring a second read")
-	g.Expect(stateReads).To(BeNumerically("<=", 1), "the leader knows the state Secret it wrote")
+	if grace == 0 {
+		g.Expect(stateReads).To(BeZero(), "no grace period, no state Secret")
+	} else {
+		g.Expect(stateReads).To(BeNumerically("<=", 1), "the leader knows the state Secret it wrote")
+	}
 }
 
 func TestNamespaceRestriction(t *testing.T) {
@@ -761,7 +782,10 @@ func TestNamespacedRBAC(t *testing.T) {
 		bindNamespaced(t, ns)
 		toks[ns] = randomToken(t)
 		createSecret(t, ns, "api-token", toks[ns])
-		createPolicy(t, ns, "registry", "api-token")
+		// A grace period: the leader writes a state Secret.
+		createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+			p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+		})
 	}
 	// The user really has no cluster-wide access to Secrets.
 	c, err := client.New(namespacedConfig, client.Options{Scheme: scheme})
@@ -774,7 +798,6 @@ func TestNamespacedRBAC(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			g.Expect(m.allows(ns, "registry", toks[ns])).To(BeTrue())
 			g.Expect(readyCondition(g, ns, "registry").Status).To(Equal(metav1.ConditionTrue))
-			g.Expect(hasEvent(events(g, ns, "registry"), EventPolicyLoaded, "")).To(BeTrue())
 			var st corev1.Secret
 			g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &st)).To(Succeed())
 		}, 15*time.Second, 50*time.Millisecond).Should(Succeed())
@@ -783,6 +806,9 @@ func TestNamespacedRBAC(t *testing.T) {
 	next := randomToken(t)
 	rotateWith(t, "patch", a, "api-token", next)
 	g.Eventually(func() bool { return m.allows(a, "registry", next) }, inForce, 5*time.Millisecond).Should(BeTrue())
+	g.Eventually(func(g Gomega) {
+		g.Expect(hasEvent(events(g, a, "registry"), EventTokenRotated, fp(toks[a])+" to "+fp(next))).To(BeTrue())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 	// The recovery resync's lists, as its user.
 	for _, ns := range []string{a, b} {
 		secrets := func() client.ObjectList {
@@ -821,7 +847,9 @@ func TestStateSecretNotTakenOver(t *testing.T) {
 	createSecret(t, ns, "api-token", tok)
 	// A user's Secret with the state Secret's name is left alone.
 	createSecret(t, ns, stateSecretName("registry"), "user data that must survive")
-	createPolicy(t, ns, "registry", "api-token")
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+	})
 	m := startManager(t, managerOpts{leaderElect: true})
 	g.Eventually(func() bool { return m.allows(ns, "registry", tok) }, 10*time.Second, 20*time.Millisecond).Should(BeTrue())
 	g.Eventually(func(g Gomega) {
@@ -876,7 +904,10 @@ func TestStatusWrittenWhenStateSecretIsNot(t *testing.T) {
 	g.Expect(adminClient.Create(context.Background(), quota)).To(Succeed())
 	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{"count/secrets": resource.MustParse("1")}}
 	g.Expect(adminClient.Status().Update(context.Background(), quota)).To(Succeed())
-	createPolicy(t, ns, "registry", "api-token")
+	// A grace period: the policy needs a state Secret.
+	createPolicy(t, ns, "registry", "api-token", func(p *authv1alpha1.RegistryAuthPolicy) {
+		p.Spec.StaticToken.RotationGracePeriod = &metav1.Duration{Duration: time.Hour}
+	})
 	m := startManager(t, managerOpts{leaderElect: true})
 	g.Eventually(func(g Gomega) {
 		g.Expect(m.allows(ns, "registry", tok)).To(BeTrue())

@@ -60,7 +60,8 @@ type resolver struct {
 	// cluster sits in this process's memory beyond the referenced values,
 	// which live only until they are hashed.
 	secrets client.Reader
-	// metadata reads the cached Secret metadata (see CacheOptions).
+	// metadata reads the cached Secret metadata (see CacheOptions and
+	// secretMetadata).
 	metadata client.Reader
 	// credentials, if not nil, is a cache of the data of the Secrets a
 	// label selects (Options.CredentialSecrets): a load reads a Secret
@@ -108,6 +109,13 @@ type resolution struct {
 	// state is the policy's rotation state Secret as read, nil if it has
 	// none (absent, or not owned by the policy).
 	state *stateRecord
+	// remember says the rotation state holds what a restart needs and the
+	// credentials' Secrets do not tell: a previous value inside its grace
+	// window, or a credential with a grace period (a rotation while no
+	// replica runs is given its window only if the value before it was
+	// recorded). A policy without a state Secret gets one only then (see
+	// StatusReconciler.writeState).
+	remember bool
 	// generation and uid identify the policy object resolved.
 	generation int64
 	uid        types.UID
@@ -219,6 +227,9 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	rotateTo := func(cred string, current *secret.Digest, src valueSource, grace time.Duration) credentialState {
 		next := nextState(stored.Credentials[cred], remembered.creds.get(cred), current, src, grace, now)
 		res.creds.set(cred, next)
+		if grace > 0 || len(next.Previous) > 0 {
+			res.remember = true
+		}
 		return next
 	}
 	rotate := func(cred string, sv *authn.SecretValue, src valueSource, grace time.Duration) []secret.PreviousDigest {

@@ -25,8 +25,10 @@ import (
 
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -102,10 +104,26 @@ type Options struct {
 	// the API server. At start, one paginated list replaces a read per
 	// policy (10,000 reads at --kube-api-qps 500 take 20 s). Only Secrets
 	// the label selects are held in memory, so the label must mark
-	// credential Secrets only (the credential opt-in label, e.g.
-	// registryauth.io/credential=true). A Secret it does not select is
-	// read from the API server as before.
+	// credential Secrets only: DefaultCredentialSecrets, the credential
+	// opt-in label. A Secret it does not select is read from the API
+	// server as without it (and refused when it is not opted in). nil: no
+	// such cache.
 	CredentialSecrets labels.Selector
+}
+
+// DefaultCredentialSecretSelector selects the Secrets the operator reads
+// values from: those opted in as credentials (LabelCredential=true) and its
+// own rotation state Secrets (LabelCredential=state). It is
+// --credential-secret-selector's default.
+const DefaultCredentialSecretSelector = LabelCredential + " in (true,state)"
+
+// DefaultCredentialSecrets is DefaultCredentialSecretSelector parsed.
+func DefaultCredentialSecrets() labels.Selector {
+	sel, err := labels.Parse(DefaultCredentialSecretSelector)
+	if err != nil {
+		panic(err) // a constant
+	}
+	return sel
 }
 
 // StatusDelay is how long after a load the leader writes what it
@@ -150,21 +168,22 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var credentials client.Reader
+	var credentials cache.Cache
+	// The cache itself: the manager's client sends every Secret read,
+	// metadata included, to the API server (ClientOptions).
+	metadata := secretMetadata{metadata: mgr.GetCache()}
 	if opts.CredentialSecrets != nil {
 		c, err := newCredentialCache(mgr, opts.Namespaces, opts.CredentialSecrets)
 		if err != nil {
 			return nil, err
 		}
 		credentials = c
+		metadata.credentials = c
 	}
 	res := &resolver{
-		cluster:     cluster,
-		credentials: credentials,
-		secrets:     mgr.GetAPIReader(),
-		// The cache itself: the manager's client sends every Secret read,
-		// metadata included, to the API server (ClientOptions).
-		metadata: mgr.GetCache(),
+		cluster:  cluster,
+		secrets:  mgr.GetAPIReader(),
+		metadata: metadata,
 		health:   opts.WatchHealth,
 		states:   map[string]*stateRecord{},
 		issuers:  opts.Issuers,
@@ -187,7 +206,10 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		loaded:      make(chan event.GenericEvent, 1024),
 		recovered:   make(chan event.GenericEvent),
 	}
-	if err := loader.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
+	if credentials != nil {
+		res.credentials = credentials
+	}
+	if err := loader.SetupWithManager(mgr, credentials, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err
 	}
 	status := &StatusReconciler{
@@ -402,8 +424,13 @@ func policiesSharingHosts(ctx context.Context, c client.Client, p *authv1alpha1.
 //
 // namespaces limits the cache (and so the policies served) to those
 // namespaces; empty means all. health, if not nil, learns of watch failures
-// (see recovery.go; pass the same one to Setup).
-func CacheOptions(namespaces []string, health *WatchHealth) cache.Options {
+// (see recovery.go; pass the same one to Setup). credentials is
+// Options.CredentialSecrets (pass the same one to Setup): the Secrets it
+// selects are held, with their data, by the credential Secret cache, so
+// the metadata watch leaves them out when the selector is one requirement
+// it can turn around (the default's "in (true,state)" becomes
+// "notin (true,state)"). Each Secret is then held once.
+func CacheOptions(namespaces []string, health *WatchHealth, credentials labels.Selector) cache.Options {
 	o := cache.Options{
 		DefaultTransform: stripForCache,
 		// A read of a type nobody watches fails instead of quietly
@@ -419,26 +446,83 @@ func CacheOptions(namespaces []string, health *WatchHealth) cache.Options {
 			o.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	if others := complementOf(credentials); others != nil {
+		secrets := &metav1.PartialObjectMetadata{}
+		secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		o.ByObject = map[client.Object]cache.ByObject{secrets: {Label: others}}
+	}
 	return o
+}
+
+// complementOf is a selector of exactly the objects sel does not select,
+// nil when sel is nil or not a single requirement that can be turned
+// around (In, =, Exists).
+func complementOf(sel labels.Selector) labels.Selector {
+	if sel == nil {
+		return nil
+	}
+	reqs, ok := sel.Requirements()
+	if !ok || len(reqs) != 1 {
+		return nil
+	}
+	r := reqs[0]
+	var (
+		op   selection.Operator
+		vals []string
+	)
+	switch r.Operator() {
+	case selection.In, selection.Equals, selection.DoubleEquals:
+		op, vals = selection.NotIn, r.Values().List()
+	case selection.Exists:
+		op = selection.DoesNotExist
+	default:
+		return nil
+	}
+	not, err := labels.NewRequirement(r.Key(), op, vals)
+	if err != nil {
+		return nil
+	}
+	return labels.NewSelector().Add(*not)
+}
+
+// secretMetadata reads the cached metadata of a Secret: from the manager's
+// cache, or, for a Secret the credential cache selects (which the manager's
+// cache then does not watch, see CacheOptions), from the credential cache.
+type secretMetadata struct {
+	metadata    client.Reader
+	credentials client.Reader // nil without a credential cache
+}
+
+// Get reads a Secret's metadata into obj, a PartialObjectMetadata.
+func (s secretMetadata) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := s.metadata.Get(ctx, key, obj, opts...)
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if s.credentials == nil || !ok || !apierrors.IsNotFound(err) {
+		return err
+	}
+	var sec corev1.Secret
+	if err := s.credentials.Get(ctx, key, &sec, opts...); err != nil {
+		return err
+	}
+	m.ObjectMeta = sec.ObjectMeta
+	return nil
+}
+
+// List lists from the manager's cache only (nothing lists Secret
+// metadata through it).
+func (s secretMetadata) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return s.metadata.List(ctx, list, opts...)
 }
 
 // newCredentialCache starts a cache of the Secrets sel selects, with their
 // data (Options.CredentialSecrets), on every replica.
 func newCredentialCache(mgr ctrl.Manager, namespaces []string, sel labels.Selector) (cache.Cache, error) {
 	o := cache.Options{
-		Scheme:               mgr.GetScheme(),
-		Mapper:               mgr.GetRESTMapper(),
-		HTTPClient:           mgr.GetHTTPClient(),
-		DefaultLabelSelector: sel,
-		// Annotations can hold the whole Secret (kubectl's
-		// last-applied-configuration); managedFields are not needed.
-		DefaultTransform: func(obj any) (any, error) {
-			if s, ok := obj.(*corev1.Secret); ok {
-				s.Annotations = nil
-				s.ManagedFields = nil
-			}
-			return obj, nil
-		},
+		Scheme:                      mgr.GetScheme(),
+		Mapper:                      mgr.GetRESTMapper(),
+		HTTPClient:                  mgr.GetHTTPClient(),
+		DefaultLabelSelector:        sel,
+		DefaultTransform:            stripCredentialSecret,
 		ReaderFailOnMissingInformer: true,
 	}
 	if len(namespaces) > 0 {
@@ -458,6 +542,57 @@ func newCredentialCache(mgr ctrl.Manager, namespaces []string, sel labels.Select
 	}
 	return c, mgr.Add(credentialCache{c})
 }
+
+// stripCredentialSecret keeps of a Secret what a load reads (see
+// resolver.resolve): its identity and version, when it was created and last
+// changed, its owners (a state Secret's), the opt-in label, its type and
+// data. Annotations can hold the whole Secret again (kubectl's
+// last-applied-configuration), other labels and managedFields are not
+// needed: lastChanged reads only the newest managedFields time, which is
+// kept as the one entry.
+func stripCredentialSecret(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Secret{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+			CreationTimestamp: s.CreationTimestamp, DeletionTimestamp: s.DeletionTimestamp,
+			OwnerReferences: s.OwnerReferences,
+		},
+		Type: s.Type,
+		Data: s.Data,
+	}
+	switch v, ok := s.Labels[LabelCredential]; {
+	case v == "true":
+		out.Labels = credentialLabels
+	case v == "state":
+		out.Labels = stateLabels
+	case ok:
+		out.Labels = map[string]string{LabelCredential: v}
+	}
+	var newest *metav1.Time
+	for _, mf := range s.ManagedFields {
+		if mf.Time != nil && (newest == nil || mf.Time.After(newest.Time)) {
+			newest = mf.Time
+		}
+	}
+	if newest != nil {
+		out.ManagedFields = []metav1.ManagedFieldsEntry{{Time: newest}}
+	}
+	return out, nil
+}
+
+// credentialLabels and stateLabels are the labels of the Secrets in the
+// credential cache, shared by all of them (a map per Secret would be 3 MB
+// at 10,000): what the cache holds is never modified, and reads get deep
+// copies.
+var (
+	credentialLabels = map[string]string{LabelCredential: "true"}
+	stateLabels      = map[string]string{LabelCredential: "state"}
+)
 
 // credentialCache runs on every replica, leading or not.
 type credentialCache struct{ cache.Cache }
@@ -493,14 +628,19 @@ func stripForCache(obj any) (any, error) {
 // SetupWithManager registers the loader with mgr. It runs on every replica
 // (no leader election) and loads a policy when the policy's spec, one of its
 // Secrets (a metadata-only watch) or a recovery resync says so.
-func (l *PolicyLoader) SetupWithManager(mgr ctrl.Manager, maxConcurrent int) error {
+func (l *PolicyLoader) SetupWithManager(mgr ctrl.Manager, credentials cache.Cache, maxConcurrent int) error {
 	secretToPolicies := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return policiesReferencing(ctx, mgr.GetClient(), o)
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-loader").
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata)
+	if credentials != nil {
+		// The Secrets the metadata watch leaves to the credential cache.
+		b = b.WatchesRawSource(source.Kind[client.Object](credentials, &corev1.Secret{}, secretToPolicies))
+	}
+	return b.
 		WatchesRawSource(source.Channel(l.recovered, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{
 			NeedLeaderElection:      ptr.To(false),

@@ -105,35 +105,46 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		// The status is still written: it says what is in force, which
 		// does not depend on the state Secret. Grace windows live in
 		// memory until the write succeeds: the error returned below
-		// retries it (retryLimiter). No TokenRotated event until then: it
-		// compares with what is stored.
+		// retries it (retryLimiter).
 		s.recorder.Eventf(&pol, nil, corev1.EventTypeWarning, EventStateWriteFailed, "WriteState",
 			"cannot write the rotation state Secret %q (%s); until it is written, rotation grace windows and revocations in place do not survive a restart (delete the token Secret to revoke)",
 			stateSecretName(pol.Name), apierrors.ReasonForError(stateErr))
-	} else {
-		s.recordRotations(&pol, res)
 	}
 
 	orig := pol.DeepCopy()
 	ready := buildStatus(&pol, res, problems)
-	if !equality.Semantic.DeepEqual(orig.Status, pol.Status) {
-		err := s.client.Status().Patch(ctx, &pol, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
-		}
-		if err != nil {
-			return ctrl.Result{}, err
-		}
+	if equality.Semantic.DeepEqual(orig.Status, pol.Status) {
+		return ctrl.Result{}, stateErr
 	}
-	// After the status write it reports: when the write fails, the retry
-	// compares with the status as stored and would tell the change again.
+	err = s.client.Status().Patch(ctx, &pol, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// Events tell what the status write changed, after it: when the write
+	// fails, the retry compares with the status as stored and would tell
+	// the change again.
+	s.recordRotations(&pol, orig, res)
 	s.recordReadiness(&pol, orig, ready)
 
 	return ctrl.Result{}, stateErr
 }
 
 // writeState creates or updates the rotation state Secret when it changed.
+// A policy without one gets one only when it holds something the
+// credentials' Secrets do not tell (resolution.remember): a grace window
+// running, or a grace period that a rotation while no replica runs would
+// need the value before it for. Without, a restart rebuilds from the
+// Secrets exactly what the state would hold for it to use: with a grace
+// period of 0 no previous value is ever accepted. That is the common case,
+// and a first start then makes one write per policy (the status) instead of
+// two.
 func (s *StatusReconciler) writeState(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy, res *resolution) error {
+	if res.state == nil && !res.remember {
+		return nil
+	}
 	want := res.stateToWrite().encode()
 	if res.state != nil && bytes.Equal(res.state.data, want) {
 		return nil
@@ -207,19 +218,20 @@ func labelValue(s string) string {
 	return s
 }
 
-// recordRotations emits TokenRotated for each credential whose value changed
-// since the state Secret was last written.
-func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy, res *resolution) {
-	var stored rotationState
-	if res.state != nil {
-		stored = decodeState(res.state.data)
-	}
+// recordRotations emits TokenRotated (SigningKeyRotated for the registry
+// token's key) for each credential whose value in force changed with this
+// status write: its fingerprint (the key's kid) in the status before (orig)
+// and after differ. The status is the record of what was reported, so a
+// policy without a state Secret (grace period 0) is told about too, and a
+// rotation seen after a restart is told once.
+func (s *StatusReconciler) recordRotations(pol, orig *authv1alpha1.RegistryAuthPolicy, res *resolution) {
+	was, now := statusFingerprints(&orig.Status), statusFingerprints(&pol.Status)
 	creds := slices.Clone(res.creds)
 	slices.SortFunc(creds, func(a, b namedCredentialState) int { return strings.Compare(a.name, b.name) })
 	for _, c := range creds {
 		cred, next := c.name, c.state
-		prev := stored.Credentials[cred]
-		if prev.Current == "" || next.Current == "" || prev.Current == next.Current {
+		prev, cur := was[cred], now[cred]
+		if prev == "" || cur == "" || prev == cur {
 			continue
 		}
 		what, label := "static token", "static"
@@ -233,24 +245,44 @@ func (s *StatusReconciler) recordRotations(pol *authv1alpha1.RegistryAuthPolicy,
 			rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, "registryToken").Inc()
 			overlap := "the previous public key is withdrawn from the JWKS"
 			for _, p := range next.Previous {
-				if p.Digest == prev.Current {
+				if keyIDOfHex(p.Digest) == prev {
 					overlap = "the previous public key stays in the JWKS until " + p.ExpiresAt.UTC().Format(time.RFC3339)
 				}
 			}
 			s.recorder.Eventf(pol, rotatedSecret(pol, cred, next), corev1.EventTypeNormal, EventSigningKeyRotated, "Rotate",
-				"registry token signing key rotated from %s to %s; %s", keyIDOfHex(prev.Current), keyIDOfHex(next.Current), overlap)
+				"registry token signing key rotated from %s to %s; %s", prev, cur, overlap)
 			continue
 		}
 		rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, label).Inc()
 		grace := "the previous value is no longer accepted"
 		for _, p := range next.Previous {
-			if p.Digest == prev.Current {
+			if fingerprintOfHex(p.Digest) == prev {
 				grace = "the previous value is accepted until " + p.ExpiresAt.UTC().Format(time.RFC3339)
 			}
 		}
 		s.recorder.Eventf(pol, rotatedSecret(pol, cred, next), corev1.EventTypeNormal, EventTokenRotated, "Rotate",
-			"%s rotated from %s to %s; %s", what, fingerprintOfHex(prev.Current), fingerprintOfHex(next.Current), grace)
+			"%s rotated from %s to %s; %s", what, prev, cur, grace)
 	}
+}
+
+// statusFingerprints are the fingerprints of the credentials in force a
+// status shows, by credential name (the kid for the registry token's ES256
+// signing key).
+func statusFingerprints(st *authv1alpha1.RegistryAuthPolicyStatus) map[string]string {
+	out := map[string]string{}
+	if st.StaticToken != nil {
+		out[credStaticToken] = st.StaticToken.Fingerprint
+	}
+	if st.FederationToken != nil {
+		out[credFederation] = st.FederationToken.Fingerprint
+	}
+	for _, k := range st.APIKeys {
+		out[credAPIKeyPrefix+k.Name] = k.Fingerprint
+	}
+	if rt := st.RegistryToken; rt != nil && rt.Algorithm == hoptoken.ES256 {
+		out[credSigningKey] = rt.KeyID
+	}
+	return out
 }
 
 // rotatedSecret is the related object of a TokenRotated event: the Secret
@@ -290,13 +322,21 @@ func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, cred string, c credenti
 	return ref
 }
 
-// recordReadiness emits an event when the Ready condition changes.
+// recordReadiness emits an event when the Ready condition changes: a
+// Warning with the problem when it is False, PolicyLoaded when it is True
+// after having been something else (a problem solved, credentials added or
+// removed). A policy's first Ready=True has no event: its status says so,
+// and an event per policy on a first start (10,000 of them for 10,000
+// policies) would tell nobody anything while doubling the API writes.
 func (s *StatusReconciler) recordReadiness(pol, orig *authv1alpha1.RegistryAuthPolicy, now *metav1.Condition) {
 	was := meta.FindStatusCondition(orig.Status.Conditions, authv1alpha1.ConditionReady)
 	if was != nil && was.Status == now.Status && was.Reason == now.Reason && was.Message == now.Message {
 		return
 	}
 	if now.Status == metav1.ConditionTrue {
+		if was == nil {
+			return
+		}
 		s.recorder.Eventf(pol, nil, corev1.EventTypeNormal, EventPolicyLoaded, "Load", "%s", now.Message)
 		return
 	}

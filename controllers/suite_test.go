@@ -303,8 +303,12 @@ type managerOpts struct {
 	// grants are the host grants; nil grants every host to every
 	// namespace.
 	grants *HostGrants
-	// credentials is Options.CredentialSecrets.
+	// credentials is Options.CredentialSecrets; nil means the default
+	// (DefaultCredentialSecrets), as cmd/main.go runs it.
 	credentials labels.Selector
+	// noCredentialCache runs without the credential Secret cache
+	// (--credential-secret-selector="").
+	noCredentialCache bool
 }
 
 // requestLog records API requests: method, URL and Accept header.
@@ -316,14 +320,21 @@ type requestLog struct {
 type recordedRequest struct {
 	method, accept string
 	url            *url.URL
+	// code is the answer's status code, 0 when there was none.
+	code int
 }
 
 func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := rt.RoundTrip(r)
+		rec := recordedRequest{method: r.Method, accept: r.Header.Get("Accept"), url: r.URL}
+		if resp != nil {
+			rec.code = resp.StatusCode
+		}
 		l.mu.Lock()
-		l.reqs = append(l.reqs, recordedRequest{method: r.Method, accept: r.Header.Get("Accept"), url: r.URL})
+		l.reqs = append(l.reqs, rec)
 		l.mu.Unlock()
-		return rt.RoundTrip(r)
+		return resp, err
 	})
 }
 
@@ -356,11 +367,18 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		cfg.Wrap(o.requests.wrap)
 	}
 	health := NewWatchHealth()
+	credentials := o.credentials
+	switch {
+	case o.noCredentialCache:
+		credentials = nil
+	case credentials == nil:
+		credentials = DefaultCredentialSecrets()
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(o.namespaces, health),
+		Cache:                  CacheOptions(o.namespaces, health, credentials),
 		Client:                 ClientOptions(),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -382,7 +400,7 @@ func startManager(t *testing.T, o managerOpts) *manager {
 		grants = *o.grants
 	}
 	check, err := Setup(mgr, Options{Store: store, Issuers: jwt.NewIssuers(nil), Targets: o.targets, HostGrants: grants, EventRecorderName: "registry-auth-operator",
-		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: o.credentials})
+		Leader: leader, WatchHealth: health, Namespaces: o.namespaces, CredentialSecrets: credentials})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,9 +100,10 @@ func (k *kube) createNamespace(ctx context.Context, name string) error {
 // for host with the static token from it, rotation grace 0.
 func (k *kube) createPolicy(ctx context.Context, ns, name, host, token string) error {
 	sec := &corev1.Secret{
-		// The credential opt-in label: -operator-args
-		// --credential-secret-selector=registryauth.io/credential=true
-		// measures the credential Secret cache.
+		// The credential opt-in label: without it the operator refuses
+		// the Secret. The credential Secret cache (the default) holds it;
+		// -operator-args --credential-secret-selector= measures the
+		// operator without that cache.
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token", Labels: map[string]string{controllers.LabelCredential: "true"}},
 		Data:       map[string][]byte{"token": []byte(token)},
 	}
