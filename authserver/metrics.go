@@ -17,7 +17,7 @@ import (
 //
 // Label values are bounded: policy is a loaded policy's key (series of a
 // removed policy are deleted), method and reason come from fixed sets, and
-// credential is "static" or an API key name of a loaded policy.
+// credential is "static", "federation", "session" or an API key name of a loaded policy.
 //
 // The two per-policy series every policy has, decisions and last load time,
 // are kept in one counts block per policy (policyCounts) and turned into
@@ -140,7 +140,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result"}),
 		previousUses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "registry_auth_previous_token_uses_total",
-			Help: "Requests allowed by a previous static token or API key inside its rotation grace window. When it stops growing, old clients are gone.",
+			Help: "Requests allowed by a previous static token, API key, federation token or session signing key inside its rotation grace window. When it stops growing, old clients are gone.",
 		}, []string{"policy", "credential"}),
 		generation: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "registry_auth_config_generation",
@@ -201,6 +201,8 @@ func (m *Metrics) ObserveDecision(d policy.Decision, elapsed time.Duration) {
 		m.previousUses.WithLabelValues(key, d.CredentialName).Inc()
 	case check.ReasonAllowedFederationPrevious:
 		m.previousUses.WithLabelValues(key, "federation").Inc()
+	case check.ReasonAllowedSessionPrevious:
+		m.previousUses.WithLabelValues(key, "session").Inc()
 	case check.ReasonTooManyFailures:
 		m.bruteRefusals.WithLabelValues(key).Inc()
 	}

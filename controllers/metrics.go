@@ -25,7 +25,7 @@ import (
 // (one per TokenRotated event).
 var rotationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "registry_auth_rotations_total",
-	Help: "Rotations of static tokens (credential \"static\") and API keys recorded by the leader.",
+	Help: "Rotations of static tokens (credential \"static\"), API keys, the federation token and the session signing key (\"session\") recorded by the leader.",
 }, []string{"policy", "credential"})
 
 func init() {

@@ -58,7 +58,8 @@ type resolver struct {
 	// secrets reads Secrets straight from the API server. The manager caches
 	// Secret metadata only (see CacheOptions), so no Secret data of the
 	// cluster sits in this process's memory beyond the referenced values,
-	// which live only until they are hashed.
+	// which live only until they are hashed (except session signing keys,
+	// kept in force and through their rotation window: see sessionKeys).
 	secrets client.Reader
 	// metadata reads the cached Secret metadata (see CacheOptions and
 	// secretMetadata).
@@ -106,6 +107,9 @@ type resolution struct {
 	// publicKeys are the public JWKs of the registry token's signing keys
 	// in creds (current and previous), by hex thumbprint.
 	publicKeys map[string]json.RawMessage
+	// sessionKeys are the session signing keys in creds that this replica
+	// holds, by hex digest (see sessionKeys).
+	sessionKeys map[string][]byte
 	// state is the policy's rotation state Secret as read, nil if it has
 	// none (absent, or not owned by the policy).
 	state *stateRecord
@@ -315,14 +319,18 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		})
 	}
 	if s := spec.Session; s != nil {
-		sv, _, err := value(s.SecretKeyRef, "spec.session.secretKeyRef")
+		sv, src, err := value(s.SecretKeyRef, "spec.session.secretKeyRef")
 		if err != nil {
 			return nil, err
 		}
+		prev := rotate(credSessionKey, &sv, src, durationOf(s.RotationGracePeriod))
+		var previous []session.PreviousKey
+		previous, res.sessionKeys = sessionKeys(&sv, prev, remembered.sessionKeys)
 		cfg.Session = &session.Config{
 			CookieName: s.CookieName,
 			SecretKeys: []authn.SecretValue{sv},
 			MaxAge:     durationOf(s.MaxAge),
+			Previous:   previous,
 		}
 	}
 	cfg.PublicPaths = spec.PublicPaths
@@ -395,8 +403,47 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 	}
 	res.policy, res.problems = policy.Compile(cfg, r.opts)
 	res.problems = append(res.problems, extra...)
-	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds, res.publicKeys)
+	r.memory.set(pol.Namespace+"/"+pol.Name, pol.UID, res.creds, res.publicKeys, res.sessionKeys)
 	return res, nil
+}
+
+// sessionKeys works out the session signing keys (the web app's
+// SECRET_KEY) for a rotation grace window. HMAC verification needs the
+// previous key itself, not its digest, so the digests and windows come from
+// the rotation machinery of static tokens (the state Secret and this
+// replica's memory, which every replica agrees on), and the key values
+// from this replica's memory only: a key is remembered while it is in force
+// and, after a rotation, until its window ends, and is then forgotten.
+//
+// The operator does not copy a previous SECRET_KEY into its state Secret: a
+// second Secret holding live signing material (readable by whoever reads
+// the state, restored by backups, outliving the user's deletion of the
+// original) is a worse trade than the cost of memory-only, which is this: a
+// replica that starts (or restarts) during a window never saw the previous
+// key and refuses its cookies, whose browsers log in again, as without a
+// grace window. A deleted Secret or a weak key revokes everything at once,
+// as for static tokens.
+//
+// It returns the previous keys with their windows' ends, and the keys to
+// remember: the current one and those previous ones this replica holds.
+func sessionKeys(sv *authn.SecretValue, prev []secret.PreviousDigest, known map[string][]byte) ([]session.PreviousKey, map[string][]byte) {
+	keys := map[string][]byte{}
+	if sv.Problem == nil {
+		if v := secret.Clean(sv.Value); secret.Usable(v) {
+			keys[secret.DigestOf(v).Hex()] = v
+		}
+	}
+	var previous []session.PreviousKey
+	for _, p := range prev {
+		h := p.Digest.Hex()
+		v := known[h]
+		if v == nil {
+			continue // never seen here: its cookies are refused
+		}
+		keys[h] = v
+		previous = append(previous, session.PreviousKey{Value: v, ExpiresAt: p.ExpiresAt})
+	}
+	return previous, keys
 }
 
 // discover resolves oc's issuer URL into oc.Issuer, or sets oc.Problem.

@@ -182,6 +182,7 @@ const (
 	credFederation    = "federationToken"
 	credAPIKeyPrefix  = "apiKey/"
 	credSigningKey    = "registryToken/signingKey"
+	credSessionKey    = "session/secretKey"
 	stateSecretSuffix = "-rap-state"
 )
 
@@ -375,6 +376,9 @@ type remembered struct {
 	// publicKeys are the JWKs of the registry token's signing keys in
 	// creds, by hex thumbprint.
 	publicKeys map[string]json.RawMessage
+	// sessionKeys are the session signing keys (the web app's SECRET_KEY)
+	// in creds, current and previous, by hex digest. See sessionKeys.
+	sessionKeys map[string][]byte
 }
 
 func newRotationMemory() *rotationMemory {
@@ -391,10 +395,10 @@ func (r *rotationMemory) get(policy string, uid types.UID) remembered {
 	return remembered{}
 }
 
-func (r *rotationMemory) set(policy string, uid types.UID, creds credentialStates, publicKeys map[string]json.RawMessage) {
+func (r *rotationMemory) set(policy string, uid types.UID, creds credentialStates, publicKeys map[string]json.RawMessage, sessionKeys map[string][]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[policy] = remembered{uid: uid, creds: creds, publicKeys: publicKeys}
+	r.m[policy] = remembered{uid: uid, creds: creds, publicKeys: publicKeys, sessionKeys: sessionKeys}
 }
 
 func (r *rotationMemory) forget(policy string) {

@@ -241,6 +241,9 @@ func (s *StatusReconciler) recordRotations(pol, orig *authv1alpha1.RegistryAuthP
 		if cred == credFederation {
 			what, label = "federation token", "federation"
 		}
+		if cred == credSessionKey {
+			what, label = "session signing key", "session"
+		}
 		if cred == credSigningKey {
 			rotationsTotal.WithLabelValues(pol.Namespace+"/"+pol.Name, "registryToken").Inc()
 			overlap := "the previous public key is withdrawn from the JWKS"
@@ -258,6 +261,9 @@ func (s *StatusReconciler) recordRotations(pol, orig *authv1alpha1.RegistryAuthP
 		for _, p := range next.Previous {
 			if fingerprintOfHex(p.Digest) == prev {
 				grace = "the previous value is accepted until " + p.ExpiresAt.UTC().Format(time.RFC3339)
+				if cred == credSessionKey {
+					grace += " by the replicas that held it (a replica started since refuses it)"
+				}
 			}
 		}
 		s.recorder.Eventf(pol, rotatedSecret(pol, cred, next), corev1.EventTypeNormal, EventTokenRotated, "Rotate",
@@ -317,6 +323,9 @@ func rotatedSecret(pol *authv1alpha1.RegistryAuthPolicy, cred string, c credenti
 	}
 	if rt := pol.Spec.RegistryToken; cred == credSigningKey && rt != nil && rt.SigningKeyRef != nil {
 		sel = *rt.SigningKeyRef
+	}
+	if ss := pol.Spec.Session; cred == credSessionKey && ss != nil {
+		sel = ss.SecretKeyRef
 	}
 	ref.FieldPath = "data[" + sel.KeyOrDefault() + "]"
 	return ref

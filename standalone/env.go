@@ -38,6 +38,9 @@ import (
 //	                                    registry hop token's HS256 key
 //	SESSION_COOKIE_NAME                 default mcp_gateway_session
 //	SESSION_MAX_AGE                     seconds or a Go duration (default 8h)
+//	SECRET_KEY_ROTATION_GRACE_PERIOD    seconds or a Go duration (default 0, at most 24h): when
+//	                                    SECRET_KEY_FILE changes, cookies of the previous key stay
+//	                                    valid this long (in this process's memory only)
 //	GROUP_SCOPES                        JSON object: group -> list of scopes
 //	INTERNAL_TOKEN_TTL_SECONDS          hop token lifetime, whole seconds (default 30, at least 5)
 //	INTERNAL_SIGNING_KEY_PATH           PEM P-256 key: ES256 hop tokens; re-read when it changes
@@ -51,6 +54,10 @@ import (
 // The hop token (X-Internal-Token-Registry) is on whenever SECRET_KEY,
 // SECRET_KEY_FILE or INTERNAL_SIGNING_KEY_PATH is set, as upstream's is.
 // The standalone policy's key is PolicyKey; plain /validate selects it.
+
+// maxSecretKeyGrace bounds SECRET_KEY_ROTATION_GRACE_PERIOD, as the CRD
+// bounds rotationGracePeriod.
+const maxSecretKeyGrace = 24 * time.Hour
 
 // PolicyKey is the key of the policy built from the environment.
 const (
@@ -80,7 +87,10 @@ type Env struct {
 	SecretKeyFile       string
 	CookieName          string
 	MaxAge              time.Duration
-	GroupScopes         map[string][]string
+	// SecretKeyGrace is how long cookies of a replaced SECRET_KEY_FILE key
+	// stay valid (SECRET_KEY_ROTATION_GRACE_PERIOD).
+	SecretKeyGrace time.Duration
+	GroupScopes    map[string][]string
 	// Delegate is the upstream auth server (DELEGATE_URL and friends), nil
 	// when none.
 	Delegate *policy.DelegateConfig
@@ -195,6 +205,13 @@ func ParseEnv(getenv func(string) string) (*Env, error) {
 			fail("SESSION_MAX_AGE %s: want seconds (28800) or a duration (8h)", echoValue(v))
 		}
 		e.MaxAge = d
+	}
+	if v := strings.TrimSpace(getenv("SECRET_KEY_ROTATION_GRACE_PERIOD")); v != "" {
+		d, err := parseSeconds(v)
+		if err != nil || d < 0 || d > maxSecretKeyGrace {
+			fail("SECRET_KEY_ROTATION_GRACE_PERIOD %s: want seconds (3600) or a duration (1h), at most 24h", echoValue(v))
+		}
+		e.SecretKeyGrace = d
 	}
 	if v := getenv("GROUP_SCOPES"); strings.TrimSpace(v) != "" {
 		if err := checkJSONFields(v); err != nil {

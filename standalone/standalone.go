@@ -19,6 +19,7 @@ import (
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/authn/jwt"
+	"github.com/registryauth/registry-auth-operator/authserver/authn/session"
 	"github.com/registryauth/registry-auth-operator/authserver/hoptoken"
 	"github.com/registryauth/registry-auth-operator/authserver/policy"
 	"github.com/registryauth/registry-auth-operator/authserver/secret"
@@ -68,6 +69,12 @@ type Loader struct {
 	// its overlap ends. They live in memory: a restart forgets them.
 	signingKey   *hoptoken.PublicKey
 	previousKeys []hoptoken.PublicKey
+	// sessionKey is the session signing key (SECRET_KEY_FILE's value)
+	// last put in force, and previousSessionKeys those it replaced, each
+	// verifying cookies until its SECRET_KEY_ROTATION_GRACE_PERIOD ends.
+	// Memory only: a restart forgets them, and their cookies are refused.
+	sessionKey          []byte
+	previousSessionKeys []session.PreviousKey
 	// now is the clock of rotations (tests set it).
 	now func() time.Time
 }
@@ -330,6 +337,9 @@ func (s *Loader) load(files fileSnapshot) {
 	if cfg.RegistryToken != nil {
 		cfg.RegistryToken.Previous = s.rotateSigningKey(cfg.RegistryToken.SigningKey)
 	}
+	if cfg.Session != nil && len(cfg.Session.SecretKeys) == 1 {
+		cfg.Session.Previous = s.rotateSessionKey(&cfg.Session.SecretKeys[0])
+	}
 	p, probs := policy.Compile(cfg, s.opts)
 	blocking := []authn.Problem{}
 	for i := range probs {
@@ -408,6 +418,43 @@ func (s *Loader) rotateSigningKey(sv *authn.SecretValue) []hoptoken.PublicKey {
 	}
 	s.signingKey = &cur
 	return s.previousKeys
+}
+
+// rotateSessionKey keeps the session signing keys SECRET_KEY_FILE replaced
+// for SECRET_KEY_ROTATION_GRACE_PERIOD: cookies they signed are accepted
+// until then, never after. A file that is missing, unreadable or weak
+// revokes every key at once (the session is off until a good key is back,
+// and the key before it is not kept), as a deleted Secret does with the
+// operator. The registry token signs with the key in force only.
+func (s *Loader) rotateSessionKey(sv *authn.SecretValue) []session.PreviousKey {
+	now := s.now()
+	if sv.Problem != nil {
+		s.sessionKey, s.previousSessionKeys = nil, nil
+		return nil
+	}
+	cur := secret.Clean(sv.Value)
+	if w, _ := secret.Check(cur, false); w != secret.Strong {
+		s.sessionKey, s.previousSessionKeys = nil, nil
+		return nil
+	}
+	keep := s.previousSessionKeys[:0:0]
+	for _, pk := range s.previousSessionKeys {
+		if now.Before(pk.ExpiresAt) && !bytes.Equal(pk.Value, cur) {
+			keep = append(keep, pk)
+		}
+	}
+	if old := s.sessionKey; old != nil && !bytes.Equal(old, cur) {
+		until := now.Add(s.env.SecretKeyGrace)
+		if s.env.SecretKeyGrace > 0 {
+			keep = append(keep, session.PreviousKey{Value: old, ExpiresAt: until})
+		}
+		// Fingerprints only, never a key.
+		s.log.Info("session signing key (SECRET_KEY_FILE) rotated", "previous", secret.DigestOf(old).Fingerprint(),
+			"current", secret.DigestOf(cur).Fingerprint(), "previousAcceptedUntil", until.UTC().Format(time.RFC3339))
+	}
+	s.sessionKey = cur
+	s.previousSessionKeys = keep
+	return keep
 }
 
 func keyIDs(pks []hoptoken.PublicKey) []string {

@@ -523,6 +523,7 @@ type ClaimValidationRule struct {
 // SessionSpec configures browser session cookies made by the registry web
 // app with itsdangerous.URLSafeTimedSerializer(SECRET_KEY).
 // +kubebuilder:validation:XValidation:rule="!has(self.maxAge) || duration(self.maxAge) > duration('0s')",message="maxAge must be a positive duration such as 8h"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotationGracePeriod) || (duration(self.rotationGracePeriod) >= duration('0s') && duration(self.rotationGracePeriod) <= duration('24h'))",message="rotationGracePeriod must be between 0s and 24h"
 type SessionSpec struct {
 	// cookieName is the session cookie's name.
 	// +kubebuilder:default=mcp_gateway_session
@@ -540,6 +541,19 @@ type SessionSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+
+	// rotationGracePeriod keeps accepting cookies signed with the previous
+	// SECRET_KEY for this long after the Secret changes, so that rotating
+	// the key does not log every browser out at once. 0s (the default)
+	// refuses them at once. At most 24h. The registry token (hop token)
+	// signs with the new key at once. Each auth service replica keeps the
+	// previous key in its memory only (never in another Secret, status or
+	// log): a replica that starts during a window never saw it and refuses
+	// the previous key's cookies.
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
 }
 
 // RegistryTokenSpec configures the MCP Gateway Registry's hop token: the

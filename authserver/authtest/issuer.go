@@ -18,6 +18,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -56,6 +57,14 @@ type config struct {
 	alg               jose.SignatureAlgorithm
 	jwksCacheControl  string
 	github            bool
+	tls               bool
+}
+
+// WithTLS serves the issuer over HTTPS with a certificate for 127.0.0.1
+// that is its own CA: URL() is https://127.0.0.1:PORT and CAPEM() the
+// bundle that trusts it (no system root does).
+func WithTLS() Option {
+	return func(c *config) { c.tls = true }
 }
 
 // WithPath serves the issuer under a path, e.g. "/realms/test" like Keycloak:
@@ -220,6 +229,9 @@ func StartIssuer(opts ...Option) (*Issuer, error) {
 	}
 	i := &Issuer{cfg: cfg, keys: []signingKey{key}}
 	i.url = "http://" + l.Addr().String() + cfg.path
+	if cfg.tls {
+		i.url = "https://" + l.Addr().String() + cfg.path
+	}
 
 	issuer := i.url
 	if cfg.hasIssuerOverride {
@@ -260,7 +272,11 @@ func StartIssuer(opts ...Option) (*Issuer, error) {
 	_ = srv.Listener.Close()
 	srv.Listener = l
 	srv.Config.ReadHeaderTimeout = 10 * time.Second
-	srv.Start()
+	if cfg.tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	i.srv = srv
 	return i, nil
 }
@@ -293,6 +309,16 @@ func (i *Issuer) jwksPath() string {
 
 // Algorithm returns the signing algorithm used by Sign.
 func (i *Issuer) Algorithm() jose.SignatureAlgorithm { return i.cfg.alg }
+
+// CAPEM is the PEM certificate that trusts a WithTLS issuer (nil without
+// TLS).
+func (i *Issuer) CAPEM() []byte {
+	c := i.srv.Certificate()
+	if c == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
 
 // Close stops the server, waiting for in-flight requests. It is idempotent.
 func (i *Issuer) Close() {

@@ -12,6 +12,7 @@ const (
 	ReasonAllowedAPIKey              Reason = "api_key"
 	ReasonAllowedAPIKeyPrevious      Reason = "api_key_previous"
 	ReasonAllowedSession             Reason = "session"
+	ReasonAllowedSessionPrevious     Reason = "session_previous"
 	ReasonAllowedOIDC                Reason = "oidc"
 	ReasonAllowedFederation          Reason = "federation_token"
 	ReasonAllowedFederationPrevious  Reason = "federation_token_previous"
@@ -90,7 +91,7 @@ const (
 // allReasons lists every reason, those for allowing first.
 var allReasons = [...]Reason{
 	ReasonAllowedStaticToken, ReasonAllowedStaticTokenPrevious, ReasonAllowedAPIKey,
-	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedOIDC,
+	ReasonAllowedAPIKeyPrevious, ReasonAllowedSession, ReasonAllowedSessionPrevious, ReasonAllowedOIDC,
 	ReasonAllowedFederation, ReasonAllowedFederationPrevious, ReasonDelegatedAllowed, ReasonPublic,
 
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonBadOriginalURL,
@@ -130,6 +131,7 @@ var allowMethod = map[Reason]Method{
 	ReasonAllowedAPIKey:              MethodNetworkTrusted,
 	ReasonAllowedAPIKeyPrevious:      MethodNetworkTrusted,
 	ReasonAllowedSession:             MethodSession,
+	ReasonAllowedSessionPrevious:     MethodSession,
 	ReasonAllowedOIDC:                MethodOIDC,
 	ReasonAllowedFederation:          MethodFederation,
 	ReasonAllowedFederationPrevious:  MethodFederation,

@@ -14,6 +14,10 @@ package jwt
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +63,9 @@ type Issuers struct {
 	nowFn  func() time.Time
 	inDisc map[string]*sync.Mutex
 	failed map[string]failedDiscovery
+	// caClients are the clients of issuers with their own CA bundle, by
+	// the key they are kept under (see ResolveWithCA).
+	caClients map[string]*http.Client
 }
 
 // failedDiscovery remembers a failed discovery for RetryDiscoveryAfter, so
@@ -75,7 +82,8 @@ func NewIssuers(client *http.Client) *Issuers {
 	if client == nil {
 		client = &http.Client{Timeout: FetchTimeout}
 	}
-	return &Issuers{client: client, byURL: map[string]*Issuer{}, nowFn: time.Now, inDisc: map[string]*sync.Mutex{}, failed: map[string]failedDiscovery{}}
+	return &Issuers{client: client, byURL: map[string]*Issuer{}, nowFn: time.Now, inDisc: map[string]*sync.Mutex{}, failed: map[string]failedDiscovery{},
+		caClients: map[string]*http.Client{}}
 }
 
 // NewClusterIssuers returns a registry for the Kubernetes cluster's own
@@ -107,12 +115,50 @@ func (r *Issuers) SetClock(now func() time.Time) { r.nowFn = now }
 // together with the error: callers keep verifying with it and report the
 // error.
 func (r *Issuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, error) {
+	return r.resolve(ctx, issuerURL, issuerURL, r.client)
+}
+
+// ErrNoCertificates: a CA bundle holds no PEM certificate that parses.
+var ErrNoCertificates = errors.New("the CA bundle holds no valid PEM certificate")
+
+// ResolveWithCA is Resolve for an issuer whose TLS certificate is checked
+// against caPEM (a PEM bundle) instead of the system roots: a private
+// issuer. Discovery and JWKS requests then use a client that trusts
+// exactly that bundle (with FetchTimeout), and the issuer is kept apart
+// from the same URL with another bundle or none, so a changed bundle
+// discovers again. An empty caPEM is Resolve. A bundle without a valid
+// certificate is ErrNoCertificates, and no request is made.
+func (r *Issuers) ResolveWithCA(ctx context.Context, issuerURL string, caPEM []byte) (*Issuer, error) {
+	if len(caPEM) == 0 {
+		return r.Resolve(ctx, issuerURL)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, ErrNoCertificates
+	}
+	sum := sha256.Sum256(caPEM)
+	key := issuerURL + "\x00ca:" + hex.EncodeToString(sum[:])
 	r.mu.Lock()
-	last := r.byURL[issuerURL]
-	lock := r.inDisc[issuerURL]
+	client := r.caClients[key]
+	if client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		client = &http.Client{Timeout: FetchTimeout, Transport: tr}
+		r.caClients[key] = client
+	}
+	r.mu.Unlock()
+	return r.resolve(ctx, key, issuerURL, client)
+}
+
+// resolve is Resolve with the key the issuer is kept under and the client
+// that fetches its documents.
+func (r *Issuers) resolve(ctx context.Context, key, issuerURL string, client *http.Client) (*Issuer, error) {
+	r.mu.Lock()
+	last := r.byURL[key]
+	lock := r.inDisc[key]
 	if lock == nil {
 		lock = &sync.Mutex{}
-		r.inDisc[issuerURL] = lock
+		r.inDisc[key] = lock
 	}
 	r.mu.Unlock()
 	if last != nil && r.nowFn().Sub(last.discoveredAt) < RediscoverAfter {
@@ -123,8 +169,8 @@ func (r *Issuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, error
 	lock.Lock()
 	defer lock.Unlock()
 	r.mu.Lock()
-	last = r.byURL[issuerURL]
-	f, failed := r.failed[issuerURL]
+	last = r.byURL[key]
+	f, failed := r.failed[key]
 	r.mu.Unlock()
 	if last != nil && r.nowFn().Sub(last.discoveredAt) < RediscoverAfter {
 		return last, nil
@@ -137,10 +183,10 @@ func (r *Issuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, error
 	if r.via != "" {
 		src = source{wellKnown: r.via + "/.well-known/openid-configuration", jwksURL: r.via + "/openid/v1/jwks"}
 	}
-	iss, err := discover(ctx, r.client, src, r.nowFn())
+	iss, err := discover(ctx, client, src, r.nowFn())
 	if err != nil {
 		r.mu.Lock()
-		r.failed[issuerURL] = failedDiscovery{at: r.nowFn(), err: err}
+		r.failed[key] = failedDiscovery{at: r.nowFn(), err: err}
 		r.mu.Unlock()
 		return last, err
 	}
@@ -151,8 +197,8 @@ func (r *Issuers) Resolve(ctx context.Context, issuerURL string) (*Issuer, error
 		iss.keys = last.keys
 	}
 	r.mu.Lock()
-	r.byURL[issuerURL] = iss
-	delete(r.failed, issuerURL)
+	r.byURL[key] = iss
+	delete(r.failed, key)
 	r.mu.Unlock()
 	return iss, nil
 }

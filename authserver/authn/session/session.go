@@ -25,6 +25,18 @@ type Config struct {
 	// app's SECRET_KEY is being rotated.
 	SecretKeys []authn.SecretValue
 	MaxAge     time.Duration
+	// Previous are signing keys replaced by a rotation, kept until the end
+	// of the rotation grace window: cookies they signed are accepted until
+	// then (reason session_previous), never after. The web app signs with
+	// the key in force only, and so does the registry's hop token.
+	Previous []PreviousKey
+}
+
+// PreviousKey is a replaced session signing key and the end of its grace
+// window. It is secret material: it is never logged nor reported.
+type PreviousKey struct {
+	Value     []byte
+	ExpiresAt time.Time
 }
 
 // Field is the policy field the session's problems name.
@@ -65,7 +77,7 @@ func Compile(cfg *Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 	if name == "" {
 		name = DefaultCookieName
 	}
-	return &Authenticator{cookie: name, verifier: newSessionVerifier(keys, maxAge), scopes: env.GroupScopes,
+	return &Authenticator{cookie: name, verifier: newSessionVerifierWithPrevious(keys, cfg.Previous, maxAge), scopes: env.GroupScopes,
 		cache: authn.NewTokenCache(env.TokenCacheSize)}, probs
 }
 
@@ -78,7 +90,10 @@ func (a *Authenticator) Authenticate(_ context.Context, in authn.Input) authn.Re
 		return authn.Result{}
 	}
 	if !ambiguous {
-		if id := a.authenticate(cookie, in.Now); id != nil {
+		if id, previous := a.authenticate(cookie, in.Now); id != nil {
+			if previous {
+				return authn.AllowAs(check.ReasonAllowedSessionPrevious, id)
+			}
 			return authn.AllowAs(check.ReasonAllowedSession, id)
 		}
 	}
@@ -92,25 +107,30 @@ func (a *Authenticator) Authenticate(_ context.Context, in authn.Input) authn.Re
 	return res
 }
 
-// authenticate verifies a session cookie and returns its identity, or nil.
-// Verified cookies are cached by digest until they expire (at most
-// authn.MaxCachedTTL), as JWTs are.
-func (a *Authenticator) authenticate(cookie string, now time.Time) *check.Identity {
+// authenticate verifies a session cookie and returns its identity, or nil,
+// and whether a previous key (in its grace window) signed it. Cookies
+// verified with a key in force are cached by digest until they expire (at
+// most authn.MaxCachedTTL), as JWTs are; those of a previous key are not,
+// so that none outlives its key's window and each is counted as previous.
+func (a *Authenticator) authenticate(cookie string, now time.Time) (*check.Identity, bool) {
 	d := secret.DigestString(cookie)
 	if id := a.cache.Get(&d, now); id != nil {
-		return id
+		return id, false
 	}
-	claims, _, ok := a.verifier.verify(cookie, now)
+	claims, _, previous, ok := a.verifier.verifyKey(cookie, now)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	groups := check.SafeList(claims.Groups)
 	id := check.NewIdentity(claims.Username, claims.Username, groups, check.ScopesFor(groups, a.scopes), check.MethodSession)
+	if !previous.IsZero() {
+		return id, true
+	}
 	if until := a.verifier.expiry(cookie); until.After(now) {
 		if limit := now.Add(authn.MaxCachedTTL); until.After(limit) {
 			until = limit
 		}
 		a.cache.Put(&d, id, until, now)
 	}
-	return id
+	return id, false
 }

@@ -169,6 +169,10 @@ type sessionVerifier struct {
 // pooled and Reset between uses.
 type sessionMACKey struct {
 	pool sync.Pool // of *sessionMAC
+	// until is, for a previous key kept through a rotation grace window,
+	// the end of its window: it verifies nothing from then on. Zero for a
+	// key in force.
+	until time.Time
 }
 
 type sessionMAC struct {
@@ -193,12 +197,32 @@ type sessionMAC struct {
 // GODEBUG=fips140=only this panics (at construction, deliberately, rather
 // than on the first request).
 func newSessionVerifier(secretKeys [][]byte, maxAge time.Duration) *sessionVerifier {
+	return newSessionVerifierWithPrevious(secretKeys, nil, maxAge)
+}
+
+// newSessionVerifierWithPrevious is newSessionVerifier with keys replaced
+// by a rotation and kept for a grace window: each verifies cookies until
+// its ExpiresAt, never after. They are tried after the keys in force, and
+// do not count as keys in force: with only previous keys the verifier is
+// misconfigured.
+func newSessionVerifierWithPrevious(secretKeys [][]byte, previous []PreviousKey, maxAge time.Duration) *sessionVerifier {
 	v := &sessionVerifier{maxAgeSeconds: int64(maxAge / time.Second)}
 	for i := len(secretKeys) - 1; i >= 0; i-- {
 		if len(secretKeys[i]) == 0 {
 			continue
 		}
 		v.keys = append(v.keys, newSessionMACKey(secretKeys[i]))
+	}
+	if len(v.keys) == 0 {
+		return v
+	}
+	for _, p := range previous {
+		if len(p.Value) == 0 || p.ExpiresAt.IsZero() {
+			continue
+		}
+		k := newSessionMACKey(p.Value)
+		k.until = p.ExpiresAt
+		v.keys = append(v.keys, k)
 	}
 	return v
 }
@@ -241,11 +265,19 @@ func (k *sessionMACKey) matches(msg, sig []byte) bool {
 // attacker without the key only ever reaches base64 decoding of a 27-byte
 // signature and one HMAC per configured key.
 func (v *sessionVerifier) verify(cookie string, now time.Time) (claims SessionClaims, reason string, ok bool) {
+	claims, reason, _, ok = v.verifyKey(cookie, now)
+	return claims, reason, ok
+}
+
+// verifyKey is verify, and tells which kind of key signed the cookie:
+// previous is the end of the grace window of the previous key that
+// verified it, zero when a key in force did.
+func (v *sessionVerifier) verifyKey(cookie string, now time.Time) (claims SessionClaims, reason string, previous time.Time, ok bool) {
 	if len(v.keys) == 0 || v.maxAgeSeconds <= 0 {
-		return SessionClaims{}, sessionReasonMisconfigured, false
+		return SessionClaims{}, sessionReasonMisconfigured, time.Time{}, false
 	}
 	if len(cookie) > sessionMaxCookieLen {
-		return SessionClaims{}, sessionReasonOversized, false
+		return SessionClaims{}, sessionReasonOversized, time.Time{}, false
 	}
 
 	// Split as itsdangerous does: the signature follows the last ".", the
@@ -253,11 +285,11 @@ func (v *sessionVerifier) verify(cookie string, now time.Time) (claims SessionCl
 	// ".", so the payload is everything before the second-to-last dot.
 	sigDot := strings.LastIndexByte(cookie, '.')
 	if sigDot < 0 {
-		return SessionClaims{}, sessionReasonMalformed, false
+		return SessionClaims{}, sessionReasonMalformed, time.Time{}, false
 	}
 	tsDot := strings.LastIndexByte(cookie[:sigDot], '.')
 	if tsDot <= 0 { // no timestamp separator, or an empty payload
-		return SessionClaims{}, sessionReasonMalformed, false
+		return SessionClaims{}, sessionReasonMalformed, time.Time{}, false
 	}
 
 	// One copy of the (bounded) cookie; the parts below are sub-slices.
@@ -268,12 +300,13 @@ func (v *sessionVerifier) verify(cookie string, now time.Time) (claims SessionCl
 
 	var sig [sha1.Size]byte
 	if sigText := raw[sigDot+1:]; len(sigText) != sessionSigTextLen {
-		return SessionClaims{}, sessionReasonMalformed, false
+		return SessionClaims{}, sessionReasonMalformed, time.Time{}, false
 	} else if n, err := sessionB64.Decode(sig[:], sigText); err != nil || n != len(sig) {
-		return SessionClaims{}, sessionReasonMalformed, false
+		return SessionClaims{}, sessionReasonMalformed, time.Time{}, false
 	}
-	if !v.signatureValid(signed, sig[:]) {
-		return SessionClaims{}, sessionReasonBadSignature, false
+	matched, previous := v.signatureValid(signed, sig[:], now)
+	if !matched {
+		return SessionClaims{}, sessionReasonBadSignature, time.Time{}, false
 	}
 
 	// The timestamp is covered by the signature, so from here on the
@@ -281,29 +314,38 @@ func (v *sessionVerifier) verify(cookie string, now time.Time) (claims SessionCl
 	// freshness and defence in depth.
 	ts, tsOK := decodeSessionTimestamp(tsText)
 	if !tsOK {
-		return SessionClaims{}, sessionReasonMalformed, false
+		return SessionClaims{}, sessionReasonMalformed, time.Time{}, false
 	}
 	if r := v.checkAge(ts, now); r != "" {
-		return SessionClaims{}, r, false
+		return SessionClaims{}, r, time.Time{}, false
 	}
 
 	data, dataOK := decodeSessionPayload(payloadText)
 	if !dataOK {
-		return SessionClaims{}, sessionReasonBadPayload, false
+		return SessionClaims{}, sessionReasonBadPayload, time.Time{}, false
 	}
-	return parseSessionClaims(data)
+	if claims, reason, ok = parseSessionClaims(data); !ok {
+		return claims, reason, time.Time{}, false
+	}
+	return claims, "", previous, true
 }
 
 // signatureValid tries every key, newest first, like itsdangerous. Which key
 // matched may leak through timing; that is not secret. Whether the signature
 // matches a given key does not, thanks to hmac.Equal.
-func (v *sessionVerifier) signatureValid(signed, sig []byte) bool {
+//
+// A previous key (one with a grace window) is tried last, and only before
+// its window ends; previous is then the window's end.
+func (v *sessionVerifier) signatureValid(signed, sig []byte, now time.Time) (ok bool, previous time.Time) {
 	for _, k := range v.keys {
+		if !k.until.IsZero() && !now.Before(k.until) {
+			continue
+		}
 		if k.matches(signed, sig) {
-			return true
+			return true, k.until
 		}
 	}
-	return false
+	return false, time.Time{}
 }
 
 // decodeSessionTimestamp decodes itsdangerous' timestamp: base64url of a
