@@ -91,6 +91,10 @@ func TestSessionKeyGracePeriod(t *testing.T) {
 			g.Expect(e.Note).NotTo(ContainSubstring(newKey))
 		}
 		g.Expect(found).To(BeTrue(), "a TokenRotated event for the session key")
+		var pol authv1alpha1.RegistryAuthPolicy
+		g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "registry"}, &pol)).To(Succeed())
+		g.Expect(pol.Status.Session).NotTo(BeNil(), "status.session")
+		g.Expect(pol.Status.Session.Fingerprint).To(Equal(fp(newKey)), "status.session shows the key in force")
 		var state corev1.Secret
 		g.Expect(adminClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: stateSecretName("registry")}, &state)).To(Succeed())
 		g.Expect(string(state.Data[stateSecretKey])).To(ContainSubstring(credSessionKey))

@@ -282,6 +282,9 @@ func statusFingerprints(st *authv1alpha1.RegistryAuthPolicyStatus) map[string]st
 	if st.FederationToken != nil {
 		out[credFederation] = st.FederationToken.Fingerprint
 	}
+	if st.Session != nil {
+		out[credSessionKey] = st.Session.Fingerprint
+	}
 	for _, k := range st.APIKeys {
 		out[credAPIKeyPrefix+k.Name] = k.Fingerprint
 	}
@@ -437,6 +440,10 @@ func buildStatus(pol *authv1alpha1.RegistryAuthPolicy, res *resolution, problems
 	st.FederationToken = nil
 	if inForce.FederationToken != "" {
 		st.FederationToken = credentialStatus(res.creds.get(credFederation))
+	}
+	st.Session = nil
+	if inForce.Session {
+		st.Session = credentialStatus(res.creds.get(credSessionKey))
 	}
 	st.APIKeys = nil
 	for _, k := range pol.Spec.APIKeys {

@@ -831,6 +831,10 @@ type RegistryAuthPolicyStatus struct {
 	// +optional
 	FederationToken *CredentialStatus `json:"federationToken,omitempty"`
 
+	// session reports the session signing key in force (spec.session).
+	// +optional
+	Session *CredentialStatus `json:"session,omitempty"`
+
 	// apiKeys reports each API key in force.
 	// +listType=map
 	// +listMapKey=name

@@ -498,6 +498,11 @@ func (in *RegistryAuthPolicyStatus) DeepCopyInto(out *RegistryAuthPolicyStatus) 
 		*out = new(CredentialStatus)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.Session != nil {
+		in, out := &in.Session, &out.Session
+		*out = new(CredentialStatus)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.APIKeys != nil {
 		in, out := &in.APIKeys, &out.APIKeys
 		*out = make([]APIKeyStatus, len(*in))

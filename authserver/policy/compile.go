@@ -63,6 +63,9 @@ type Fingerprints struct {
 	FederationToken string
 	// APIKeys maps each loaded key's name to its fingerprint.
 	APIKeys map[string]string
+	// Session reports whether a session signing key is loaded (its
+	// fingerprint is the loader's to tell: the key is kept, not a digest).
+	Session bool
 }
 
 // Key is "namespace/name".
@@ -153,6 +156,7 @@ var kinds = []kind{
 		a, probs := session.Compile(cfg.Session, env)
 		if a != nil {
 			p.authenticators = append(p.authenticators, a)
+			p.fingerprints.Session = true
 		}
 		return probs
 	}},
