@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -94,11 +95,14 @@ func TestCredentialExpiry(t *testing.T) {
 
 	// At the instant, with no reload: refused, and the leader's requeue
 	// flips the condition.
-	gen := m.store.Load().Generation()
-	g.Eventually(func() check.Reason { return m.decide(ns, "registry", "/api/servers", tok).Reason }, 10*time.Second, 10*time.Millisecond).
+	// The snapshot in force before the expiry refuses it by itself.
+	snap := m.store.Load()
+	req := &check.Request{Policy: ns + "/registry", Scheme: "http", Host: "registry.example.com", Path: "/api/servers", Method: "GET", Authorization: []string{"Bearer " + tok}}
+	g.Expect(policy.Decide(context.Background(), snap, req, time.Now()).Allowed()).To(BeTrue(), "not expired yet")
+	g.Eventually(func() check.Reason { return policy.Decide(context.Background(), snap, req, time.Now()).Reason }, 10*time.Second, 10*time.Millisecond).
 		Should(Equal(check.ReasonCredentialExpired))
 	g.Expect(time.Now()).To(BeTemporally(">=", tokenExpires.Time))
-	g.Expect(m.store.Load().Generation()).To(Equal(gen), "no reload was needed")
+	g.Expect(m.decide(ns, "registry", "/api/servers", tok).Reason).To(Equal(check.ReasonCredentialExpired))
 	g.Eventually(func(g Gomega) {
 		c := cond(g, authv1alpha1.ConditionCredentialExpired)
 		g.Expect(c.Message).To(ContainSubstring("static token expired at"))
