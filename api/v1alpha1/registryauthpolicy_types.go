@@ -846,7 +846,10 @@ type RegistryAuthPolicyStatus struct {
 	// conditions: Ready, with a reason such as SecretNotFound,
 	// SecretNotOptedIn, KeyMissing,
 	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec,
-	// HostConflict, SigningKeyInvalid or ClaimRuleInvalid when it is False.
+	// HostConflict, SigningKeyInvalid or ClaimRuleInvalid when it is False;
+	// CredentialExpiring and CredentialExpired while a static token or API
+	// key in force has an expiresAt (True: within expiryWarning of it, or
+	// past it).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
