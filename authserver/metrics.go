@@ -28,6 +28,7 @@ import (
 // refusals) are ordinary vectors.
 type Metrics struct {
 	perPolicy     perPolicyCollector
+	expiry        *prometheus.Desc
 	duration      *prometheus.HistogramVec
 	previousUses  *prometheus.CounterVec
 	generation    prometheus.Gauge
@@ -50,7 +51,40 @@ type Metrics struct {
 type policyCounts struct {
 	decisions [check.NumReasons]atomic.Uint64
 	loadedAt  atomic.Int64
+	// lastUsed maps a static credential's label ("static" or an API key's
+	// name) to when it last allowed a request, in Unix seconds
+	// (*atomic.Int64).
+	lastUsed sync.Map
 }
+
+// touch records that credential allowed a request at now (Unix seconds). A
+// credential used many times a second writes once a second: the cache line
+// is not bounced between cores by every request.
+func (pc *policyCounts) touch(credential string, now int64) {
+	v, ok := pc.lastUsed.Load(credential)
+	if !ok {
+		v, _ = pc.lastUsed.LoadOrStore(credential, new(atomic.Int64))
+	}
+	if t := v.(*atomic.Int64); t.Load() != now {
+		t.Store(now)
+	}
+}
+
+// prune drops the last-used times of credentials p no longer has.
+func (pc *policyCounts) prune(p *policy.Policy) {
+	fp := p.Fingerprints()
+	pc.lastUsed.Range(func(k, _ any) bool {
+		name := k.(string)
+		if _, ok := fp.APIKeys[name]; !ok && (name != staticLabel || fp.StaticToken == "") {
+			pc.lastUsed.Delete(name)
+		}
+		return true
+	})
+}
+
+// staticLabel is the credential label of the static token (as in
+// registry_auth_previous_token_uses_total and registry_auth_rotations_total).
+const staticLabel = "static"
 
 // perPolicyCollector exposes the policyCounts blocks, keyed by policy key
 // ("" for decisions made before a policy was chosen).
@@ -58,6 +92,7 @@ type perPolicyCollector struct {
 	counts   sync.Map // string -> *policyCounts
 	decided  *prometheus.Desc
 	lastLoad *prometheus.Desc
+	lastUsed *prometheus.Desc
 
 	// added are the keys of the blocks made since the last snapshot was
 	// observed: a decision made on a policy just removed can make one
@@ -95,6 +130,7 @@ func (c *perPolicyCollector) takeAdded() map[string]struct{} {
 func (c *perPolicyCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.decided
 	ch <- c.lastLoad
+	ch <- c.lastUsed
 }
 
 // Collect implements prometheus.Collector: a series for each policy and
@@ -118,6 +154,10 @@ func (c *perPolicyCollector) Collect(ch chan<- prometheus.Metric) {
 		if t := pc.loadedAt.Load(); t != 0 {
 			ch <- prometheus.MustNewConstMetric(c.lastLoad, prometheus.GaugeValue, float64(t)/1e9, key)
 		}
+		pc.lastUsed.Range(func(k, v any) bool {
+			ch <- prometheus.MustNewConstMetric(c.lastUsed, prometheus.GaugeValue, float64(v.(*atomic.Int64).Load()), key, k.(string))
+			return true
+		})
 		return true
 	})
 }
@@ -132,7 +172,13 @@ func NewMetrics() *Metrics {
 			lastLoad: prometheus.NewDesc("registry_auth_policy_last_load_timestamp_seconds",
 				"When each policy was last (re)loaded into this process, as a Unix time.",
 				[]string{"policy"}, nil),
+			lastUsed: prometheus.NewDesc("registry_auth_credential_last_used_timestamp_seconds",
+				"When each static token (credential \"static\") or API key last allowed a request in this process, as a Unix time (one-second resolution). Absent for one not used since this process started.",
+				[]string{"policy", "credential"}, nil),
 		},
+		expiry: prometheus.NewDesc("registry_auth_credential_expiry_seconds",
+			"Seconds until each static token (credential \"static\") or API key with an expiresAt expires, negative once expired (then refused: credential_expired).",
+			[]string{"policy", "credential"}, nil),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "registry_auth_decision_duration_seconds",
 			Help:    "Time to decide and answer one /validate request.",
@@ -167,7 +213,7 @@ func NewMetrics() *Metrics {
 
 // Register registers the metrics with reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{&m.perPolicy, m.duration, m.previousUses, m.generation, m.policies, m.bruteRefusals, m.delegated} {
+	for _, c := range []prometheus.Collector{&m.perPolicy, expiryCollector{m}, m.duration, m.previousUses, m.generation, m.policies, m.bruteRefusals, m.delegated} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -210,7 +256,38 @@ func (m *Metrics) ObserveDecision(d policy.Decision, elapsed time.Duration) {
 	if !ok {
 		i, _ = check.ReasonUnlisted.Index()
 	}
-	m.perPolicy.of(key).decisions[i].Add(1)
+	pc := m.perPolicy.of(key)
+	pc.decisions[i].Add(1)
+	switch d.Reason {
+	case check.ReasonAllowedStaticToken, check.ReasonAllowedStaticTokenPrevious:
+		pc.touch(staticLabel, time.Now().Unix())
+	case check.ReasonAllowedAPIKey, check.ReasonAllowedAPIKeyPrevious:
+		pc.touch(d.CredentialName, time.Now().Unix())
+	}
+}
+
+// expiryCollector exposes registry_auth_credential_expiry_seconds, computed
+// when scraped from the policies in force: nothing per request, and the
+// value is right at every scrape without a reload.
+type expiryCollector struct{ m *Metrics }
+
+// Describe implements prometheus.Collector.
+func (c expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.expiry }
+
+// Collect implements prometheus.Collector.
+func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for key, p := range c.m.known {
+		e := p.Expiries()
+		if !e.StaticToken.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.m.expiry, prometheus.GaugeValue, e.StaticToken.Sub(now).Seconds(), key, staticLabel)
+		}
+		for name, at := range e.APIKeys {
+			ch <- prometheus.MustNewConstMetric(c.m.expiry, prometheus.GaugeValue, at.Sub(now).Seconds(), key, name)
+		}
+	}
 }
 
 // ObserveSnapshot records a newly published snapshot: the generation, the
@@ -241,7 +318,9 @@ func (m *Metrics) ObserveSnapshot(s *policy.Snapshot) {
 				continue
 			}
 			if m.known[key] != p {
-				m.perPolicy.of(key).loadedAt.Store(now)
+				pc := m.perPolicy.of(key)
+				pc.loadedAt.Store(now)
+				pc.prune(p)
 				m.known[key] = p
 			}
 		}
@@ -260,7 +339,9 @@ func (m *Metrics) ObserveSnapshot(s *policy.Snapshot) {
 func (m *Metrics) observeAll(s *policy.Snapshot, now int64) {
 	for key, p := range s.All() {
 		if m.known[key] != p {
-			m.perPolicy.of(key).loadedAt.Store(now)
+			pc := m.perPolicy.of(key)
+			pc.loadedAt.Store(now)
+			pc.prune(p)
 		}
 	}
 	// Every policy of the last snapshot has a block, and so does any

@@ -173,3 +173,62 @@ func scrape(t *testing.T, reg *prometheus.Registry) string {
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	return rec.Body.String()
 }
+
+// The credential lifecycle series: seconds to expiry per static credential
+// with an expiresAt, computed at scrape, and the last use of each credential
+// that allowed a request, by name only; a credential removed from the policy
+// loses its series.
+func TestMetricsCredentialLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics()
+	g.Expect(m.Register(reg)).To(Succeed())
+	store := policy.NewStore(policy.StoreOptions{})
+	store.OnPublish(m.ObserveSnapshot)
+
+	cfg := BasePolicy()
+	cfg.StaticToken.ExpiresAt = time.Now().Add(time.Hour)
+	cfg.APIKeys[0].ExpiresAt = time.Now().Add(-time.Minute) // ci-read: expired
+	store.Put(CompileOK(t, cfg))
+	h := NewHandler(store, HandlerOptions{Observer: m})
+	send := func(tok string) int {
+		r := httptest.NewRequest("GET", "/validate", nil)
+		r.Header.Set("X-Original-URL", "http://registry.example.com/api/servers")
+		r.Header.Set("X-Original-Method", "GET")
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	const key = "team/registry"
+	expiry := gathered(t, reg, "registry_auth_credential_expiry_seconds")
+	g.Expect(expiry).To(HaveLen(2))
+	g.Expect(expiry).To(HaveKeyWithValue("credential=static,policy="+key, BeNumerically("~", 3600, 5)))
+	g.Expect(expiry).To(HaveKeyWithValue("credential=ci-read,policy="+key, BeNumerically("~", -60, 5)))
+
+	g.Expect(gathered(t, reg, "registry_auth_credential_last_used_timestamp_seconds")).To(BeEmpty())
+	g.Expect(send(TokStatic)).To(Equal(200))
+	g.Expect(send(TokWriteKey)).To(Equal(200))
+	g.Expect(send(TokReadKey)).To(Equal(401), "expired: refused, and not a use")
+	used := gathered(t, reg, "registry_auth_credential_last_used_timestamp_seconds")
+	g.Expect(used).To(HaveLen(2))
+	g.Expect(used).To(HaveKeyWithValue("credential=static,policy="+key, BeNumerically("~", float64(time.Now().Unix()), 2)))
+	g.Expect(used).To(HaveKeyWithValue("credential=ci-write,policy="+key, BeNumerically("~", float64(time.Now().Unix()), 2)))
+
+	body := scrape(t, reg)
+	for _, s := range []string{TokStatic, TokReadKey, TokWriteKey} {
+		g.Expect(body).NotTo(ContainSubstring(s))
+	}
+
+	// ci-write removed, and no expiry any more: their series go.
+	cfg.APIKeys = cfg.APIKeys[:1]
+	cfg.StaticToken.ExpiresAt = time.Time{}
+	store.Put(CompileOK(t, cfg))
+	g.Expect(gathered(t, reg, "registry_auth_credential_last_used_timestamp_seconds")).To(HaveLen(1))
+	expiry = gathered(t, reg, "registry_auth_credential_expiry_seconds")
+	g.Expect(expiry).To(HaveLen(1))
+	g.Expect(expiry).To(HaveKey("credential=ci-read,policy=" + key))
+	store.Delete(key)
+	g.Expect(gathered(t, reg, "registry_auth_credential_last_used_timestamp_seconds")).To(BeEmpty())
+	g.Expect(gathered(t, reg, "registry_auth_credential_expiry_seconds")).To(BeEmpty())
+}

@@ -289,6 +289,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 					Scopes:   st.Identity.Scopes,
 				},
 			}
+			cfg.StaticToken.ExpiresAt = timeOf(st.ExpiresAt)
 		}
 	}
 	if ft := spec.FederationToken; ft != nil && ft.Enabled && ft.SecretRef != nil {
@@ -316,6 +317,7 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			Groups:       k.Groups,
 			PathPrefixes: k.PathPrefixes,
 			Methods:      k.Methods,
+			ExpiresAt:    timeOf(k.ExpiresAt),
 		})
 	}
 	if s := spec.Session; s != nil {
@@ -683,4 +685,12 @@ func isStateSecretOf(s *corev1.Secret, pol *authv1alpha1.RegistryAuthPolicy) boo
 // is pol.
 func ownedBy(owner types.UID, pol *authv1alpha1.RegistryAuthPolicy) bool {
 	return owner != "" && owner == pol.UID
+}
+
+// timeOf is t's time, zero when t is nil.
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }

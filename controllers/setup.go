@@ -219,6 +219,7 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		ready:    ready,
 		recorder: mgr.GetEventRecorder(opts.EventRecorderName),
 		leader:   opts.Leader,
+		now:      opts.Now,
 	}
 	if err := status.SetupWithManager(mgr, opts.MaxConcurrentReconciles); err != nil {
 		return nil, err

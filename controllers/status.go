@@ -64,6 +64,7 @@ type StatusReconciler struct {
 	recorder recorder.EventRecorder
 	leader   *LeaderElector
 	ready    *readiness
+	now      func() time.Time
 }
 
 // Reconcile brings one policy's status, events and rotation state up to date.
@@ -113,8 +114,16 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	orig := pol.DeepCopy()
 	ready := buildStatus(&pol, res, problems)
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	recheck := setExpiryConditions(&pol, res.policy.Expiries(), now())
 	if equality.Semantic.DeepEqual(orig.Status, pol.Status) {
-		return ctrl.Result{}, stateErr
+		if stateErr != nil {
+			return ctrl.Result{}, stateErr
+		}
+		return ctrl.Result{RequeueAfter: recheck}, nil
 	}
 	err = s.client.Status().Patch(ctx, &pol, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 	if apierrors.IsConflict(err) {
@@ -128,8 +137,14 @@ func (s *StatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	// the change again.
 	s.recordRotations(&pol, orig, res)
 	s.recordReadiness(&pol, orig, ready)
+	s.recordExpiry(&pol, orig)
 
-	return ctrl.Result{}, stateErr
+	if stateErr != nil {
+		return ctrl.Result{}, stateErr
+	}
+	// Back when a credential enters its warning window or expires: the
+	// conditions flip then, with no status write in between.
+	return ctrl.Result{RequeueAfter: recheck}, nil
 }
 
 // writeState creates or updates the rotation state Secret when it changed.

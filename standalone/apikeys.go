@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/registryauth/registry-auth-operator/authserver/check"
 	"github.com/registryauth/registry-auth-operator/authserver/pathnorm"
@@ -28,7 +29,9 @@ import (
 // characters, not a placeholder: the compile step's strength rules) and at
 // least one group; no two entries share a key. As upstream, these keys count
 // only while REGISTRY_STATIC_TOKEN_AUTH_ENABLED is true. This project adds
-// key_file, methods and path_prefixes to the entries, and description is
+// key_file, methods, path_prefixes and expires_at (RFC 3339, e.g.
+// "2026-12-31T00:00:00Z": refused from then on, credential_expired) to the
+// entries, and description is
 // accepted and ignored; any other field is an error (upstream ignores
 // unknown fields: a "read_only" meant to limit a key would silently not).
 //
@@ -50,6 +53,9 @@ type APIKeyEnv struct {
 	Groups       []string `json:"groups,omitempty"`
 	PathPrefixes []string `json:"path_prefixes,omitempty"`
 	Methods      []string `json:"methods,omitempty"`
+	// ExpiresAt (RFC 3339) is when the key stops being accepted
+	// (credential_expired); nil: never.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // APIKeysForm tells the two forms of REGISTRY_API_KEYS apart.
@@ -64,12 +70,13 @@ const (
 
 // upstreamKeyEntry is an entry of the object form.
 type upstreamKeyEntry struct {
-	Key          string   `json:"key,omitempty"`
-	KeyFile      string   `json:"key_file,omitempty"`
-	Groups       []string `json:"groups"`
-	PathPrefixes []string `json:"path_prefixes,omitempty"`
-	Methods      []string `json:"methods,omitempty"`
-	Description  string   `json:"description,omitempty"`
+	Key          string     `json:"key,omitempty"`
+	KeyFile      string     `json:"key_file,omitempty"`
+	Groups       []string   `json:"groups"`
+	PathPrefixes []string   `json:"path_prefixes,omitempty"`
+	Methods      []string   `json:"methods,omitempty"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	Description  string     `json:"description,omitempty"`
 }
 
 // upstreamKeyName is upstream's rule for key names.
@@ -174,7 +181,7 @@ func parseUpstreamAPIKeys(v string) ([]APIKeyEnv, error) {
 			}
 			seenKeys[k] = name
 		}
-		keys = append(keys, APIKeyEnv{Name: name, Key: e.Key, KeyFile: e.KeyFile, Groups: e.Groups, PathPrefixes: e.PathPrefixes, Methods: e.Methods})
+		keys = append(keys, APIKeyEnv{Name: name, Key: e.Key, KeyFile: e.KeyFile, Groups: e.Groups, PathPrefixes: e.PathPrefixes, Methods: e.Methods, ExpiresAt: e.ExpiresAt})
 	}
 	return keys, nil
 }

@@ -365,6 +365,9 @@ func (e *Env) config(read readFunc) policy.PolicyConfig {
 			PathPrefixes: k.PathPrefixes,
 			Methods:      k.Methods,
 		})
+		if k.ExpiresAt != nil {
+			cfg.APIKeys[len(cfg.APIKeys)-1].ExpiresAt = *k.ExpiresAt
+		}
 	}
 	if e.SecretKey != "" || e.SecretKeyFile != "" {
 		cfg.Session = &session.Config{

@@ -183,6 +183,21 @@ func TestStandaloneParseEnv(t *testing.T) {
 			},
 		},
 		{
+			name:    "REGISTRY_API_KEYS expires_at not RFC 3339",
+			env:     map[string]string{"REGISTRY_API_KEYS": `[{"name":"ci","key":"` + tok + `","expires_at":"2026-12-31"}]`},
+			wantErr: []string{"REGISTRY_API_KEYS"},
+		},
+		{
+			name: "REGISTRY_API_KEYS upstream form with expires_at",
+			env: map[string]string{"REGISTRY_STATIC_TOKEN_AUTH_ENABLED": "true", "REGISTRY_API_TOKEN": tok,
+				"REGISTRY_API_KEYS": `{"ci":{"key_file":"/run/secrets/ci","groups":["g"],"expires_at":"2027-01-31T12:00:00Z"}}`},
+			check: func(g Gomega, e *Env) {
+				g.Expect(e.APIKeys).To(HaveLen(1))
+				g.Expect(e.APIKeys[0].ExpiresAt).NotTo(BeNil())
+				g.Expect(e.APIKeys[0].ExpiresAt.Equal(time.Date(2027, 1, 31, 12, 0, 0, 0, time.UTC))).To(BeTrue())
+			},
+		},
+		{
 			name:    "REGISTRY_API_KEYS malformed",
 			env:     map[string]string{"REGISTRY_API_KEYS": `[{"name":"ci","key":"` + tok + `","method":["GET"]}]`},
 			wantErr: []string{"REGISTRY_API_KEYS", `"method"`},
@@ -646,6 +661,18 @@ func TestStandaloneStart(t *testing.T) {
 				{method: "GET", url: "http://registry.local/mcpserver/mcp", token: key, status: 401, reason: check.ReasonRegistryCredOnGateway},
 				// The static token is not enabled.
 				{method: "GET", url: standaloneServersURL, token: tok, status: 401, reason: check.ReasonInvalidCredentials},
+			},
+		},
+		{
+			name: "API keys with expires_at",
+			env: map[string]string{
+				"REGISTRY_API_KEYS": `[{"name":"old","key":"` + key + `","expires_at":"2020-01-01T00:00:00Z"},` +
+					`{"name":"ci","key":"` + tok + `","expires_at":"2999-01-01T00:00:00Z"}]`,
+			},
+			secrets: []string{key, tok},
+			probes: []probe{
+				{method: "GET", url: standaloneServersURL, token: key, status: 401, reason: check.ReasonCredentialExpired},
+				{method: "GET", url: standaloneServersURL, token: tok, status: 200, reason: check.ReasonAllowedAPIKey, user: "ci", authMethod: check.MethodNetworkTrusted},
 			},
 		},
 		{

@@ -126,13 +126,14 @@ func TestDefaults(t *testing.T) {
 	g := NewWithT(t)
 	ctx := testContext(t)
 
+	expires := metav1.NewTime(time.Date(2027, 1, 31, 12, 0, 0, 0, time.UTC))
 	in := newPolicy("defaults", authv1alpha1.RegistryAuthPolicySpec{
 		Hosts: []string{"registry.example.com"},
 		StaticToken: &authv1alpha1.StaticTokenSpec{
 			Enabled:   true,
 			SecretRef: refp("registry-api-token"),
 		},
-		APIKeys: []authv1alpha1.APIKeySpec{{Name: "ci", SecretRef: ref("ci-key")}},
+		APIKeys: []authv1alpha1.APIKeySpec{{Name: "ci", SecretRef: ref("ci-key"), ExpiresAt: &expires}},
 		OIDC: &authv1alpha1.OIDCSpec{
 			IssuerURL: "https://idp.example.com/realms/registry",
 			Audiences: []string{"registry"},
@@ -146,6 +147,8 @@ func TestDefaults(t *testing.T) {
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(in), got)).To(Succeed())
 	spec := got.Spec
 
+	g.Expect(spec.ExpiryWarning).To(Equal(&metav1.Duration{Duration: 7 * 24 * time.Hour}))
+	g.Expect(spec.APIKeys[0].ExpiresAt.Time.Equal(expires.Time)).To(BeTrue())
 	g.Expect(spec.StaticToken).NotTo(BeNil())
 	st := spec.StaticToken
 	g.Expect(st.Enabled).To(BeTrue())
@@ -255,6 +258,14 @@ func TestValidation(t *testing.T) {
 		name: "issuer name not a DNS label",
 		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "GitHub CI", Preset: authv1alpha1.PresetGitHubActions, Audiences: []string{"registry"}}}},
 		want: []string{"spec.issuers[0].name"},
+	}, {
+		name: "expiryWarning negative",
+		spec: authv1alpha1.RegistryAuthPolicySpec{ExpiryWarning: &metav1.Duration{Duration: -time.Hour}},
+		want: []string{"expiryWarning must be between 0s and 2160h"},
+	}, {
+		name: "expiryWarning over 90 days",
+		spec: authv1alpha1.RegistryAuthPolicySpec{ExpiryWarning: &metav1.Duration{Duration: 2161 * time.Hour}},
+		want: []string{"expiryWarning must be between 0s and 2160h"},
 	}, {
 		name: "enabled without secretRef",
 		spec: authv1alpha1.RegistryAuthPolicySpec{StaticToken: &authv1alpha1.StaticTokenSpec{Enabled: true}},
@@ -445,6 +456,14 @@ func TestValidation(t *testing.T) {
 		name:  "unparseable grace",
 		patch: `{"spec":{"staticToken":{"rotationGracePeriod":"one hour"}}}`,
 		want:  []string{"spec.staticToken"},
+	}, {
+		name:  "expiresAt not a timestamp",
+		patch: `{"spec":{"apiKeys":[{"name":"k","secretRef":{"name":"k"},"expiresAt":"next friday"}]}}`,
+		want:  []string{"spec.apiKeys[0].expiresAt"},
+	}, {
+		name:  "expiryWarning in days",
+		patch: `{"spec":{"expiryWarning":"7d"}}`,
+		want:  []string{"spec"},
 	}, {
 		name:  "empty static token path prefixes",
 		patch: `{"spec":{"staticToken":{"pathPrefixes":[]}}}`,

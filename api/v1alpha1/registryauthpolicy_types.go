@@ -65,6 +65,26 @@ const (
 	ReasonClaimRuleInvalid = "ClaimRuleInvalid"
 )
 
+// Credential lifecycle conditions: set while the policy has a static token or
+// API key in force with an expiresAt, removed otherwise. Both are "abnormal
+// true": True means something needs doing.
+const (
+	// ConditionCredentialExpiring is True while a static token or API key
+	// is within spec.expiryWarning of its expiresAt (reason
+	// ReasonExpiresSoon); the message names them and when they expire.
+	ConditionCredentialExpiring = "CredentialExpiring"
+	// ConditionCredentialExpired is True once a static token or API key is
+	// past its expiresAt and refused (reason ReasonExpired).
+	ConditionCredentialExpired = "CredentialExpired"
+
+	// ReasonExpiresSoon: a credential expires within spec.expiryWarning.
+	ReasonExpiresSoon = "ExpiresSoon"
+	// ReasonExpired: a credential is past its expiresAt.
+	ReasonExpired = "Expired"
+	// ReasonNotDue: no credential is (about to be) expired.
+	ReasonNotDue = "NotDue"
+)
+
 // Registry token modes (spec.registryToken.mode).
 const (
 	RegistryTokenOnRequest = "on-request"
@@ -194,6 +214,15 @@ type StaticTokenSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +optional
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+
+	// expiresAt, when set, is when the static token stops being accepted
+	// (RFC 3339, e.g. 2026-12-31T00:00:00Z): from that instant on it is
+	// refused with credential_expired, on every replica, whichever of its
+	// values is sent. It belongs to the entry, not to a value: rotating the
+	// Secret does not move it. The policy reports CredentialExpiring
+	// expiryWarning before it and CredentialExpired after it.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 }
 
 // FederationTokenSpec is the federation token a peer registry sends to read
@@ -334,6 +363,11 @@ type APIKeySpec struct {
 	// +kubebuilder:validation:Type=string
 	// +optional
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
+	// expiresAt, when set, is when the key stops being accepted (RFC 3339):
+	// from that instant on it is refused with credential_expired, whichever
+	// of its values is sent. Rotating the Secret does not move it.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 }
 
 // OIDCSpec configures IdP-issued JWT bearer tokens (Keycloak, Entra ID,
@@ -613,6 +647,7 @@ type RegistryTokenSpec struct {
 // RegistryAuthPolicySpec defines how requests to one MCP server registry are
 // authenticated.
 // +kubebuilder:validation:XValidation:rule="!has(self.groupScopes) || self.groupScopes.all(g, size(g) > 0 && size(g) <= 256)",message="groupScopes keys must be 1 to 256 characters"
+// +kubebuilder:validation:XValidation:rule="!has(self.expiryWarning) || (duration(self.expiryWarning) >= duration('0s') && duration(self.expiryWarning) <= duration('2160h'))",message="expiryWarning must be between 0s and 2160h"
 type RegistryAuthPolicySpec struct {
 	// hosts are the ingress hosts this policy answers for when the ingress
 	// calls plain /validate (the host is read from X-Original-URL). A host
@@ -717,6 +752,14 @@ type RegistryAuthPolicySpec struct {
 	// does not reach the request error="insufficient_scope" with the same.
 	// +optional
 	ProtectedResource *ProtectedResourceSpec `json:"protectedResource,omitempty"`
+	// expiryWarning is how long before a static token's or API key's
+	// expiresAt the policy reports the CredentialExpiring condition (and a
+	// Warning event). Default 168h (7 days), at most 2160h (90 days); 0s
+	// reports only the expiry itself.
+	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:Type=string
+	// +optional
+	ExpiryWarning *metav1.Duration `json:"expiryWarning,omitempty"`
 }
 
 // ProtectedResourceSpec is the protected resource metadata of challenges.
@@ -817,7 +860,10 @@ type RegistryAuthPolicyStatus struct {
 	// conditions: Ready, with a reason such as SecretNotFound,
 	// SecretNotOptedIn, KeyMissing,
 	// TokenEmpty, TokenTooWeak, OIDCDiscoveryFailed, InvalidSpec,
-	// HostConflict, SigningKeyInvalid or ClaimRuleInvalid when it is False.
+	// HostConflict, SigningKeyInvalid or ClaimRuleInvalid when it is False;
+	// CredentialExpiring and CredentialExpired while a static token or API
+	// key in force has an expiresAt (True: within expiryWarning of it, or
+	// past it).
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -133,3 +133,9 @@ type Env struct {
 	// (see NewTokenCache); not positive disables caching.
 	TokenCacheSize int
 }
+
+// Expired reports whether a credential that expires at expires (zero: never)
+// has expired at now: from the instant itself on, as a JWT's exp.
+func Expired(expires, now time.Time) bool {
+	return !expires.IsZero() && !now.Before(expires)
+}

@@ -35,18 +35,21 @@ const ReasonDelegate Reason = "delegate"
 // denyReasons). The auth service answers only 200, 401 and 403: nginx's
 // auth_request treats any other status as an error and answers 500.
 const (
-	ReasonNoPolicy                Reason = "no_policy"
-	ReasonUnknownPolicy           Reason = "unknown_policy"
-	ReasonBadOriginalURL          Reason = "bad_original_url"
-	ReasonBadPath                 Reason = "bad_path"
-	ReasonAmbiguousAuthorization  Reason = "ambiguous_authorization"
-	ReasonDuplicatedCredential    Reason = "duplicated_credential"
-	ReasonMalformedAuthorization  Reason = "malformed_authorization"
-	ReasonNoCredentials           Reason = "no_credentials"
-	ReasonInvalidCredentials      Reason = "invalid_credentials"
-	ReasonRegistryCredOnGateway   Reason = "registry_credential_on_gateway_path"
-	ReasonFederationTokenOffPath  Reason = "federation_token_off_federation_paths"
-	ReasonAPIKeyForbidden         Reason = "api_key_forbidden"
+	ReasonNoPolicy               Reason = "no_policy"
+	ReasonUnknownPolicy          Reason = "unknown_policy"
+	ReasonBadOriginalURL         Reason = "bad_original_url"
+	ReasonBadPath                Reason = "bad_path"
+	ReasonAmbiguousAuthorization Reason = "ambiguous_authorization"
+	ReasonDuplicatedCredential   Reason = "duplicated_credential"
+	ReasonMalformedAuthorization Reason = "malformed_authorization"
+	ReasonNoCredentials          Reason = "no_credentials"
+	ReasonInvalidCredentials     Reason = "invalid_credentials"
+	ReasonRegistryCredOnGateway  Reason = "registry_credential_on_gateway_path"
+	ReasonFederationTokenOffPath Reason = "federation_token_off_federation_paths"
+	ReasonAPIKeyForbidden        Reason = "api_key_forbidden"
+	// ReasonCredentialExpired: a static token or API key matched, but its
+	// expiresAt has passed.
+	ReasonCredentialExpired       Reason = "credential_expired"
 	ReasonSessionInvalid          Reason = "session_invalid"
 	ReasonJWTInvalid              Reason = "jwt_invalid"
 	ReasonJWTExpired              Reason = "jwt_expired"
@@ -97,7 +100,7 @@ var allReasons = [...]Reason{
 	ReasonNoPolicy, ReasonUnknownPolicy, ReasonBadOriginalURL,
 	ReasonBadPath, ReasonAmbiguousAuthorization, ReasonDuplicatedCredential, ReasonMalformedAuthorization,
 	ReasonNoCredentials, ReasonInvalidCredentials, ReasonRegistryCredOnGateway, ReasonFederationTokenOffPath,
-	ReasonAPIKeyForbidden, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
+	ReasonAPIKeyForbidden, ReasonCredentialExpired, ReasonSessionInvalid, ReasonJWTInvalid, ReasonJWTExpired,
 	ReasonJWTAudience, ReasonJWTUnknownKey, ReasonJWTNoUsername, ReasonJWTNotConfigured,
 	ReasonClaimRuleFailed, ReasonJWTRegistryOnly,
 	ReasonTooManyFailures, ReasonUnsupportedAuthzScheme, ReasonOIDCIssuerNotDiscovered,
@@ -196,6 +199,7 @@ func init() {
 	defineDeny(ReasonRegistryCredOnGateway, s401, "static tokens and API keys are accepted on Registry API paths only; gateway paths need an IdP token or a session")
 	defineDeny(ReasonFederationTokenOffPath, s403, "the federation token is accepted on the federation and peers API only")
 	defineDeny(ReasonAPIKeyForbidden, s403, "this API key does not allow this method or path")
+	defineDeny(ReasonCredentialExpired, s401, "the static token or API key has expired (its expiresAt has passed); ask its owner for a new one")
 	defineDeny(ReasonSessionInvalid, s401, "the session cookie is invalid or expired")
 	defineDeny(ReasonJWTInvalid, s401, "the bearer token is not a valid token of the configured issuer")
 	defineDeny(ReasonJWTExpired, s401, "the bearer token has expired")

@@ -48,7 +48,21 @@ type Policy struct {
 
 	// Fingerprints of the credentials in force, for status.
 	fingerprints Fingerprints
+	// expiries of the credentials in force that have one.
+	expiries Expiries
 }
+
+// Expiries are when the static credentials of a compiled policy stop being
+// accepted. Only those in force and with an expiresAt are listed.
+type Expiries struct {
+	// StaticToken is the static token's expiry, zero when none.
+	StaticToken time.Time
+	// APIKeys maps the name of each API key that has an expiry to it.
+	APIKeys map[string]time.Time
+}
+
+// Expiries returns when the credentials in force expire.
+func (p *Policy) Expiries() Expiries { return p.expiries }
 
 // Delegate returns where the policy sends what it does not own, nil when
 // nowhere.
@@ -140,6 +154,7 @@ var kinds = []kind{
 			p.authenticators = append(p.authenticators, a)
 			p.static = true
 			p.fingerprints.StaticToken = a.Fingerprint()
+			p.expiries.StaticToken = a.ExpiresAt()
 		}
 		return probs
 	}},
@@ -149,6 +164,7 @@ var kinds = []kind{
 			p.authenticators = append(p.authenticators, a)
 			p.static = true
 			p.fingerprints.APIKeys = a.Fingerprints()
+			p.expiries.APIKeys = a.Expiries()
 		}
 		return probs
 	}},

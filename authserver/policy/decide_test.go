@@ -711,3 +711,54 @@ func TestDecideDelegate(t *testing.T) {
 	g.Expect(probs).To(HaveLen(1))
 	g.Expect(probs[0].Message).To(ContainSubstring("timeout"))
 }
+
+// An expiresAt ends a static token or API key at that instant, without a
+// recompile: before it the credential allows, from it on (the instant
+// itself included) it is refused with credential_expired, whichever of its
+// values (current or previous) is sent, and never counted as a mismatch.
+func TestDecideExpiry(t *testing.T) {
+	cfg := BasePolicy()
+	exp := Now.Add(time.Hour)
+	cfg.StaticToken.ExpiresAt = exp
+	cfg.StaticToken.Previous = []secret.PreviousDigest{{Digest: secret.DigestOf([]byte(TokStatic2)), ExpiresAt: Now.Add(2 * time.Hour)}}
+	cfg.APIKeys[0].ExpiresAt = exp
+	p := CompileOK(t, cfg)
+	snap := SnapshotOf(p)
+	const u = "http://registry.example.com"
+	cases := []struct {
+		name string
+		tok  string
+		url  string
+		now  time.Time
+		want check.Reason
+	}{
+		{"static before", TokStatic, u + "/api/servers", exp.Add(-time.Nanosecond), check.ReasonAllowedStaticToken},
+		{"static at expiresAt", TokStatic, u + "/api/servers", exp, check.ReasonCredentialExpired},
+		{"static after", TokStatic, u + "/api/servers", exp.Add(time.Minute), check.ReasonCredentialExpired},
+		{"static previous before", TokStatic2, u + "/api/servers", exp.Add(-time.Second), check.ReasonAllowedStaticTokenPrevious},
+		{"static previous after", TokStatic2, u + "/api/servers", exp.Add(time.Second), check.ReasonCredentialExpired},
+		{"static expired on gateway path", TokStatic, u + "/mcpserver/mcp", exp, check.ReasonCredentialExpired},
+		{"key before", TokReadKey, u + "/api/servers", exp.Add(-time.Nanosecond), check.ReasonAllowedAPIKey},
+		{"key at expiresAt", TokReadKey, u + "/api/servers", exp, check.ReasonCredentialExpired},
+		{"key long after", TokReadKey, u + "/api/servers", exp.Add(time.Hour), check.ReasonCredentialExpired},
+		{"key without expiry", TokWriteKey, u + "/api/servers", exp.Add(24 * time.Hour), check.ReasonAllowedAPIKey},
+		{"wrong token after", "not-a-token-of-this-policy-0123456789", u + "/api/servers", exp, check.ReasonInvalidCredentials},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			d := decideURL(context.Background(), snap, &request{OriginalURL: c.url, OriginalMethod: "GET", Authorization: Bearer(c.tok)}, c.now)
+			g.Expect(d.Reason).To(Equal(c.want))
+			if c.want == check.ReasonCredentialExpired {
+				g.Expect(d.Allowed()).To(BeFalse())
+				g.Expect(d.Identity).To(BeNil())
+				g.Expect(d.SecretMismatch).To(BeFalse())
+				g.Expect(d.Status()).To(Equal(401))
+			}
+		})
+	}
+	g := NewWithT(t)
+	g.Expect(p.Expiries().StaticToken).To(Equal(exp))
+	g.Expect(p.Expiries().APIKeys).To(Equal(map[string]time.Time{"ci-read": exp}))
+	g.Expect(decideURL(context.Background(), snap, &request{OriginalURL: u + "/api/servers", OriginalMethod: "GET", Authorization: Bearer(TokReadKey)}, exp).CredentialName).To(Equal("ci-read"))
+}

@@ -27,12 +27,17 @@ type Config struct {
 	PathPrefixes []string
 	// Methods narrows the key to these HTTP methods. Empty means all.
 	Methods []string
+	// ExpiresAt, when not zero, is when the key stops being accepted: from
+	// that instant on, a request with it (current or previous value) is
+	// refused with check.ReasonCredentialExpired.
+	ExpiresAt time.Time
 }
 
 // Authenticator accepts the loaded API keys.
 type Authenticator struct {
 	keys         []key
 	fingerprints map[string]string
+	expiries     map[string]time.Time
 }
 
 type key struct {
@@ -41,6 +46,7 @@ type key struct {
 	prefixes []string // nil: all Registry API paths
 	methods  []string // nil: all methods
 	identity *check.Identity
+	expires  time.Time // zero: never
 }
 
 // Compile loads the API keys. Each key that cannot be loaded is left out and
@@ -50,7 +56,7 @@ func Compile(cfgs []Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 	add := func(field, format string, args ...any) {
 		probs = append(probs, authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	a := &Authenticator{fingerprints: map[string]string{}}
+	a := &Authenticator{fingerprints: map[string]string{}, expiries: map[string]time.Time{}}
 	seen := map[string]bool{}
 	for i, k := range cfgs {
 		field := fmt.Sprintf("spec.apiKeys[%s]", k.Name)
@@ -81,8 +87,12 @@ func Compile(cfgs []Config, env *authn.Env) (*Authenticator, []authn.Problem) {
 		ak.digests = secret.Digests{Current: d, Previous: authn.ClonePrevious(k.Previous, d)}
 		groups := check.SafeList(k.Groups)
 		ak.identity = check.NewIdentity(k.Name, k.Name, groups, check.ScopesFor(groups, env.GroupScopes), check.MethodNetworkTrusted)
+		ak.expires = k.ExpiresAt
 		a.keys = append(a.keys, ak)
 		a.fingerprints[k.Name] = d.Fingerprint()
+		if !k.ExpiresAt.IsZero() {
+			a.expiries[k.Name] = k.ExpiresAt
+		}
 	}
 	if len(a.keys) == 0 {
 		return nil, probs
@@ -103,6 +113,9 @@ func (a *Authenticator) named(d secret.Digest) string {
 
 // Fingerprints maps each loaded key's name to its fingerprint.
 func (a *Authenticator) Fingerprints() map[string]string { return a.fingerprints }
+
+// Expiries maps the name of each loaded key that has an expiry to it.
+func (a *Authenticator) Expiries() map[string]time.Time { return a.expiries }
 
 func compileLimits(k Config, registry []string) (key, error) {
 	ak := key{name: k.Name}
@@ -145,6 +158,11 @@ func (a *Authenticator) Authenticate(_ context.Context, in authn.Input) authn.Re
 	}
 	res := authn.Result{Outcome: authn.Deny, Credential: k.name}
 	switch {
+	case authn.Expired(k.expires, in.Now):
+		// The holder proved they have the key: telling them it expired
+		// (rather than invalid_credentials) says what to do, and tells
+		// nobody else anything.
+		res.Reason = check.ReasonCredentialExpired
 	case !in.Registry:
 		res.Reason = check.ReasonRegistryCredOnGateway
 	case !k.allows(in):

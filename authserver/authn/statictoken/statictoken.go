@@ -5,6 +5,7 @@ package statictoken
 
 import (
 	"context"
+	"time"
 
 	"github.com/registryauth/registry-auth-operator/authserver/authn"
 	"github.com/registryauth/registry-auth-operator/authserver/check"
@@ -37,6 +38,10 @@ type Config struct {
 	Previous []secret.PreviousDigest
 	// Identity given on success. Zero fields take DefaultIdentity's.
 	Identity IdentityConfig
+	// ExpiresAt, when not zero, is when the token stops being accepted:
+	// from that instant on, a request with it (current or previous value)
+	// is refused with check.ReasonCredentialExpired.
+	ExpiresAt time.Time
 }
 
 // Field is the policy field the static token's problems name.
@@ -47,6 +52,7 @@ type Authenticator struct {
 	digests     secret.Digests
 	identity    *check.Identity
 	fingerprint string
+	expires     time.Time // zero: never
 }
 
 // Compile loads the static token. It returns nil when the token is not
@@ -81,11 +87,15 @@ func Compile(cfg *Config, _ *authn.Env) (*Authenticator, []authn.Problem) {
 		digests:     secret.Digests{Current: d, Previous: authn.ClonePrevious(cfg.Previous, d)},
 		identity:    check.NewIdentity(id.Username, id.ClientID, id.Groups, id.Scopes, check.MethodNetworkTrusted),
 		fingerprint: d.Fingerprint(),
+		expires:     cfg.ExpiresAt,
 	}, nil
 }
 
 // Fingerprint is the fingerprint of the token in force.
 func (a *Authenticator) Fingerprint() string { return a.fingerprint }
+
+// ExpiresAt is when the token stops being accepted; zero when never.
+func (a *Authenticator) ExpiresAt() time.Time { return a.expires }
 
 // Identity is the identity the token grants.
 func (a *Authenticator) Identity() *check.Identity { return a.identity }
@@ -103,6 +113,9 @@ func (a *Authenticator) Authenticate(_ context.Context, in authn.Input) authn.Re
 	ok, prev := a.digests.Match(&in.Digest, in.Now)
 	if !ok {
 		return authn.Result{Mismatch: true}
+	}
+	if authn.Expired(a.expires, in.Now) {
+		return authn.DenyWith(check.ReasonCredentialExpired)
 	}
 	if !in.Registry {
 		return authn.DenyWith(check.ReasonRegistryCredOnGateway)
