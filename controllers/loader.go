@@ -170,7 +170,7 @@ func (l *PolicyLoader) unchanged(ctx context.Context, key string, pol *authv1alp
 			return nil
 		}
 	}
-	if !slices.Equal(res.secretNames, referencedSecrets(pol)) {
+	if !slices.Equal(res.secretNames, referencedSecrets(pol)) || l.changedConfigMap(ctx, pol.Namespace, res) {
 		return nil
 	}
 	switch l.changedSecret(ctx, pol.Namespace, res) {
@@ -276,6 +276,31 @@ func (l *PolicyLoader) wroteState(pol *authv1alpha1.RegistryAuthPolicy, res *res
 		}
 	}
 	l.latest[key] = &next
+}
+
+// changedConfigMap reports whether a ConfigMap res read (a CA bundle) has
+// changed since, or cannot be told.
+func (l *PolicyLoader) changedConfigMap(ctx context.Context, namespace string, res *resolution) bool {
+	if len(res.configMapNames) == 0 {
+		return false
+	}
+	if l.resolver.configMaps == nil {
+		return true
+	}
+	for i, name := range res.configMapNames {
+		var m metav1.PartialObjectMetadata
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+		err := l.resolver.configMaps.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &m)
+		switch {
+		case apierrors.IsNotFound(err):
+			if res.configMapVersions[i] != "" {
+				return true
+			}
+		case err != nil || m.ResourceVersion != res.configMapVersions[i]:
+			return true
+		}
+	}
+	return false
 }
 
 // requeueFor is when to load the policy again by itself: a retry with

@@ -37,7 +37,8 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	g.Expect(readYAML("config/rbac/leader_election_role.yaml", &le)).To(Succeed())
 
 	want := map[string][]string{
-		"/secrets": {"create", "get", "list", "patch", "watch"},
+		"/configmaps": {"get", "list", "watch"},
+		"/secrets":    {"create", "get", "list", "patch", "watch"},
 		"auth.registryauth.io/registryauthpolicies":            {"get", "list", "watch"},
 		"auth.registryauth.io/registryauthpolicies/finalizers": {"update"},
 		"auth.registryauth.io/registryauthpolicies/status":     {"patch"},

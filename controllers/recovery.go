@@ -275,8 +275,14 @@ func (r *recoveryResync) send(ctx context.Context, p *authv1alpha1.RegistryAuthP
 }
 
 // sameSecrets reports whether every Secret a policy was loaded from still
-// has the version it had (absent then and now counts as the same).
+// has the version it had (absent then and now counts as the same). A policy
+// that reads ConfigMaps (CA bundles) is never the same: the resync lists
+// Secrets only, so it is loaded again (its issuers' discovery is cached, so
+// this costs a ConfigMap read, not a request to the issuer).
 func sameSecrets(res *resolution, versions map[string]string) bool {
+	if len(res.configMapNames) > 0 {
+		return false
+	}
 	for i, name := range res.secretNames {
 		if res.secretVersions[i] != versions[res.namespace+"/"+name] {
 			return false

@@ -19,7 +19,9 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +66,10 @@ type resolver struct {
 	// metadata reads the cached Secret metadata (see CacheOptions and
 	// secretMetadata).
 	metadata client.Reader
+	// configMaps reads the cached ConfigMap metadata (a metadata-only
+	// watch, see PolicyLoader.SetupWithManager); nil, ConfigMaps are
+	// always read again.
+	configMaps client.Reader
 	// credentials, if not nil, is a cache of the data of the Secrets a
 	// label selects (Options.CredentialSecrets): a load reads a Secret
 	// there when it has the version the metadata cache shows, instead of
@@ -129,6 +135,10 @@ type resolution struct {
 	namespace      string
 	secretNames    []string
 	secretVersions []string
+	// configMapNames are the ConfigMaps the policy reads (CA bundles), and
+	// configMapVersions their resourceVersions, "" for one not found.
+	configMapNames    []string
+	configMapVersions []string
 }
 
 // stateToWrite is the content of the state Secret after this resolution.
@@ -145,7 +155,9 @@ func (r *resolution) stateToWrite() rotationState {
 // the policy's inputs is a Problem in the resolution.
 func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPolicy) (*resolution, error) {
 	now := r.now()
-	res := &resolution{generation: pol.Generation, uid: pol.UID, namespace: pol.Namespace, secretNames: referencedSecrets(pol)}
+	res := &resolution{generation: pol.Generation, uid: pol.UID, namespace: pol.Namespace,
+		secretNames: referencedSecrets(pol), configMapNames: referencedConfigMaps(pol)}
+	res.configMapVersions = make([]string, len(res.configMapNames))
 	secrets := map[string]*corev1.Secret{}
 	missing := map[string]bool{}
 	read := func(name string) (*corev1.Secret, error) {
@@ -209,6 +221,57 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 		}
 		src.changedAt = lastChanged(s, now)
 		return authn.SecretValue{Value: v}, src, nil
+	}
+
+	// caBundle reads an issuer's CA bundle: nil without a caBundleRef, a
+	// Problem when it cannot be used (the issuer is then not used at all).
+	// A ConfigMap needs no opt-in label: a CA bundle is public data, and
+	// the operator reads nothing else of it (no value of it reaches status:
+	// the messages say only what is missing). A Secret is read as any
+	// credential, opt-in label included.
+	readCABundle := func(ref *authv1alpha1.CABundleRef, field string) ([]byte, *authn.Problem, error) {
+		switch {
+		case ref == nil:
+			return nil, nil, nil
+		case ref.SecretKeyRef != nil:
+			sv, _, err := value(authv1alpha1.SecretKeySelector{Name: ref.SecretKeyRef.Name, Key: ref.SecretKeyRef.Key}, field)
+			if err != nil || sv.Problem != nil {
+				return nil, sv.Problem, err
+			}
+			return sv.Value, nil, nil
+		case ref.ConfigMapKeyRef != nil:
+			name, key := ref.ConfigMapKeyRef.Name, ref.ConfigMapKeyRef.Key
+			var cm corev1.ConfigMap
+			err := r.secrets.Get(ctx, types.NamespacedName{Namespace: pol.Namespace, Name: name}, &cm)
+			if apierrors.IsNotFound(err) {
+				return nil, &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field,
+					Message: fmt.Sprintf("ConfigMap %q not found in namespace %q", name, pol.Namespace)}, nil
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading ConfigMap %s/%s: %w", pol.Namespace, name, err)
+			}
+			if i := slices.Index(res.configMapNames, name); i >= 0 {
+				res.configMapVersions[i] = cm.ResourceVersion
+			}
+			if v, ok := cm.Data[key]; ok {
+				return []byte(v), nil, nil
+			}
+			if v, ok := cm.BinaryData[key]; ok {
+				return v, nil, nil
+			}
+			return nil, &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field,
+				Message: fmt.Sprintf("ConfigMap %q has no key %q", name, key)}, nil
+		}
+		return nil, nil, nil
+	}
+	caBundle := func(ref *authv1alpha1.CABundleRef, field string) ([]byte, *authn.Problem, error) {
+		ca, prob, err := readCABundle(ref, field)
+		if err == nil && prob == nil && ref != nil && len(ca) == 0 {
+			// Empty would mean the system roots: a bundle that holds
+			// nothing must not widen what the issuer is trusted with.
+			prob = &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field, Message: "the CA bundle holds no valid PEM certificate"}
+		}
+		return ca, prob, err
 	}
 
 	// Rotation state: the state Secret, then this replica's memory. The
@@ -362,11 +425,27 @@ func (r *resolver) resolve(ctx context.Context, pol *authv1alpha1.RegistryAuthPo
 			GroupsClaim:   o.GroupsClaim,
 			Preset:        o.Preset,
 		}
-		r.discover(ctx, oc, "spec.oidc")
+		ca, prob, err := caBundle(o.CABundleRef, "spec.oidc.caBundleRef")
+		if err != nil {
+			return nil, err
+		}
+		if prob != nil {
+			oc.Problem = prob
+		} else {
+			r.discover(ctx, oc, "spec.oidc", ca)
+		}
 		cfg.OIDC = oc
 	}
 	for _, is := range spec.Issuers {
-		cfg.Issuers = append(cfg.Issuers, r.issuerConfig(ctx, is))
+		var ca []byte
+		var prob *authn.Problem
+		if is.Preset != authv1alpha1.PresetKubernetes {
+			ca, prob, err = caBundle(is.CABundleRef, fmt.Sprintf("spec.issuers[%s].caBundleRef", is.Name))
+			if err != nil {
+				return nil, err
+			}
+		}
+		cfg.Issuers = append(cfg.Issuers, r.issuerConfig(ctx, is, ca, prob))
 	}
 
 	if rt := spec.RegistryToken; rt != nil {
@@ -449,15 +528,22 @@ func sessionKeys(sv *authn.SecretValue, prev []secret.PreviousDigest, known map[
 }
 
 // discover resolves oc's issuer URL into oc.Issuer, or sets oc.Problem.
-func (r *resolver) discover(ctx context.Context, oc *jwt.Config, field string) {
+// caPEM, if not empty, is the CA bundle the issuer's certificate is checked
+// against instead of the system roots.
+func (r *resolver) discover(ctx context.Context, oc *jwt.Config, field string, caPEM []byte) {
 	if !r.targets.issuerAllowed(oc.IssuerURL) {
 		// Not discovered at all: JWTs are refused.
 		oc.Problem = &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field + ".issuerURL",
 			Message: "the issuer URL must be https (plain http only on loopback, with --allow-insecure-loopback)"}
 		return
 	}
-	iss, err := r.issuers.Resolve(ctx, oc.IssuerURL)
+	iss, err := r.issuers.ResolveWithCA(ctx, oc.IssuerURL, caPEM)
 	oc.Issuer = iss
+	if errors.Is(err, jwt.ErrNoCertificates) {
+		oc.Problem = &authn.Problem{Reason: authn.ProblemInvalidSpec, Field: field + ".caBundleRef",
+			Message: "the CA bundle holds no valid PEM certificate"}
+		return
+	}
 	if err != nil {
 		// What failed (a closed port, a 404, a TLS error, a field of the
 		// document) stays in the operator's log: status is readable by
@@ -472,8 +558,11 @@ func (r *resolver) discover(ctx context.Context, oc *jwt.Config, field string) {
 	}
 }
 
-// issuerConfig is one entry of spec.issuers, with its issuer discovered.
-func (r *resolver) issuerConfig(ctx context.Context, is authv1alpha1.IssuerSpec) jwt.Config {
+// issuerConfig is one entry of spec.issuers, with its issuer discovered
+// (with caPEM, its CA bundle, if any). caProblem, if not nil, says its CA
+// bundle cannot be used: the entry is then not discovered, and its tokens
+// are refused.
+func (r *resolver) issuerConfig(ctx context.Context, is authv1alpha1.IssuerSpec, caPEM []byte, caProblem *authn.Problem) jwt.Config {
 	field := fmt.Sprintf("spec.issuers[%s]", is.Name)
 	ic := jwt.Config{
 		Name:         is.Name,
@@ -501,7 +590,11 @@ func (r *resolver) issuerConfig(ctx context.Context, is authv1alpha1.IssuerSpec)
 	if ic.IssuerURL == "" {
 		ic.IssuerURL = jwt.DefaultIssuerURL(is.Preset)
 	}
-	r.discover(ctx, &ic, field)
+	if caProblem != nil {
+		ic.Problem = caProblem
+		return ic
+	}
+	r.discover(ctx, &ic, field, caPEM)
 	return ic
 }
 

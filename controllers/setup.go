@@ -53,13 +53,15 @@ import (
 
 // Least privilege: read policies and write their status; read Secrets (the
 // referenced ones, by name, plus a metadata-only watch) and write only the
-// rotation state Secrets the operator owns; record events. Leader election
+// rotation state Secrets the operator owns; read ConfigMaps (issuers' CA
+// bundles, by name, plus a metadata-only watch); record events. Leader election
 // has its own Role (config/rbac/leader_election_role.yaml).
 //
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/status,verbs=patch
 // +kubebuilder:rbac:groups=auth.registryauth.io,resources=registryauthpolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Field indexes on RegistryAuthPolicy.
@@ -67,6 +69,9 @@ const (
 	// indexSecrets lists the names of the Secrets a policy reads (its
 	// references and its rotation state Secret).
 	indexSecrets = "registryauth.secrets"
+	// indexConfigMaps lists the names of the ConfigMaps a policy reads
+	// (its issuers' CA bundles).
+	indexConfigMaps = "registryauth.configmaps"
 	// indexHosts lists a policy's hosts.
 	indexHosts = "registryauth.hosts"
 )
@@ -181,17 +186,18 @@ func Setup(mgr ctrl.Manager, opts Options) (healthz.Checker, error) {
 		metadata.credentials = c
 	}
 	res := &resolver{
-		cluster:  cluster,
-		secrets:  mgr.GetAPIReader(),
-		metadata: metadata,
-		health:   opts.WatchHealth,
-		states:   map[string]*stateRecord{},
-		issuers:  opts.Issuers,
-		targets:  opts.Targets,
-		grants:   opts.HostGrants,
-		memory:   newRotationMemory(),
-		opts:     opts.Compile,
-		now:      opts.Now,
+		cluster:    cluster,
+		secrets:    mgr.GetAPIReader(),
+		metadata:   metadata,
+		configMaps: mgr.GetCache(),
+		health:     opts.WatchHealth,
+		states:     map[string]*stateRecord{},
+		issuers:    opts.Issuers,
+		targets:    opts.Targets,
+		grants:     opts.HostGrants,
+		memory:     newRotationMemory(),
+		opts:       opts.Compile,
+		now:        opts.Now,
 	}
 	ready := newReadiness()
 	loader := &PolicyLoader{
@@ -283,6 +289,17 @@ func indexPolicies(ctx context.Context, c cache.Cache) error {
 			}
 			return names, nil
 		},
+		"field:" + indexConfigMaps: func(obj any) ([]string, error) {
+			p, ok := obj.(*authv1alpha1.RegistryAuthPolicy)
+			if !ok {
+				return nil, fmt.Errorf("index %s: %T is not a RegistryAuthPolicy", indexConfigMaps, obj)
+			}
+			names := referencedConfigMaps(p)
+			for i, n := range names {
+				names[i] = p.Namespace + "/" + n
+			}
+			return names, nil
+		},
 		"field:" + indexHosts: func(obj any) ([]string, error) {
 			p, ok := obj.(*authv1alpha1.RegistryAuthPolicy)
 			if !ok {
@@ -327,6 +344,11 @@ func credentialSecrets(p *authv1alpha1.RegistryAuthPolicy, names []string) []str
 	}
 	// A disabled static token's Secret is not read: changes to it are no
 	// reason to load the policy again.
+	for _, ref := range caBundleRefs(p) {
+		if ref.SecretKeyRef != nil {
+			add(ref.SecretKeyRef.Name)
+		}
+	}
 	if st := p.Spec.StaticToken; st != nil && st.Enabled && st.SecretRef != nil {
 		add(st.SecretRef.Name)
 	}
@@ -369,6 +391,48 @@ func retryLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*time.Millisecond, retryMax),
 		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
 	)
+}
+
+// caBundleRefs are the CA bundles a policy's issuers read (the kubernetes
+// preset's is never read).
+func caBundleRefs(p *authv1alpha1.RegistryAuthPolicy) []*authv1alpha1.CABundleRef {
+	var refs []*authv1alpha1.CABundleRef
+	if o := p.Spec.OIDC; o != nil && o.CABundleRef != nil {
+		refs = append(refs, o.CABundleRef)
+	}
+	for i := range p.Spec.Issuers {
+		if is := &p.Spec.Issuers[i]; is.CABundleRef != nil && is.Preset != authv1alpha1.PresetKubernetes {
+			refs = append(refs, is.CABundleRef)
+		}
+	}
+	return refs
+}
+
+// referencedConfigMaps are the names of the ConfigMaps a policy reads (its
+// issuers' CA bundles), each once.
+func referencedConfigMaps(p *authv1alpha1.RegistryAuthPolicy) []string {
+	var names []string
+	for _, ref := range caBundleRefs(p) {
+		if c := ref.ConfigMapKeyRef; c != nil && !slices.Contains(names, c.Name) {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
+// policiesReferencingConfigMap maps a ConfigMap to the policies in its
+// namespace that read it.
+func policiesReferencingConfigMap(ctx context.Context, c client.Client, o client.Object) []reconcile.Request {
+	var list authv1alpha1.RegistryAuthPolicyList
+	if err := c.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexConfigMaps: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing policies that reference a ConfigMap", "configmap", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, p := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
+	}
+	return reqs
 }
 
 // policiesReferencing maps a Secret to the policies in its namespace that
@@ -636,7 +700,12 @@ func (l *PolicyLoader) SetupWithManager(mgr ctrl.Manager, credentials cache.Cach
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("policy-loader").
 		For(&authv1alpha1.RegistryAuthPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata)
+		Watches(&corev1.Secret{}, secretToPolicies, builder.OnlyMetadata).
+		// CA bundles: metadata only too, so a changed bundle reloads its
+		// issuers without the cluster's ConfigMaps held in memory.
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return policiesReferencingConfigMap(ctx, mgr.GetClient(), o)
+		}), builder.OnlyMetadata)
 	if credentials != nil {
 		// The Secrets the metadata watch leaves to the credential cache.
 		b = b.WatchesRawSource(source.Kind[client.Object](credentials, &corev1.Secret{}, secretToPolicies))

@@ -242,6 +242,28 @@ func TestValidation(t *testing.T) {
 			IssuerURL: "https://kubernetes.default.svc", Audiences: []string{"registry"}}}},
 		want: []string{"spec.issuers[0]", "issuerURL must be empty for the kubernetes preset"},
 	}, {
+		name: "kubernetes issuer with a CA bundle",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "k8s", Preset: authv1alpha1.PresetKubernetes,
+			Audiences: []string{"registry"}, CABundleRef: &authv1alpha1.CABundleRef{ConfigMapKeyRef: &authv1alpha1.CABundleKeySelector{Name: "ca", Key: "ca.crt"}}}}},
+		want: []string{"spec.issuers[0]", "caBundleRef must be empty for the kubernetes preset"},
+	}, {
+		name: "CA bundle from both a ConfigMap and a Secret",
+		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "idp", IssuerURL: "https://idp.example.com",
+			Audiences: []string{"registry"}, CABundleRef: &authv1alpha1.CABundleRef{
+				ConfigMapKeyRef: &authv1alpha1.CABundleKeySelector{Name: "ca", Key: "ca.crt"},
+				SecretKeyRef:    &authv1alpha1.CABundleKeySelector{Name: "ca", Key: "ca.crt"}}}}},
+		want: []string{"spec.issuers[0].caBundleRef", "exactly one of configMapKeyRef and secretKeyRef"},
+	}, {
+		name: "CA bundle from neither",
+		spec: authv1alpha1.RegistryAuthPolicySpec{OIDC: &authv1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com", Audiences: []string{"registry"},
+			CABundleRef: &authv1alpha1.CABundleRef{}}},
+		want: []string{"spec.oidc.caBundleRef", "exactly one of configMapKeyRef and secretKeyRef"},
+	}, {
+		name: "CA bundle without a key",
+		spec: authv1alpha1.RegistryAuthPolicySpec{OIDC: &authv1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com", Audiences: []string{"registry"},
+			CABundleRef: &authv1alpha1.CABundleRef{ConfigMapKeyRef: &authv1alpha1.CABundleKeySelector{Name: "ca"}}}},
+		want: []string{"spec.oidc.caBundleRef.configMapKeyRef.key"},
+	}, {
 		name: "generic issuer without an issuer URL",
 		spec: authv1alpha1.RegistryAuthPolicySpec{Issuers: []authv1alpha1.IssuerSpec{{Name: "idp", Audiences: []string{"registry"}}}},
 		want: []string{"spec.issuers[0]", "issuerURL is required unless the preset is kubernetes, github-actions or gitlab"},

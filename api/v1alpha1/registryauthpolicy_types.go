@@ -370,6 +370,40 @@ type APIKeySpec struct {
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 }
 
+// CABundleRef names the PEM bundle of certificate authorities that an
+// issuer's TLS certificate is checked against, instead of the system roots:
+// a private IdP. Exactly one of configMapKeyRef and secretKeyRef is set;
+// either is in the policy's namespace. A CA bundle is public data, so a
+// ConfigMap needs no opt-in label; a Secret is read only with the label
+// registryauth.io/credential=true, as any Secret the operator reads.
+// +kubebuilder:validation:XValidation:rule="has(self.configMapKeyRef) != has(self.secretKeyRef)",message="exactly one of configMapKeyRef and secretKeyRef"
+type CABundleRef struct {
+	// configMapKeyRef: a key of a ConfigMap that holds the PEM bundle.
+	// +optional
+	ConfigMapKeyRef *CABundleKeySelector `json:"configMapKeyRef,omitempty"`
+
+	// secretKeyRef: a key of a Secret that holds the PEM bundle. The Secret
+	// must carry the label registryauth.io/credential=true.
+	// +optional
+	SecretKeyRef *CABundleKeySelector `json:"secretKeyRef,omitempty"`
+}
+
+// CABundleKeySelector names one key of a ConfigMap or Secret in the
+// policy's namespace.
+type CABundleKeySelector struct {
+	// name of the ConfigMap or Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// key that holds the PEM bundle (ca.crt, for instance).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
 // OIDCSpec configures IdP-issued JWT bearer tokens (Keycloak, Entra ID,
 // Cognito or any OpenID Connect issuer).
 type OIDCSpec struct {
@@ -424,6 +458,13 @@ type OIDCSpec struct {
 	// +kubebuilder:default=generic
 	// +optional
 	Preset string `json:"preset,omitempty"`
+
+	// caBundleRef: the certificate authorities the issuer's TLS
+	// certificate is checked against (discovery and JWKS), instead of the
+	// system roots. When it cannot be read or holds no valid PEM
+	// certificate, status says so and the issuer's tokens are refused.
+	// +optional
+	CABundleRef *CABundleRef `json:"caBundleRef,omitempty"`
 }
 
 // Issuer presets beyond OIDCSpec's: workload identities.
@@ -444,6 +485,7 @@ const (
 // ServiceAccount tokens, for CI without shared secrets.
 // +kubebuilder:validation:XValidation:rule="!has(self.preset) || self.preset != 'kubernetes' || !has(self.issuerURL)",message="issuerURL must be empty for the kubernetes preset: it means this cluster's service account issuer"
 // +kubebuilder:validation:XValidation:rule="has(self.issuerURL) || (has(self.preset) && self.preset in ['kubernetes', 'github-actions', 'gitlab'])",message="issuerURL is required unless the preset is kubernetes, github-actions or gitlab"
+// +kubebuilder:validation:XValidation:rule="!has(self.preset) || self.preset != 'kubernetes' || !has(self.caBundleRef)",message="caBundleRef must be empty for the kubernetes preset: it uses the cluster's CA"
 type IssuerSpec struct {
 	// name of the entry, unique in the policy. It is the X-Auth-Method of
 	// the entry's users, and names the entry in status and events.
@@ -510,6 +552,14 @@ type IssuerSpec struct {
 	// cannot reach MCP gateway paths (jwt_registry_paths_only, 403).
 	// +optional
 	RegistryOnly bool `json:"registryOnly,omitempty"`
+
+	// caBundleRef: the certificate authorities the issuer's TLS
+	// certificate is checked against (discovery and JWKS), instead of the
+	// system roots: a private IdP. Not with the kubernetes preset, which
+	// uses the cluster's CA. When it cannot be read or holds no valid PEM
+	// certificate, status says so and the entry's tokens are refused.
+	// +optional
+	CABundleRef *CABundleRef `json:"caBundleRef,omitempty"`
 }
 
 // ClaimMappingsSpec maps claims to the identity.
