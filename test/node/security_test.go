@@ -164,6 +164,7 @@ func (r rule) String() string {
 var (
 	clusterRules = expand(
 		[]string{""}, []string{"secrets"}, []string{"create", "get", "list", "patch", "watch"},
+		[]string{""}, []string{"configmaps"}, []string{"get", "list", "watch"},
 		[]string{"auth.registryauth.io"}, []string{"registryauthpolicies"}, []string{"get", "list", "watch"},
 		[]string{"auth.registryauth.io"}, []string{"registryauthpolicies/finalizers"}, []string{"update"},
 		[]string{"auth.registryauth.io"}, []string{"registryauthpolicies/status"}, []string{"patch"},
