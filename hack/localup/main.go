@@ -192,13 +192,9 @@ func run() int {
 		logln("writing kubeconfig: %v", err)
 		return 1
 	}
-	tokenFile := filepath.Join(localDir, "token")
-	if err := createTokenSecret(cfg, tokenFile); err != nil {
-		logln("creating the token Secret: %v", err)
-		return 1
-	}
-	if err := applySamples(cfg, root, kubeconfig); err != nil {
-		logln("applying samples: %v", err)
+	tokenFile, err := seed(cfg, root, localDir, kubeconfig)
+	if err != nil {
+		logln("%v", err)
 		return 1
 	}
 	if interrupted(sigs) {
@@ -339,6 +335,20 @@ func writePrivate(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// seed creates the token Secret (its value in localDir/token, whose path it
+// returns) and applies the samples: what make run does to both kinds of
+// cluster once its API server answers.
+func seed(cfg *rest.Config, root, localDir, kubeconfig string) (string, error) {
+	tokenFile := filepath.Join(localDir, "token")
+	if err := createTokenSecret(cfg, tokenFile); err != nil {
+		return "", fmt.Errorf("creating the token Secret: %w", err)
+	}
+	if err := applySamples(cfg, root, kubeconfig); err != nil {
+		return "", fmt.Errorf("applying samples: %w", err)
+	}
+	return tokenFile, nil
 }
 
 // createTokenSecret makes a random token, writes it to tokenFile and stores it

@@ -133,13 +133,9 @@ func runNode(root, localDir, imgDir, authAddr string) int {
 		logln("applying dist/install.yaml: %v", err)
 		return 1
 	}
-	tokenFile := filepath.Join(localDir, "token")
-	if err := createTokenSecret(cfg, tokenFile); err != nil {
-		logln("creating the token Secret: %v", err)
-		return 1
-	}
-	if err := applySamples(cfg, root, kubeconfig); err != nil {
-		logln("applying samples: %v", err)
+	tokenFile, err := seed(cfg, root, localDir, kubeconfig)
+	if err != nil {
+		logln("%v", err)
 		return 1
 	}
 	if interrupted(sigs) {
